@@ -1,0 +1,138 @@
+"""A worker process: the top-level entry point the supervisor starts, spawn-safe.
+
+Build in the parent, act in the child: ``ChildSpec`` is plain picklable data; the child loads the
+registry, opens its own queue connection through the connector and runs its worker until told
+to stop, until its supervisor is gone, or until it must be recycled.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import resource
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from consumer import exitcodes
+from consumer.pools import PoolShape
+from consumer.signals import SignalLog, ignore_interrupts, recorded_signals
+from consumer.worker import State, Worker
+from services.errors import ConfigError
+from services.jobqueue import Connector
+from services.loading import load_registry
+from services.settings import WorkerSettings
+from services.stats import Stats
+
+log = logging.getLogger("conveyor.child")
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """Everything a worker process needs, built by the supervisor."""
+
+    name: str
+    connector: Connector
+    jobs: str
+    shape: PoolShape
+    settings: WorkerSettings
+    stats_block: Any
+    parent_pid: int
+    log_level: int = logging.INFO
+
+
+def child_main(spec: ChildSpec) -> None:
+    """Entry point of a worker process; always ends the process with an exit code."""
+    ignore_interrupts()
+    _die_with_parent()
+    logging.basicConfig(
+        level=spec.log_level, format=f"%(asctime)s {spec.name} %(levelname)s %(message)s"
+    )
+    try:
+        registry = load_registry(spec.jobs)
+    except ConfigError as exc:
+        log.error("cannot start: %s", exc)
+        _exit(exitcodes.BOOT_FAILURE)
+    with recorded_signals(signal.SIGTERM) as signals:
+        queue = spec.connector.open()
+        executor = spec.shape.make_executor()
+        worker = Worker(queue, registry, executor, spec.settings, stats=Stats(spec.stats_block))
+        worker.start()
+        code = run_worker(worker, signals, spec)
+    _exit(code)
+
+
+def run_worker(worker: Worker, signals: SignalLog, spec: ChildSpec) -> int:
+    """Turn the worker's loop until it stops; returns the child's exit code."""
+    deadline: float | None = None
+    while worker.state is not State.STOPPED:
+        if os.getppid() != spec.parent_pid:
+            log.warning("supervisor is gone; handing back my jobs")
+            worker.stop_now()
+            break
+        if signals.take():
+            if worker.state is State.RUNNING:
+                worker.drain()
+                deadline = time.monotonic() + spec.settings.shutdown_timeout_s
+            else:
+                worker.stop_now()
+                break
+        if deadline is not None and time.monotonic() > deadline:
+            worker.stop_now()
+            break
+        recycle = _recycle_reason(worker, spec.settings)
+        if recycle is not None and worker.state is State.RUNNING:
+            log.info("recycling: %s", recycle)
+            worker.drain()
+            deadline = time.monotonic() + spec.settings.shutdown_timeout_s
+        if spec.settings.burst and worker.idle and worker.state is State.RUNNING:
+            log.info("queues are empty; burst worker exits")
+            worker.drain()
+        worker.run_once()
+    worker.flush(spec.settings.shutdown_timeout_s)
+    if worker.recycle_reason is not None or _recycle_reason(worker, spec.settings):
+        return exitcodes.RECYCLE
+    return exitcodes.OK
+
+
+def _recycle_reason(worker: Worker, settings: WorkerSettings) -> str | None:
+    if worker.recycle_reason is not None:
+        return worker.recycle_reason
+    if settings.max_jobs is not None and worker.jobs_settled >= settings.max_jobs:
+        return f"ran {worker.jobs_settled} jobs (--max-jobs-per-child {settings.max_jobs})"
+    if settings.max_memory_mb is not None:
+        rss_mb = resident_memory_mb()
+        if rss_mb > settings.max_memory_mb:
+            return f"uses {rss_mb:.0f} MB (--max-memory-per-child {settings.max_memory_mb:g})"
+    return None
+
+
+def resident_memory_mb() -> float:
+    """This process's resident set size now (Linux /proc; elsewhere the peak from rusage)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send SIGTERM when the supervisor dies, so the loop wakes and hands back."""
+    if sys.platform != "linux":
+        return  # the getppid() check in the loop still catches an orphaned worker
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _exit(code: int) -> NoReturn:
+    """Leave without joining job threads that may be stuck: flush output, then _exit."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,389 @@
+"""The ``conveyor`` command: parse flags, build settings, delegate. Nothing else lives here.
+
+Flags and environment variables (``CONVEYOR_*``, through click's ``envvar=``) are read here and
+only here; they become frozen settings objects passed to constructors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import click
+
+from consumer import exitcodes
+from consumer.embedded import RunSettings, run_pipeline
+from consumer.pools import PoolKind, shape_pool
+from consumer.report import Progress, format_summary
+from consumer.signals import recorded_signals
+from consumer.supervisor import Supervisor, SupervisorSettings
+from producer.cli import enqueue_command, parse_kwarg
+from services.backends import open_queue, redact_url, scheme_of
+from services.errors import ConfigError, ConveyorError
+from services.loading import load_registry
+from services.settings import QueueSettings, RetrySettings, WorkerSettings
+
+DEMO_JOBS = "services.demo:registry"
+DEMO_FEED = "services.demo:feed"
+
+
+class ConveyorGroup(click.Group):
+    """Turns Conveyor's own errors into one clear line and an exit code, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exitcodes.USAGE)
+        except ConveyorError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exitcodes.ERROR)
+
+
+@click.group(cls=ConveyorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--log-level",
+    default="INFO",
+    envvar="CONVEYOR_LOG_LEVEL",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+@click.pass_context
+def main(ctx: click.Context, log_level: str) -> None:
+    """Conveyor: a fast, trustworthy task queue.
+
+    \b
+    Try it:        conveyor run                     (demo jobs, memory queue, one process tree)
+    Consume:       conveyor worker --url redis://localhost:6379/0 --jobs myapp.jobs:registry
+    Produce:       conveyor enqueue resize photo.jpg 640 --url redis://localhost:6379/0
+    Dead letters:  conveyor dead-letters list --url redis://localhost:6379/0
+    """
+    level = getattr(logging, log_level.upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    ctx.obj = level
+
+
+def pool_options(func: Any) -> Any:
+    """The worker-pool flags shared by ``run`` and ``worker``."""
+    options = [
+        click.option(
+            "--pool",
+            type=click.Choice([k.value for k in PoolKind]),
+            default=PoolKind.PROCESSES.value,
+            show_default=True,
+            envvar="CONVEYOR_POOL",
+            help="processes: CPU-bound jobs (one GIL per process). threads/asyncio: "
+            "IO-bound jobs (waiting releases the GIL).",
+        ),
+        click.option(
+            "--concurrency",
+            "-c",
+            type=click.IntRange(min=1),
+            default=os.cpu_count() or 1,
+            show_default="number of CPUs",
+            envvar="CONVEYOR_CONCURRENCY",
+            help="processes: how many processes; threads/asyncio: jobs at once per process.",
+        ),
+        click.option(
+            "--threads",
+            type=click.IntRange(min=1),
+            help="processes pool only: threads per process, for IO-bound jobs on every core.",
+        ),
+        click.option(
+            "--processes",
+            type=click.IntRange(min=1),
+            help="threads/asyncio pools only: how many host processes (default 1).",
+        ),
+        click.option(
+            "--job-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=300.0,
+            show_default=True,
+            metavar="SECONDS",
+            help="Hard limit for a running job (a job's own timeout= wins).",
+        ),
+        click.option(
+            "--shutdown-timeout",
+            type=click.FloatRange(min=0),
+            default=10.0,
+            show_default=True,
+            metavar="SECONDS",
+            help="On SIGTERM/SIGINT, how long running jobs get to finish; then they "
+            "go back to the queue.",
+        ),
+        click.option(
+            "--prefetch",
+            type=click.IntRange(min=0),
+            default=8,
+            show_default=True,
+            help="Jobs a process fetches beyond its free slots (fewer round trips).",
+        ),
+        click.option(
+            "--max-jobs-per-child",
+            type=click.IntRange(min=1),
+            help="Replace a worker process after this many jobs.",
+        ),
+        click.option(
+            "--max-memory-per-child",
+            type=click.FloatRange(min=1),
+            metavar="MB",
+            help="Replace a worker process once its resident memory passes this.",
+        ),
+        click.option(
+            "--retry-backoff",
+            type=click.FloatRange(min=0),
+            default=0.5,
+            show_default=True,
+            metavar="SECONDS",
+            help="Base of the exponential backoff between retries of a failed job.",
+        ),
+        click.option(
+            "--start-method",
+            type=click.Choice(["spawn", "forkserver", "fork"]),
+            default="spawn",
+            show_default=True,
+            help="How worker processes start (multiprocessing start method).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def supervisor_settings(
+    options: dict[str, Any], *, jobs: str, queues: tuple[str, ...], burst: bool, log_level: int
+) -> SupervisorSettings:
+    """Settings for the supervisor from the shared pool flags."""
+    shape = shape_pool(
+        PoolKind(options["pool"]),
+        options["concurrency"],
+        threads=options["threads"],
+        processes=options["processes"],
+    )
+    worker = WorkerSettings(
+        queues=queues,
+        job_timeout_s=options["job_timeout"],
+        prefetch=options["prefetch"],
+        shutdown_timeout_s=options["shutdown_timeout"],
+        max_jobs=options["max_jobs_per_child"],
+        max_memory_mb=options["max_memory_per_child"],
+        burst=burst,
+        retry=RetrySettings(base_s=options["retry_backoff"]),
+    )
+    return SupervisorSettings(
+        jobs=jobs,
+        shape=shape,
+        worker=worker,
+        start_method=options["start_method"],
+        log_level=log_level,
+    )
+
+
+@main.command("run")
+@click.option(
+    "--url",
+    default="memory://",
+    envvar="CONVEYOR_URL",
+    show_default=True,
+    show_envvar=True,
+    help="Queue URL; the default keeps everything in this process tree.",
+)
+@click.option("--queue", default="default", show_default=True, help="Queue name.")
+@click.option(
+    "--producers",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Producer processes running the feed.",
+)
+@click.option(
+    "--feed",
+    default=DEMO_FEED,
+    show_default=True,
+    metavar="MODULE:FUNCTION",
+    help="Generator function yielding (job_name, args, kwargs) tuples.",
+)
+@click.option(
+    "--feed-arg",
+    "feed_args",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Keyword argument for the feed function (VALUE parsed as JSON if it can be).",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=0),
+    default=None,
+    help="How many jobs the demo feed makes (default 300); same as --feed-arg count=N.",
+)
+@click.option(
+    "--jobs",
+    default=DEMO_JOBS,
+    show_default=True,
+    metavar="MODULE:ATTR",
+    help="Registry of job functions the workers run.",
+)
+@pool_options
+@click.pass_obj
+def run_command(
+    log_level: int,
+    /,
+    url: str,
+    queue: str,
+    producers: int,
+    feed: str,
+    feed_args: tuple[str, ...],
+    count: int | None,
+    jobs: str,
+    **options: Any,
+) -> None:
+    """Run producers and a consumer pool together, with progress and a summary.
+
+    With no options: the built-in demo (CPU-bound, IO-bound and failing jobs) on the embedded
+    memory queue. Exits 0 when every produced job is done or dead-lettered.
+    """
+    load_registry(jobs)  # fail fast in the parent with a clear message
+    feed_options = dict(parse_kwarg(text) for text in feed_args)
+    if count is not None:
+        feed_options["count"] = count
+    settings = RunSettings(
+        supervisor=supervisor_settings(
+            options, jobs=jobs, queues=(queue,), burst=False, log_level=log_level
+        ),
+        producers=producers,
+        feed=feed,
+        feed_options=feed_options,
+        queue=queue,
+    )
+    backend = open_queue(url, QueueSettings())
+    click.echo(
+        f"conveyor run: {producers} producer(s), {settings.supervisor.shape.kind.value} "
+        f"pool x{settings.supervisor.shape.concurrency}, queue {queue!r} on "
+        f"{redact_url(url)}",
+        err=True,
+    )
+    try:
+        with recorded_signals() as signals:
+            code, summary = run_pipeline(backend, settings, signals, Progress())
+    finally:
+        backend.close()
+    click.echo(format_summary(summary))
+    sys.exit(code)
+
+
+@main.command("worker")
+@click.option(
+    "--url",
+    envvar="CONVEYOR_URL",
+    required=True,
+    show_envvar=True,
+    help="Queue URL: redis://[user:password@]host:port/db, rediss://..., unix://path",
+)
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    default=("default",),
+    show_default=True,
+    envvar="CONVEYOR_QUEUE",
+    help="Queue to consume; repeat for several, highest priority first.",
+)
+@click.option(
+    "--jobs",
+    envvar="CONVEYOR_JOBS",
+    required=True,
+    show_envvar=True,
+    metavar="MODULE:ATTR",
+    help="Registry of job functions, e.g. myapp.jobs:registry.",
+)
+@click.option("--burst", is_flag=True, help="Exit 0 once the queues are empty.")
+@click.option(
+    "--lease",
+    type=click.FloatRange(min=0.1),
+    default=15.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="A dead worker's jobs go to another after about this long.",
+)
+@pool_options
+@click.pass_obj
+def worker_command(
+    log_level: int,
+    /,
+    url: str,
+    queues: tuple[str, ...],
+    jobs: str,
+    burst: bool,
+    lease: float,
+    **options: Any,
+) -> None:
+    """Consume jobs with a supervised pool of worker processes.
+
+    SIGTERM or Ctrl+C: stop fetching and let running jobs finish within --shutdown-timeout;
+    a second signal hands every unfinished job back to the queue at once.
+    Exit codes: 0 stopped cleanly, 2 bad usage or configuration, 3 a worker cannot start.
+    """
+    if scheme_of(url) == "memory":
+        raise ConfigError(
+            "the memory:// queue lives inside one process tree, so a standalone worker would "
+            "see an empty queue of its own; run producers and workers together with "
+            "`conveyor run`, or point both at a redis:// URL"
+        )
+    load_registry(jobs)  # fail fast in the parent with a clear message
+    settings = supervisor_settings(
+        options, jobs=jobs, queues=queues, burst=burst, log_level=log_level
+    )
+    backend = open_queue(url, QueueSettings(lease_s=lease))
+    supervisor = Supervisor(backend, settings)
+    try:
+        with recorded_signals() as signals:
+            supervisor.start()
+            while supervisor.exit_code is None:
+                supervisor.run_once(0.5, wake_fds=(signals.wakeup_fd or -1,))
+                for _ in signals.take():
+                    supervisor.stop()
+    finally:
+        backend.close()
+    sys.exit(supervisor.exit_code)
+
+
+@main.group("dead-letters")
+def dead_letters_group() -> None:
+    """List dead letters, or put them back on their queue."""
+
+
+@dead_letters_group.command("list")
+@click.option("--url", envvar="CONVEYOR_URL", required=True, show_envvar=True)
+@click.option("--queue", default="default", show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+def dead_letters_list(url: str, queue: str, limit: int) -> None:
+    """Show the newest dead letters: job id, when, and the reason's last line."""
+    backend = open_queue(url)
+    try:
+        letters = backend.dead_letters(queue, limit=limit)
+    finally:
+        backend.close()
+    for letter in letters:
+        last = letter.reason.strip().splitlines()[-1] if letter.reason.strip() else ""
+        click.echo(f"{letter.job_id}  {letter.failed_at:.0f}  {last}")
+    click.echo(f"{len(letters)} dead letter(s) shown", err=True)
+
+
+@dead_letters_group.command("requeue")
+@click.option("--url", envvar="CONVEYOR_URL", required=True, show_envvar=True)
+@click.option("--queue", default="default", show_default=True)
+@click.argument("job_ids", nargs=-1)
+def dead_letters_requeue(url: str, queue: str, job_ids: tuple[str, ...]) -> None:
+    """Put dead letters (all, or the JOB_IDS given) back on their queue."""
+    backend = open_queue(url)
+    try:
+        count = backend.requeue_dead(queue, list(job_ids) or None)
+    finally:
+        backend.close()
+    click.echo(f"requeued {count} job(s)")
+
+
+main.add_command(enqueue_command)

@@ -1,0 +1,14 @@
+"""Process exit codes, so scripts and supervisors can tell what happened.
+
+``conveyor worker`` exits with OK after a graceful stop, with BOOT_FAILURE when a worker cannot
+start at all (bad ``--jobs``, bad configuration: restarting would not help), and with ERROR for
+anything else. RECYCLE is private between a child and its supervisor: "replace me, I am fine".
+"""
+
+OK = 0
+ERROR = 1
+USAGE = 2
+BOOT_FAILURE = 3
+RECYCLE = 4
+UNACCOUNTED = 5
+"""``conveyor run`` ended with jobs neither done nor dead-lettered."""

@@ -1,0 +1,101 @@
+"""What ``conveyor run`` shows: a live progress bar, then a summary of the whole run."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+from services.jobqueue import DeadLetter
+from services.stats import Field, Totals
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The figures of one run."""
+
+    produced: int
+    totals: Totals
+    dead: int
+    elapsed_s: float
+    dead_letters: list[DeadLetter]
+
+    @property
+    def accounted(self) -> int:
+        return self.totals.count(Field.DONE) + self.dead
+
+    @property
+    def rate(self) -> float:
+        return self.accounted / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+class Progress:
+    """A tqdm bar on a terminal; elsewhere a plain line every few seconds (logs stay readable)."""
+
+    def __init__(self, stream: TextIO | None = None, *, every_s: float = 2.0) -> None:
+        self._stream = stream or sys.stderr
+        self._tty = self._stream.isatty()
+        self._bar: Any = None
+        self._every_s = every_s
+        self._last_line = 0.0
+
+    def update(self, produced: int, totals: Totals, dead: int, *, producing: bool) -> None:
+        done = totals.count(Field.DONE)
+        fields = (
+            f"done={done} retried={totals.count(Field.RETRIED)} dead={dead} "
+            f"running={totals.count(Field.RUNNING)}"
+        )
+        if self._tty:
+            self._update_bar(produced, done + dead, fields, producing=producing)
+        elif time.monotonic() - self._last_line >= self._every_s:
+            self._last_line = time.monotonic()
+            more = "+" if producing else ""
+            print(
+                f"progress: {done + dead}/{produced}{more} jobs settled, {fields}",
+                file=self._stream,
+                flush=True,
+            )
+
+    def _update_bar(self, produced: int, settled: int, fields: str, *, producing: bool) -> None:
+        if self._bar is None:
+            self._bar = tqdm(total=produced, unit="job", file=self._stream, dynamic_ncols=True)
+        self._bar.total = produced
+        self._bar.set_postfix_str(fields + (" (producing)" if producing else ""), refresh=False)
+        self._bar.update(settled - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def format_summary(summary: RunSummary) -> str:
+    """The summary block printed at the end of ``conveyor run``."""
+    totals = summary.totals
+    p50, p99 = totals.percentile_s(0.5), totals.percentile_s(0.99)
+    lines = [
+        "",
+        "summary",
+        f"  produced      {summary.produced}",
+        f"  done          {totals.count(Field.DONE)}",
+        f"  failed        {totals.count(Field.FAILED)} attempts "
+        f"({totals.count(Field.TIMED_OUT)} timed out)",
+        f"  retried       {totals.count(Field.RETRIED)}",
+        f"  dead-lettered {summary.dead}",
+        f"  unaccounted   {summary.produced - summary.accounted}",
+        f"  elapsed       {summary.elapsed_s:.2f} s",
+        f"  throughput    {summary.rate:.1f} jobs/s",
+        f"  latency p50   {_ms(p50)}   p99 {_ms(p99)}  (enqueue to done)",
+    ]
+    reasons = Counter(letter.reason.splitlines()[-1][:100] for letter in summary.dead_letters)
+    if reasons:
+        lines.append("  dead letters by last error:")
+        lines += [f"    {count:5d}  {reason}" for reason, count in reasons.most_common(5)]
+    return "\n".join(lines)
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"

@@ -1,0 +1,115 @@
+"""Settling jobs with the backend: acks batched, and nothing dropped while the backend is away.
+
+Every settlement (ack, retry, dead letter, hand-back) goes through a ``Ledger``. ``flush`` sends
+them in order, acks in one batch; if the backend is unreachable the rest stay queued and are
+sent again after a backoff, so an outage delays settlements but never loses them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from consumer.backoff import backoff_s
+from services.errors import BackendUnavailableError
+from services.jobqueue import Completion, Delivery, JobQueue
+
+log = logging.getLogger("conveyor.worker")
+
+
+@dataclass(frozen=True)
+class _Retry:
+    delivery: Delivery
+    body: bytes
+    delay_s: float
+    error: str
+
+
+@dataclass(frozen=True)
+class _Bury:
+    delivery: Delivery
+    reason: str
+
+
+_Op = Completion | _Retry | _Bury | Delivery  # a bare Delivery means "hand it back"
+
+
+class Ledger:
+    """Settlements waiting to reach the backend."""
+
+    def __init__(self, queue: JobQueue, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._queue = queue
+        self._clock = clock
+        self._ops: deque[_Op] = deque()
+        self._failures = 0
+        self._not_before = 0.0
+        self.fenced = 0
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def ack(self, completion: Completion) -> None:
+        self._ops.append(completion)
+
+    def retry(self, delivery: Delivery, body: bytes, delay_s: float, error: str) -> None:
+        self._ops.append(_Retry(delivery, body, delay_s, error))
+
+    def bury(self, delivery: Delivery, reason: str) -> None:
+        self._ops.append(_Bury(delivery, reason))
+
+    def hand_back(self, delivery: Delivery) -> None:
+        self._ops.append(delivery)
+
+    def flush(self) -> bool:
+        """Send what is queued; False if the backend is unreachable (try again later)."""
+        if not self._ops or self._clock() < self._not_before:
+            return not self._ops
+        try:
+            while self._ops:
+                self._send_next()
+        except BackendUnavailableError as exc:
+            self._failures += 1
+            delay = backoff_s(self._failures, base_s=0.2, cap_s=5.0)
+            self._not_before = self._clock() + delay
+            log.warning(
+                "backend unavailable (%s); %d settlements wait %.1f s", exc, len(self), delay
+            )
+            return False
+        if self._failures:
+            log.info("backend is back; settlements sent")
+        self._failures = 0
+        return True
+
+    def _send_next(self) -> None:
+        op = self._ops[0]
+        if isinstance(op, Completion):
+            batch = self._leading(Completion)
+            self.fenced += self._queue.ack(batch)  # type: ignore[arg-type]
+        elif isinstance(op, Delivery):
+            batch = self._leading(Delivery)
+            self._queue.nack(batch)  # type: ignore[arg-type]
+        elif isinstance(op, _Retry):
+            self._count_fenced(
+                self._queue.retry(op.delivery, op.body, delay_s=op.delay_s, error=op.error)
+            )
+            batch = [op]
+        else:
+            self._count_fenced(self._queue.dead_letter(op.delivery, op.reason))
+            batch = [op]
+        for _ in batch:  # only now: a failed call above leaves its ops queued
+            self._ops.popleft()
+
+    def _leading(self, kind: type) -> list[_Op]:
+        batch: list[_Op] = []
+        for op in self._ops:
+            if not isinstance(op, kind):
+                break
+            batch.append(op)
+        return batch
+
+    def _count_fenced(self, accepted: bool) -> None:
+        if not accepted:
+            self.fenced += 1

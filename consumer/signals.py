@@ -1,0 +1,78 @@
+"""Signal handling that only records: handlers append the signal number, the main loop acts.
+
+``recorded_signals`` installs the handlers for the duration of a ``with`` block and restores the
+old ones after. A wake-up pipe lets a loop that waits on file descriptors wake at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections import deque
+from collections.abc import Iterator
+from types import FrameType
+
+
+class SignalLog:
+    """Signals received and not yet handled, in order."""
+
+    def __init__(self) -> None:
+        self._received: deque[int] = deque()
+        self.wakeup_fd: int | None = None
+        """Readable whenever a signal arrived: include it in a ``wait()``."""
+
+    def record(self, signum: int, frame: FrameType | None) -> None:
+        """The handler itself: remember the signal, nothing else."""
+        self._received.append(signum)
+
+    def take(self) -> list[int]:
+        """The signals received since the last call, and clear the wake-up pipe."""
+        taken = []
+        while self._received:
+            taken.append(self._received.popleft())
+        if self.wakeup_fd is not None:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self.wakeup_fd, 4096)
+        return taken
+
+
+@contextlib.contextmanager
+def recorded_signals(*signums: signal.Signals) -> Iterator[SignalLog]:
+    """Record ``signums`` (default SIGTERM and SIGINT) while the block runs."""
+    chosen = signums or (signal.SIGTERM, signal.SIGINT)
+    log = SignalLog()
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    os.set_blocking(write_fd, False)
+    log.wakeup_fd = read_fd
+    old_wakeup = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    old = {signum: signal.signal(signum, log.record) for signum in chosen}
+    try:
+        yield log
+    finally:
+        for signum, handler in old.items():
+            signal.signal(signum, handler)
+        signal.set_wakeup_fd(old_wakeup)
+        os.close(read_fd)
+        os.close(write_fd)
+
+
+def ignore_interrupts() -> None:
+    """Children ignore SIGINT: Ctrl+C reaches them once, through the supervisor."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """How a child process ended, for logs and dead-letter reasons."""
+    if exitcode is None:
+        return "still running"
+    if exitcode >= 0:
+        return f"exit code {exitcode}"
+    signum = -exitcode
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = "unknown signal"
+    hint = ", out of memory?" if signum == signal.SIGKILL else ""
+    return f"signal {signum} ({name}{hint})"

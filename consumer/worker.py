@@ -1,0 +1,226 @@
+"""The worker loop of one process: get -> decode -> execute -> settle, one turn at a time.
+
+``run_once`` is one turn, public so tests step it instead of sleeping::
+
+    settle finished jobs -> enforce timeouts -> flush settlements -> fetch (or wait)
+
+Jobs run in an executor (threads or an event loop), never in this loop, so the loop keeps
+fetching, acknowledging and watching deadlines while they run. The worker knows the queue
+protocol only, never which backend is behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from enum import Enum
+
+from consumer.backoff import backoff_s
+from consumer.execution import Outcome
+from consumer.executors import Executor
+from consumer.settling import Ledger
+from consumer.tasks import Task
+from services.codec import decode_job, encode_job
+from services.errors import BackendUnavailableError, DecodeError, UnknownJobError
+from services.jobqueue import Completion, Delivery, JobQueue
+from services.registry import Registry
+from services.settings import WorkerSettings
+from services.stats import Field, Stats
+
+log = logging.getLogger("conveyor.worker")
+
+
+class State(Enum):
+    """Where a worker is in its life."""
+
+    RUNNING = "running"
+    DRAINING = "draining"
+    """Fetches nothing more; finishes what it holds."""
+    STOPPED = "stopped"
+
+
+class Worker:
+    """Fetches jobs from ``queue``, runs them on ``executor``, settles them."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        registry: Registry,
+        executor: Executor,
+        settings: WorkerSettings,
+        *,
+        stats: Stats | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._queue = queue
+        self._registry = registry
+        self._executor = executor
+        self._settings = settings
+        self._stats = stats
+        self._clock = clock
+        self._ledger = Ledger(queue, clock=clock)
+        self._held: dict[str, Task] = {}
+        self._fetch_failures = 0
+        self._fetch_not_before = 0.0
+        self.state = State.RUNNING
+        self.recycle_reason: str | None = None
+        self.jobs_settled = 0
+        self.idle = False
+        """True once a fetch found every queue empty while nothing was held (``--burst``)."""
+
+    @property
+    def held(self) -> int:
+        """Jobs fetched and not yet settled with the backend (waiting, running or finished)."""
+        return len(self._held) + len(self._ledger)
+
+    def start(self) -> None:
+        """Start the executor's threads or loop."""
+        self._executor.start()
+
+    def run_once(self) -> None:
+        """One turn of the loop; blocks at most ``settings.poll_s``."""
+        self._beat()
+        for finished in self._executor.mailbox.take_finished():
+            self._settle(finished.task, finished.outcome)
+        self._enforce_timeouts()
+        self._ledger.flush()
+        if self.state is State.RUNNING and self.recycle_reason is None:
+            self._fetch()
+        elif self.state is State.DRAINING and not self.held:
+            self.state = State.STOPPED
+        else:
+            self._executor.mailbox.wait_finished(min(0.05, self._settings.poll_s))
+
+    def drain(self) -> None:
+        """Stop fetching; hand back jobs that have not started; let running ones finish."""
+        if self.state is not State.RUNNING:
+            return
+        self.state = State.DRAINING
+        returned = self._hand_back(self._executor.mailbox.take_pending())
+        running = len(self._held)
+        log.info("draining %d running job(s); handed back %d not started", running, returned)
+        self._ledger.flush()
+
+    def stop_now(self) -> int:
+        """Hand back every unsettled job at once; returns how many went back."""
+        pending = self._executor.mailbox.take_pending()
+        running = self._executor.mailbox.running()
+        for task in running:
+            self._executor.mailbox.abandon(task)
+        returned = self._hand_back(pending + running)
+        for finished in self._executor.mailbox.take_finished():
+            self._settle(finished.task, finished.outcome)
+        self._ledger.flush()
+        self._executor.stop()
+        self.state = State.STOPPED
+        if returned:
+            log.info("requeued %d unfinished job(s)", returned)
+        return returned
+
+    def flush(self, timeout_s: float) -> bool:
+        """Keep sending settlements until none is left or ``timeout_s`` passes."""
+        deadline = self._clock() + timeout_s
+        while not self._ledger.flush() and self._clock() < deadline:
+            time.sleep(0.05)  # the ledger's own backoff decides when it really retries
+        return len(self._ledger) == 0
+
+    # -- fetching ---------------------------------------------------------------------------
+    def _fetch(self) -> None:
+        if self._clock() < self._fetch_not_before:
+            self._executor.mailbox.wait_finished(0.05)
+            return
+        capacity = self._executor.capacity
+        room = capacity + self._settings.prefetch - len(self._held)
+        if room <= 0 or len(self._held) > capacity:
+            self._executor.mailbox.wait_finished(min(0.05, self._settings.poll_s))
+            return
+        wait_s = self._settings.poll_s if not self._held else 0.02
+        try:
+            deliveries = self._queue.get(self._settings.queues, max_count=room, timeout_s=wait_s)
+        except BackendUnavailableError as exc:
+            self._fetch_failures += 1
+            delay = backoff_s(self._fetch_failures, base_s=0.2, cap_s=5.0)
+            self._fetch_not_before = self._clock() + delay
+            log.warning("cannot fetch (%s); retrying in %.1f s", exc, delay)
+            return
+        if self._fetch_failures:
+            log.info("fetching again after %d failed attempt(s)", self._fetch_failures)
+            self._fetch_failures = 0
+        self.idle = not deliveries and not self.held
+        for delivery in deliveries:
+            self._accept(delivery)
+
+    def _accept(self, delivery: Delivery) -> None:
+        try:
+            job = decode_job(delivery.body)
+            spec = self._registry.get(job.name)
+        except DecodeError as exc:
+            self._bury(delivery, f"malformed message: {exc}")
+            return
+        except UnknownJobError as exc:
+            self._bury(delivery, f"{exc} (not in this worker's registry)")
+            return
+        timeout = spec.timeout_s or self._settings.job_timeout_s
+        task = Task(delivery=delivery, job=job, spec=spec, timeout_s=timeout)
+        self._held[delivery.receipt] = task
+        self._executor.submit(task)
+
+    # -- settling ---------------------------------------------------------------------------
+    def _settle(self, task: Task, outcome: Outcome) -> None:
+        self._held.pop(task.delivery.receipt, None)
+        self.jobs_settled += 1
+        if outcome.ok:
+            self._ledger.ack(Completion(task.delivery, outcome.result))
+            self._count(Field.DONE)
+            if self._stats is not None:
+                self._stats.record_latency(max(0.0, time.time() - task.job.enqueued_at))
+            return
+        self._count(Field.FAILED)
+        error = outcome.error or "failed"
+        job, spec = task.job, task.spec
+        if job.attempt < spec.max_retries:
+            delay = backoff_s(
+                job.attempt, base_s=self._settings.retry.base_s, cap_s=self._settings.retry.cap_s
+            )
+            self._ledger.retry(task.delivery, encode_job(job.next_attempt()), delay, error)
+            self._count(Field.RETRIED)
+            return
+        tries = job.attempt + 1
+        self._bury(task.delivery, f"failed {tries} time(s); last error:\n{error}")
+
+    def _bury(self, delivery: Delivery, reason: str) -> None:
+        lines = reason.strip().splitlines() or [""]
+        summary = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
+        log.warning("dead-lettered job %s: %s", delivery.job_id, summary)
+        self._ledger.bury(delivery, reason)
+        self._count(Field.DEAD)
+
+    def _hand_back(self, tasks: list[Task]) -> int:
+        for task in tasks:
+            self._held.pop(task.delivery.receipt, None)
+            self._ledger.hand_back(task.delivery)
+        return len(tasks)
+
+    def _enforce_timeouts(self) -> None:
+        now = self._clock()
+        for task in self._executor.mailbox.running():
+            if task.started_at is None or now - task.started_at <= task.timeout_s:
+                continue
+            self._executor.mailbox.abandon(task)
+            self._count(Field.TIMED_OUT)
+            message = f"timed out after {task.timeout_s:g} s"
+            log.warning("job %s (%s) %s", task.job.id, task.job.name, message)
+            self._settle(task, Outcome(ok=False, error=message))
+            # A thread cannot be killed: the process must be replaced to free the slot.
+            self.recycle_reason = f"job {task.job.id} {message}"
+
+    def _beat(self) -> None:
+        if self._stats is not None:
+            self._stats.set(Field.HEARTBEAT, self._clock())
+            self._stats.set(Field.RUNNING, len(self._held))
+            self._stats.set(Field.FENCED, self._ledger.fenced)
+
+    def _count(self, field: Field) -> None:
+        if self._stats is not None:
+            self._stats.add(field)

@@ -1,0 +1,103 @@
+"""``conveyor enqueue``: put one job on a queue from the shell and print its id."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from producer.producer import Producer
+from services.backends import open_queue, scheme_of
+from services.errors import ConfigError
+from services.loading import load_registry
+
+
+def parse_arg(text: str) -> Any:
+    """An ARG that parses as JSON is that value (``3``, ``[1,2]``, ``"x"``); else the string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def parse_kwarg(text: str) -> tuple[str, Any]:
+    """``key=value`` with the value parsed like an ARG."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise click.BadParameter(f"{text!r} is not key=value", param_hint="--kwarg")
+    return key, parse_arg(value)
+
+
+@click.command("enqueue")
+@click.argument("name")
+@click.argument("args", nargs=-1)
+@click.option(
+    "--kwarg",
+    "kwargs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A keyword argument; VALUE is parsed like ARG. Repeatable.",
+)
+@click.option(
+    "--url",
+    envvar="CONVEYOR_URL",
+    required=True,
+    show_envvar=True,
+    help="Queue URL: redis://[user:password@]host:port/db, rediss://..., unix://...",
+)
+@click.option(
+    "--queue",
+    default="default",
+    envvar="CONVEYOR_QUEUE",
+    show_default=True,
+    show_envvar=True,
+    help="Queue to put the job on.",
+)
+@click.option(
+    "--jobs",
+    envvar="CONVEYOR_JOBS",
+    show_envvar=True,
+    metavar="MODULE:ATTR",
+    help="Registry to check NAME and the arguments against before enqueueing.",
+)
+@click.option(
+    "--delay",
+    type=float,
+    default=0.0,
+    metavar="SECONDS",
+    help="Make the job runnable only after this many seconds.",
+)
+def enqueue_command(
+    name: str,
+    args: tuple[str, ...],
+    kwargs: tuple[str, ...],
+    url: str,
+    queue: str,
+    jobs: str | None,
+    delay: float,
+) -> None:
+    """Put job NAME with ARGs on a queue and print the job id.
+
+    Each ARG that parses as JSON is passed as that value, otherwise as a string:
+    `conveyor enqueue resize photo.jpg 640` calls resize("photo.jpg", 640).
+    """
+    if scheme_of(url) == "memory":
+        raise ConfigError(
+            "a memory:// queue lives inside one `conveyor run` process tree, so a separate "
+            "`conveyor enqueue` cannot reach it; use `conveyor run --feed MODULE:FUNCTION`, "
+            "or a redis:// URL shared by producers and workers"
+        )
+    registry = load_registry(jobs) if jobs else None
+    backend = open_queue(url)
+    try:
+        producer = Producer(backend, registry=registry, name=queue)
+        call_kwargs = dict(parse_kwarg(text) for text in kwargs)
+        call_args = [parse_arg(text) for text in args]
+        if delay > 0:
+            job = producer.enqueue_in(delay, name, *call_args, **call_kwargs)
+        else:
+            job = producer.enqueue(name, *call_args, **call_kwargs)
+    finally:
+        backend.close()
+    click.echo(job.id)

@@ -1,0 +1,74 @@
+"""A producer process: runs its share of a feed and enqueues it in batches (spawn-safe).
+
+Build in the parent, act in the child: ``ProducerSpec`` is plain data; the process opens its own
+queue connection through the connector and counts what it produced in shared memory.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from producer.feeds import feed_share, load_feed
+from producer.producer import Producer
+from services.errors import ConveyorError
+from services.jobqueue import Connector
+from services.loading import load_registry
+from services.stats import Field, Stats
+
+log = logging.getLogger("conveyor.producer")
+
+BATCH = 100
+
+
+@dataclass(frozen=True)
+class ProducerSpec:
+    """What one producer process runs."""
+
+    index: int
+    count: int
+    connector: Connector
+    feed: str
+    jobs: str | None
+    queue: str
+    stats_block: Any
+    feed_options: dict[str, Any] = field(default_factory=dict)
+    log_level: int = logging.INFO
+
+
+def producer_main(spec: ProducerSpec) -> None:
+    """Entry point of a producer process; exits 0 when its share is enqueued, 1 on error."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the parent, which stops us
+    logging.basicConfig(level=spec.log_level, format=f"producer-{spec.index} %(message)s")
+    stats = Stats(spec.stats_block)
+    try:
+        produce(spec, stats)
+    except ConveyorError as exc:
+        log.error("stopped: %s", exc)
+        _exit(1)
+    _exit(0)
+
+
+def produce(spec: ProducerSpec, stats: Stats) -> int:
+    """Enqueue this producer's share of the feed; returns how many jobs it enqueued."""
+    registry = load_registry(spec.jobs) if spec.jobs else None
+    feed = load_feed(spec.feed)
+    producer = Producer(spec.connector.open(), registry=registry, name=spec.queue)
+    calls = feed_share(feed, index=spec.index, count=spec.count, options=spec.feed_options)
+    produced = 0
+    while batch := list(itertools.islice(calls, BATCH)):
+        produced += len(producer.enqueue_many(batch))
+        stats.set(Field.PRODUCED, produced)
+    return produced
+
+
+def _exit(code: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)

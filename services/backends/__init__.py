@@ -1,0 +1,60 @@
+"""Backends behind the queue protocol, chosen by URL scheme and imported only when used.
+
+Only this package knows which module serves which scheme; the consumer and producer call
+``open_queue`` and see a ``JobQueue``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from urllib.parse import urlsplit
+
+from services.errors import ConfigError
+from services.jobqueue import JobQueue
+from services.settings import QueueSettings
+
+_MODULES = {
+    "memory": "services.backends.memory",
+    "redis": "services.backends.redis_queue",
+    "rediss": "services.backends.redis_queue",
+    "unix": "services.backends.redis_queue",
+}
+
+
+def scheme_of(url: str) -> str:
+    """The URL's scheme, checked against the backends this build knows."""
+    scheme = urlsplit(url).scheme
+    if scheme not in _MODULES:
+        known = ", ".join(f"{name}://" for name in sorted(_MODULES))
+        raise ConfigError(f"unsupported queue URL {redact_url(url)!r}; use one of {known}")
+    return scheme
+
+
+def open_queue(url: str, settings: QueueSettings | None = None) -> JobQueue:
+    """Connect to the backend that ``url`` names.
+
+    Raises:
+        ConfigError: the scheme is unknown, or its backend is not available in this build.
+    """
+    module_name = _MODULES[scheme_of(url)]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        scheme = scheme_of(url)
+        raise ConfigError(f"the {scheme}:// backend is not available in this build yet") from None
+    queue: JobQueue = module.open_url(url, settings or QueueSettings())
+    return queue
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, safe for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    netloc = f"{user}:***@{host}{port}"
+    return parts._replace(netloc=netloc).geturl()

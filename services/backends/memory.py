@@ -1,0 +1,294 @@
+"""The embedded backend (``memory://``): jobs live in the memory of one process tree.
+
+The parent process owns one ``MemoryState``. Its own code uses it directly (``MemoryQueue``);
+each child process (a producer or a consumer) gets a channel of its own: two
+``multiprocessing.Queue`` objects, requests child -> parent and replies parent -> child, served by
+one parent thread per channel::
+
+    producer 1 ==requests==> [serve thread] --+
+               <==replies===                  |
+    worker 1   ==requests==> [serve thread] --+--> MemoryState (queues, in-flight, dead letters)
+               <==replies===                  |
+    worker 2   ...                            +
+
+Why a channel per child: a process SIGKILLed while blocked in ``Queue.get()`` (or while its
+feeder thread writes) dies holding that queue's shared lock, and every other reader or writer of
+the queue then hangs forever. Here no queue has two readers or two writers that can die
+separately, so a dying child can only wedge its own channel, which the supervisor discards with
+``release``. Bodies are encoded before they are sent, so nothing can fail later in a feeder thread.
+
+The loss of the parent is the loss of every queued job: use a Redis URL when jobs must outlive
+the process tree.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue as stdlib_queue
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.queues import Queue as MPQueue
+from typing import Any
+
+from services.backends.memory_state import MemoryState
+from services.errors import BackendUnavailableError, ConfigError
+from services.jobqueue import Completion, Connector, DeadLetter, Delivery, JobQueue, JobStatus
+from services.settings import QueueSettings
+
+log = logging.getLogger("conveyor.memory")
+
+_POLL_S = 0.5
+_SERVED = frozenset(
+    {
+        "put",
+        "put_many",
+        "get",
+        "ack",
+        "nack",
+        "retry",
+        "dead_letter",
+        "release",
+        "dead_letters",
+        "requeue_dead",
+        "depth",
+        "status",
+        "wait_finished",
+    }
+)
+_REPLY_MARGIN_S = 30.0
+
+
+def open_url(url: str, settings: QueueSettings) -> JobQueue:
+    """A fresh embedded backend owned by this process; ``memory://`` takes no options."""
+    if url.rstrip("/") != "memory:":
+        raise ConfigError(f"memory:// takes no host, path or options, got {url!r}")
+    return MemoryQueue(MemoryState(settings), consumer_id=f"local:{os.getpid()}")
+
+
+class _Channels:
+    """The parent's channels to its children, by consumer id, each with a serving thread."""
+
+    def __init__(self, state: MemoryState) -> None:
+        self._state = state
+        self._lock = threading.Lock()
+        self._open: dict[str, tuple[MPQueue[Any], MPQueue[Any], threading.Event]] = {}
+
+    def open(self, consumer_id: str) -> MemoryConnector:
+        # Spawn-context queues can be handed to children of any start method.
+        ctx = multiprocessing.get_context("spawn")
+        requests: MPQueue[Any] = ctx.Queue()
+        replies: MPQueue[Any] = ctx.Queue()
+        closed = threading.Event()
+        with self._lock:
+            self._close_locked(consumer_id)
+            self._open[consumer_id] = (requests, replies, closed)
+        local = MemoryQueue(self._state, consumer_id=consumer_id)
+        thread = threading.Thread(
+            target=_serve,
+            args=(local, requests, replies, closed),
+            name=f"conveyor-memory-{consumer_id}",
+            daemon=True,
+        )
+        thread.start()
+        return MemoryConnector(consumer_id, requests, replies)
+
+    def close(self, consumer_id: str) -> None:
+        with self._lock:
+            self._close_locked(consumer_id)
+
+    def close_all(self) -> None:
+        with self._lock:
+            for consumer_id in list(self._open):
+                self._close_locked(consumer_id)
+
+    def _close_locked(self, consumer_id: str) -> None:
+        found = self._open.pop(consumer_id, None)
+        if found is None:
+            return
+        requests, replies, closed = found
+        closed.set()
+        for channel in (requests, replies):
+            channel.cancel_join_thread()  # never block exit on a dead child's full pipe
+            channel.close()
+
+
+def _serve(
+    local: MemoryQueue, requests: MPQueue[Any], replies: MPQueue[Any], closed: threading.Event
+) -> None:
+    """Answer one child's calls until its channel is closed (the parent's serving thread)."""
+    while not closed.is_set():
+        try:
+            method, args, kwargs = requests.get(timeout=_POLL_S)
+        except stdlib_queue.Empty:
+            continue
+        except (OSError, EOFError, ValueError):
+            return  # the channel was closed under us
+        try:
+            if method not in _SERVED:
+                raise ConfigError(f"the memory backend does not serve {method!r} to children")
+            reply: tuple[bool, Any] = (True, getattr(local, method)(*args, **kwargs))
+        except Exception as exc:  # the child re-raises it; the parent keeps serving
+            reply = (False, exc)
+        try:
+            replies.put(reply)
+        except (OSError, ValueError):
+            return
+
+
+class MemoryQueue:
+    """The queue protocol over a ``MemoryState`` in this process."""
+
+    def __init__(self, state: MemoryState, *, consumer_id: str) -> None:
+        self._state = state
+        self._channels = _Channels(state)
+        self.consumer_id = consumer_id
+
+    def put(self, queue: str, job_id: str, body: bytes, *, delay_s: float = 0.0) -> None:
+        self._state.put_many(queue, [(job_id, body)], delay_s)
+
+    def put_many(
+        self, queue: str, items: Sequence[tuple[str, bytes]], *, delay_s: float = 0.0
+    ) -> None:
+        self._state.put_many(queue, items, delay_s)
+
+    def get(
+        self, queues: Sequence[str], *, max_count: int = 1, timeout_s: float = 1.0
+    ) -> list[Delivery]:
+        return self._state.get(self.consumer_id, queues, max_count, timeout_s)
+
+    def ack(self, completions: Sequence[Completion]) -> int:
+        return self._state.ack(completions)
+
+    def nack(self, deliveries: Sequence[Delivery]) -> None:
+        self._state.nack(deliveries)
+
+    def retry(self, delivery: Delivery, body: bytes, *, delay_s: float, error: str) -> bool:
+        return self._state.retry(delivery, body, delay_s, error)
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> bool:
+        return self._state.dead_letter(delivery, reason)
+
+    def release(self, consumer_id: str, reason: str) -> int:
+        self._channels.close(consumer_id)
+        return self._state.release(consumer_id, reason)
+
+    def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
+        return self._state.dead_letters(queue, limit)
+
+    def requeue_dead(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
+        return self._state.requeue_dead(queue, job_ids)
+
+    def depth(self, queue: str) -> int:
+        return self._state.depth(queue)
+
+    def status(self, job_id: str) -> JobStatus | None:
+        return self._state.status(job_id)
+
+    def wait_finished(self, job_id: str, timeout_s: float) -> JobStatus | None:
+        return self._state.wait_finished(job_id, timeout_s)
+
+    def connector(self, consumer_id: str) -> Connector:
+        return self._channels.open(consumer_id)
+
+    def close(self) -> None:
+        self._channels.close_all()
+
+
+@dataclass(frozen=True)
+class MemoryConnector:
+    """A child's end of its channel; picklable only as a ``Process`` argument (inheritance)."""
+
+    consumer_id: str
+    requests: MPQueue[Any]
+    replies: MPQueue[Any]
+
+    def open(self) -> JobQueue:
+        return ChannelQueue(self)
+
+
+class ChannelQueue:
+    """The queue protocol in a child process, each call a request/reply over its channel."""
+
+    def __init__(self, connector: MemoryConnector) -> None:
+        self._connector = connector
+        self._lock = threading.Lock()
+        self.consumer_id = connector.consumer_id
+
+    def _call(self, method: str, *args: Any, wait_s: float = 0.0, **kwargs: Any) -> Any:
+        with self._lock:
+            self._connector.requests.put((method, args, kwargs))
+            try:
+                ok, value = self._connector.replies.get(timeout=wait_s + _REPLY_MARGIN_S)
+            except stdlib_queue.Empty:
+                raise BackendUnavailableError(
+                    f"the memory backend's parent did not answer {method!r}"
+                ) from None
+        if not ok:
+            raise value
+        return value
+
+    def put(self, queue: str, job_id: str, body: bytes, *, delay_s: float = 0.0) -> None:
+        self._call("put", queue, job_id, body, delay_s=delay_s)
+
+    def put_many(
+        self, queue: str, items: Sequence[tuple[str, bytes]], *, delay_s: float = 0.0
+    ) -> None:
+        self._call("put_many", queue, list(items), delay_s=delay_s)
+
+    def get(
+        self, queues: Sequence[str], *, max_count: int = 1, timeout_s: float = 1.0
+    ) -> list[Delivery]:
+        found: list[Delivery] = self._call(
+            "get", list(queues), max_count=max_count, timeout_s=timeout_s, wait_s=timeout_s
+        )
+        return found
+
+    def ack(self, completions: Sequence[Completion]) -> int:
+        rejected: int = self._call("ack", list(completions))
+        return rejected
+
+    def nack(self, deliveries: Sequence[Delivery]) -> None:
+        self._call("nack", list(deliveries))
+
+    def retry(self, delivery: Delivery, body: bytes, *, delay_s: float, error: str) -> bool:
+        return bool(self._call("retry", delivery, body, delay_s=delay_s, error=error))
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> bool:
+        return bool(self._call("dead_letter", delivery, reason))
+
+    def release(self, consumer_id: str, reason: str) -> int:
+        released: int = self._call("release", consumer_id, reason)
+        return released
+
+    def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
+        letters: list[DeadLetter] = self._call("dead_letters", queue, limit=limit)
+        return letters
+
+    def requeue_dead(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
+        ids = None if job_ids is None else list(job_ids)
+        count: int = self._call("requeue_dead", queue, ids)
+        return count
+
+    def depth(self, queue: str) -> int:
+        found: int = self._call("depth", queue)
+        return found
+
+    def status(self, job_id: str) -> JobStatus | None:
+        found: JobStatus | None = self._call("status", job_id)
+        return found
+
+    def wait_finished(self, job_id: str, timeout_s: float) -> JobStatus | None:
+        found: JobStatus | None = self._call("wait_finished", job_id, timeout_s, wait_s=timeout_s)
+        return found
+
+    def connector(self, consumer_id: str) -> Connector:
+        raise ConfigError(
+            "a memory:// queue lives in one process tree; only its root process can start "
+            "consumers (use `conveyor run`, or a redis:// URL for separate workers)"
+        )
+
+    def close(self) -> None:
+        """Nothing to release: the parent closes the channel when it releases this consumer."""

@@ -1,0 +1,40 @@
+"""The job record: what a producer asks a consumer to run.
+
+A job is immutable. A retry is a new record with ``attempt + 1``, made by ``Job.next_attempt``.
+Ids and timestamps come from factories, so nothing global is shared between jobs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+FORMAT_VERSION = 1
+DEFAULT_QUEUE = "default"
+
+
+def new_job_id() -> str:
+    """A fresh random job id: 32 hex characters, unique without coordination."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work: a registered job name and the JSON arguments to call it with."""
+
+    name: str
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    queue: str = DEFAULT_QUEUE
+    id: str = field(default_factory=new_job_id)
+    attempt: int = 0
+    enqueued_at: float = field(default_factory=time.time)
+    version: int = FORMAT_VERSION
+
+    def next_attempt(self) -> Job:
+        """The record for the next try of this job: same id, ``attempt + 1``."""
+        return dataclasses.replace(self, attempt=self.attempt + 1)

@@ -1,0 +1,147 @@
+"""The queue protocol: the only thing producers and consumers know about a backend.
+
+Backends move opaque bytes (made by ``services.codec``); they never decode a job. The job id
+travels next to the body so a backend can keep per-job bookkeeping without parsing it.
+
+Data flow::
+
+    Producer --put/put_many--> [queue] --get--> Worker --ack / retry / dead_letter / nack-->
+                                  ^                |
+                                  +--- release ----+  (consumer died: its jobs come back)
+
+Delivery contract (every backend, proven by ``tests/contract``):
+
+* **At least once.** ``put`` returns only once the body is stored (memory: while the process tree
+  lives; redis: in Redis). Failure raises ``BackendUnavailableError`` or ``QueueFullError``;
+  nothing is ever dropped silently.
+* **In flight until settled.** ``get`` moves up to ``max_count`` bodies from the named queues, in
+  the given order (earlier queues first), into an in-flight state owned by this consumer, and
+  returns them as ``Delivery`` records. A delivered job stays in the backend until exactly one of
+  ``ack`` (done), ``retry`` (run again later), ``dead_letter`` (give up) or ``nack`` (hand back
+  now, not counted as a failure) settles it.
+* **Crashes hand jobs back.** When the consumer that holds a delivery dies, ``release`` (called
+  by whoever saw it die) or the backend's own lease expiry puts its in-flight jobs back at the
+  front of their queue with ``redeliveries + 1``. A job redelivered more than
+  ``QueueSettings.max_redeliveries`` times is a poison job: it is dead-lettered instead, with the
+  reason ("worker died: signal 9, 3 times").
+* **Fencing.** Settling a delivery that the backend has since handed to another consumer is
+  rejected: ``ack`` counts it in its return value, the other calls return False.
+* **Ordering** is FIFO per queue for fresh jobs; retries and redeliveries may overtake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One job handed to one consumer; settle it exactly once."""
+
+    job_id: str
+    queue: str
+    body: bytes
+    receipt: str
+    """Backend handle for settling this delivery (includes its fencing token)."""
+    redeliveries: int = 0
+    """How many times this job came back because the consumer holding it died."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A delivery that ran to completion, with its encoded return value (None: not kept)."""
+
+    delivery: Delivery
+    result: bytes | None = None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A job the backend gave up on, with the reason (a traceback, "unknown job", ...)."""
+
+    job_id: str
+    queue: str
+    body: bytes
+    reason: str
+    failed_at: float
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What a backend knows about one job id (``status`` in queued/running/done/failed/dead)."""
+
+    job_id: str
+    status: str
+    attempts: int = 0
+    error: str | None = None
+    result: bytes | None = None
+
+
+@runtime_checkable
+class JobQueue(Protocol):
+    """A connection to one backend, used by one process (a producer, a consumer, a supervisor)."""
+
+    consumer_id: str
+    """Who owns the deliveries that ``get`` returns through this connection."""
+
+    def put(self, queue: str, job_id: str, body: bytes, *, delay_s: float = 0.0) -> None:
+        """Store one job; with ``delay_s > 0`` it becomes visible after that many seconds."""
+
+    def put_many(
+        self, queue: str, items: Sequence[tuple[str, bytes]], *, delay_s: float = 0.0
+    ) -> None:
+        """Store ``(job_id, body)`` pairs in one batch (one round trip where the backend can)."""
+
+    def get(
+        self, queues: Sequence[str], *, max_count: int = 1, timeout_s: float = 1.0
+    ) -> list[Delivery]:
+        """Take up to ``max_count`` jobs, earlier queues first; wait up to ``timeout_s`` for one."""
+
+    def ack(self, completions: Sequence[Completion]) -> int:
+        """Settle finished jobs; returns how many were rejected as fenced (no longer ours)."""
+
+    def nack(self, deliveries: Sequence[Delivery]) -> None:
+        """Hand unfinished jobs back to the front of their queue now, not counted as failures."""
+
+    def retry(self, delivery: Delivery, body: bytes, *, delay_s: float, error: str) -> bool:
+        """Replace an in-flight job by ``body`` (its next attempt), visible after ``delay_s``."""
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> bool:
+        """Move an in-flight job to the dead letters of its queue with ``reason``."""
+
+    def release(self, consumer_id: str, reason: str) -> int:
+        """A consumer died of ``reason``: hand back its in-flight jobs now; returns how many."""
+
+    def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
+        """The newest dead letters of ``queue``, newest first."""
+
+    def requeue_dead(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
+        """Put dead letters (all, or those ids) back on ``queue`` as fresh attempts."""
+
+    def depth(self, queue: str) -> int:
+        """How many jobs wait in ``queue`` (not in flight, not delayed)."""
+
+    def status(self, job_id: str) -> JobStatus | None:
+        """What is known of ``job_id``, or None when nothing is (never seen, or expired)."""
+
+    def wait_finished(self, job_id: str, timeout_s: float) -> JobStatus | None:
+        """Block (without busy polling) until ``job_id`` is done or dead; None on timeout."""
+
+    def connector(self, consumer_id: str) -> Connector:
+        """A picklable recipe for a child process to consume as ``consumer_id``.
+
+        The supervisor calls this in the parent for each child it starts, and ``release`` with
+        the same id once the child is gone (which also frees what the connector held).
+        """
+
+    def close(self) -> None:
+        """Release the connection; in-flight jobs are not settled (see ``release``)."""
+
+
+class Connector(Protocol):
+    """A picklable recipe with which a child process opens its own ``JobQueue``."""
+
+    def open(self) -> JobQueue:
+        """Connect (in the child) and return the queue, owned by this connector's consumer."""

@@ -1,0 +1,60 @@
+"""Frozen settings objects. The CLI builds them from flags and environment; constructors take them.
+
+No module reads the environment: ``click``'s ``envvar=`` does, in the CLI modules only.
+Durations are float seconds, named ``*_s``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_URL = "memory://"
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """How a backend keeps jobs: leases, poison limit, dead letters, results, bounds."""
+
+    lease_s: float = 15.0
+    """An in-flight job whose consumer stopped renewing for this long is handed out again."""
+    max_redeliveries: int = 3
+    """A job whose consumer died this many times is quarantined in the dead letters."""
+    dead_letter_max: int = 10_000
+    dead_letter_max_age_s: float = 7 * 24 * 3600.0
+    result_ttl_s: float = 3600.0
+    """How long results and job status stay readable; 0 keeps none."""
+    max_depth: int | None = None
+    """A bounded queue: ``put`` waits up to ``put_timeout_s`` for room, then raises."""
+    put_timeout_s: float = 5.0
+    op_timeout_s: float = 5.0
+    """Upper bound on any one backend call (socket timeout for Redis)."""
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """Exponential backoff with full jitter for jobs that raised."""
+
+    base_s: float = 0.5
+    cap_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How one worker process fetches, runs and settles jobs."""
+
+    queues: tuple[str, ...] = ("default",)
+    """Fetched in this order: a job in an earlier queue is always taken first."""
+    job_timeout_s: float = 300.0
+    """Default hard timeout of a running job (a job's own ``timeout=`` wins)."""
+    prefetch: int = 8
+    """Jobs fetched beyond the free slots, so a fast job never waits for a round trip."""
+    poll_s: float = 1.0
+    """Longest a fetch blocks when idle; also how often an idle worker checks its state."""
+    shutdown_timeout_s: float = 10.0
+    max_jobs: int | None = None
+    """Recycle the process after this many jobs (``--max-jobs-per-child``)."""
+    max_memory_mb: float | None = None
+    """Recycle the process once its resident memory passes this (``--max-memory-per-child``)."""
+    burst: bool = False
+    """Exit once the queues are empty instead of waiting for more jobs."""
+    retry: RetrySettings = RetrySettings()
