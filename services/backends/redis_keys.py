@@ -1,0 +1,159 @@
+"""Key names and byte layouts of the Redis backend (the Lua in ``redis_scripts`` mirrors them).
+
+Every key starts with ``PREFIX`` so an ACL can be limited to ``~cv:*``:
+
+=====================  ======  ==============================================================
+key                    type    content
+=====================  ======  ==============================================================
+``cv:q:<queue>``       list    waiting jobs, FIFO: each an *element* (header + body)
+``cv:d:<queue>``       zset    delayed jobs: ``<seq>:<element>`` scored by due time (ms)
+``cv:b:<queue>``       list    the queue's doorbell (at most one item) that idle consumers
+                               BLPOP; rung by every push
+``cv:i:<consumer>``    hash    the consumer's in-flight jobs: ``token -> <len>:<queue><element>``
+``cv:leases``          zset    consumer id scored by its lease expiry (ms, Redis clock)
+``cv:running``         hash    job id key -> consumer id, for ``status`` (in-flight jobs only)
+``cv:dl:<queue>``      zset    dead letters: ``<seq>\\n<len>\\n<reason><element>`` by time (ms)
+``cv:j:<job id>``      list    terminal status record (done/dead) + result; TTL ``result_ttl_s``
+``cv:f:<job id>``      string  status record of a job waiting for its retry; TTL likewise
+``cv:seq``             string  counter for delivery tokens and unique delayed members
+``cv:stats``           hash    counters: fenced (rejected late settlements), recovered,
+                               quarantined
+``cv:marker``          string  set once per database, to tell a Redis that restarted empty
+=====================  ======  ==============================================================
+
+An *element* is ``[redeliveries: 1 byte][id length: 1 byte][id][body]``; an id of 32 lowercase
+hex digits (``new_job_id``) is stored as 16 raw bytes with length byte 0, which keeps a queued
+job's overhead at 18 bytes over its body. A *status record* is
+``<state>\\n<attempts>\\n<len>\\n<error><0 | 1 + result>``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from services.errors import EncodeError
+
+PREFIX = "cv:"
+MAX_REASON_CHARS = 8192
+"""Reasons and tracebacks kept in dead letters and status records are cut to this size."""
+
+_HEX_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def queue_key(queue: str) -> str:
+    """The list of jobs waiting in ``queue``."""
+    return f"{PREFIX}q:{queue}"
+
+
+def bell_key(queue: str) -> str:
+    """The doorbell list that consumers waiting on ``queue`` block on."""
+    return f"{PREFIX}b:{queue}"
+
+
+def dead_key(queue: str) -> str:
+    """The dead letters of ``queue``."""
+    return f"{PREFIX}dl:{queue}"
+
+
+def done_key(job_id: str) -> str:
+    """The terminal status record of ``job_id`` (a one-item list, so waiters can block on it)."""
+    return f"{PREFIX}j:{job_id}"
+
+
+def failed_key(job_id: str) -> str:
+    """The status record of ``job_id`` while it waits for its next attempt."""
+    return f"{PREFIX}f:{job_id}"
+
+
+RUNNING_KEY = f"{PREFIX}running"
+STATS_KEY = f"{PREFIX}stats"
+MARKER_KEY = f"{PREFIX}marker"
+LEASES_KEY = f"{PREFIX}leases"
+
+
+def id_key(job_id: str) -> bytes:
+    """The bytes that stand for ``job_id`` inside an element and in ``cv:running``."""
+    if _HEX_ID.fullmatch(job_id):
+        return bytes.fromhex(job_id)
+    raw = job_id.encode()
+    if not 1 <= len(raw) <= 255:
+        raise EncodeError(f"job id must be 1 to 255 bytes of UTF-8, not {len(raw)}")
+    return raw
+
+
+def pack_element(job_id: str, body: bytes, redeliveries: int = 0) -> bytes:
+    """The bytes stored in a queue for one job."""
+    if _HEX_ID.fullmatch(job_id):
+        return bytes((min(redeliveries, 255), 0)) + bytes.fromhex(job_id) + body
+    key = id_key(job_id)
+    return bytes((min(redeliveries, 255), len(key))) + key + body
+
+
+@dataclass(frozen=True)
+class Element:
+    """An element taken apart."""
+
+    job_id: str
+    body: bytes
+    redeliveries: int
+
+
+def unpack_element(element: bytes) -> Element:
+    """Split an element made by ``pack_element`` (or rewritten by the Lua scripts)."""
+    length = element[1]
+    if length == 0:
+        return Element(element[2:18].hex(), element[18:], element[0])
+    return Element(element[2 : 2 + length].decode(), element[2 + length :], element[0])
+
+
+@dataclass(frozen=True)
+class StatusRecord:
+    """A status record taken apart."""
+
+    state: str
+    attempts: int
+    error: str | None
+    result: bytes | None
+
+
+def parse_status(record: bytes) -> StatusRecord:
+    """Split a status record written by the Lua scripts."""
+    state, attempts, length, rest = record.split(b"\n", 3)
+    size = int(length)
+    error = rest[:size].decode(errors="replace") if size else None
+    result = rest[size + 1 :] if rest[size : size + 1] == b"1" else None
+    return StatusRecord(state.decode(), int(attempts), error, result)
+
+
+def result_arg(result: bytes | None) -> bytes:
+    """How ``ack`` passes an optional result to Lua: a flag byte, then the bytes."""
+    return b"0" if result is None else b"1" + result
+
+
+def parse_dead(member: bytes) -> tuple[str, Element]:
+    """Split a dead-letter member into its reason and element."""
+    _seq, length, rest = member.split(b"\n", 2)
+    size = int(length)
+    return rest[:size].decode(errors="replace"), unpack_element(rest[size:])
+
+
+def bound_reason(text: str) -> str:
+    """``text`` cut to ``MAX_REASON_CHARS``, keeping its head and its tail (where errors are)."""
+    if len(text) <= MAX_REASON_CHARS:
+        return text
+    head = MAX_REASON_CHARS // 4
+    tail = MAX_REASON_CHARS - head - 64
+    cut = len(text) - head - tail
+    return f"{text[:head]}\n... [{cut} characters cut] ...\n{text[-tail:]}"
+
+
+def make_receipt(token: int, consumer_id: str) -> str:
+    """The receipt of one delivery: its fencing token and the consumer that holds it."""
+    return f"{token}:{consumer_id}"
+
+
+def parse_receipt(receipt: str) -> tuple[str, str]:
+    """``(consumer_id, token)`` from a receipt made by ``make_receipt`` (the scripts' order)."""
+    token, _, consumer_id = receipt.partition(":")
+    return consumer_id, token

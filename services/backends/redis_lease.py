@@ -1,0 +1,81 @@
+"""The heartbeat thread that keeps a consumer's lease on its in-flight jobs alive.
+
+One daemon thread per consuming ``RedisQueue``, with its own connection, so a beat never waits
+behind a blocked ``get`` and keeps going while a job runs pure Python in the main thread (the
+interpreter switches threads every few milliseconds even then). Each beat extends the lease and
+then recovers the jobs of consumers whose lease expired.
+
+Outages: a failed beat is logged (once per outage) and retried at the next interval; the lease
+is lost only if Redis stays away longer than ``lease_s``. After an outage every lease looks
+expired on the Redis clock, so this consumer waits one lease length before recovering anyone
+else's jobs, which gives live consumers time to renew theirs first.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+log = logging.getLogger("conveyor.redis")
+
+
+class Heartbeat:
+    """Calls ``beat`` then ``recover`` every ``interval_s`` until stopped; survives errors."""
+
+    def __init__(
+        self,
+        beat: Callable[[], None],
+        recover: Callable[[], int],
+        *,
+        interval_s: float,
+        grace_s: float,
+    ) -> None:
+        self._beat = beat
+        self._recover = recover
+        self._interval_s = interval_s
+        self._grace_s = grace_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failing = False
+        self._recover_after = 0.0
+
+    def start(self, name: str) -> None:
+        """Start the thread (once)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop beating; the lease then runs out unless the jobs are settled or released."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
+
+    @property
+    def running(self) -> bool:
+        """Whether the thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self.beat_once()
+
+    def beat_once(self) -> None:
+        """One beat: renew, then recover (unless just back from an outage); never raises."""
+        try:
+            self._beat()
+            if time.monotonic() >= self._recover_after:
+                recovered = self._recover()
+                if recovered:
+                    log.info("recovered %d job(s) from consumers whose lease expired", recovered)
+        except Exception as exc:  # the thread must outlive anything a beat can raise
+            if not self._failing:
+                log.warning("heartbeat failed, retrying every %.1fs: %s", self._interval_s, exc)
+            self._failing = True
+            self._recover_after = time.monotonic() + self._grace_s
+            return
+        if self._failing:
+            log.info("heartbeat restored")
+            self._failing = False

