@@ -17,10 +17,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from consumer import exitcodes
+from consumer.board import RunningBoard
 from consumer.pools import PoolShape
 from consumer.signals import SignalLog, ignore_interrupts, recorded_signals
 from consumer.worker import State, Worker
+from services import exitcodes
 from services.errors import ConfigError
 from services.jobqueue import Connector
 from services.loading import load_registry
@@ -42,6 +43,7 @@ class ChildSpec:
     shape: PoolShape
     settings: WorkerSettings
     stats_block: Any
+    board_block: Any
     parent_pid: int
     log_level: int = logging.INFO
 
@@ -61,6 +63,7 @@ def child_main(spec: ChildSpec) -> None:
     with recorded_signals(signal.SIGTERM) as signals:
         queue = spec.connector.open()
         executor = spec.shape.make_executor()
+        executor.mailbox.board = RunningBoard(spec.board_block)
         worker = Worker(queue, registry, executor, spec.settings, stats=Stats(spec.stats_block))
         worker.start()
         code = run_worker(worker, signals, spec)

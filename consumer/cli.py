@@ -13,34 +13,20 @@ from typing import Any
 
 import click
 
-from consumer import exitcodes
 from consumer.embedded import RunSettings, run_pipeline
 from consumer.pools import PoolKind, shape_pool
 from consumer.report import Progress, format_summary
 from consumer.signals import recorded_signals
 from consumer.supervisor import Supervisor, SupervisorSettings
-from producer.cli import enqueue_command, parse_kwarg
+from producer.cli import ConveyorGroup, enqueue_command, parse_kwarg
+from producer.feeds import load_feed
 from services.backends import open_queue, redact_url, scheme_of
-from services.errors import ConfigError, ConveyorError
+from services.errors import ConfigError
 from services.loading import load_registry
 from services.settings import QueueSettings, RetrySettings, WorkerSettings
 
 DEMO_JOBS = "services.demo:registry"
 DEMO_FEED = "services.demo:feed"
-
-
-class ConveyorGroup(click.Group):
-    """Turns Conveyor's own errors into one clear line and an exit code, not a traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except ConfigError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(exitcodes.USAGE)
-        except ConveyorError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(exitcodes.ERROR)
 
 
 @click.group(cls=ConveyorGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -117,7 +103,7 @@ def pool_options(func: Any) -> Any:
         click.option(
             "--prefetch",
             type=click.IntRange(min=0),
-            default=8,
+            default=1,
             show_default=True,
             help="Jobs a process fetches beyond its free slots (fewer round trips).",
         ),
@@ -246,6 +232,7 @@ def run_command(
     memory queue. Exits 0 when every produced job is done or dead-lettered.
     """
     load_registry(jobs)  # fail fast in the parent with a clear message
+    load_feed(feed)
     feed_options = dict(parse_kwarg(text) for text in feed_args)
     if count is not None:
         feed_options["count"] = count

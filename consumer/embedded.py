@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from consumer import exitcodes
 from consumer.report import Progress, RunSummary
 from consumer.signals import SignalLog
 from consumer.supervisor import Supervisor, SupervisorSettings
 from producer.process import ProducerSpec, producer_main
+from services import exitcodes
 from services.jobqueue import JobQueue
 from services.stats import Field, Stats, new_block, total
 

@@ -70,57 +70,72 @@ class AsyncioExecutor:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.mailbox = Mailbox()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run_loop, name="conveyor-asyncio", daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._jobs: set[asyncio.Task[None]] = set()
         self._stopped = False
 
     def start(self) -> None:
-        self._thread.start()
-
-    def _run_loop(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        # Sync jobs share this pool; sized to the concurrency so none waits for a thread.
-        self._loop.set_default_executor(
-            concurrent.futures.ThreadPoolExecutor(self.capacity, "conveyor-sync")
+        ready = threading.Event()
+        thread = threading.Thread(
+            target=self._run_loop, args=(ready,), name="conveyor-asyncio", daemon=True
         )
-        self._loop.run_until_complete(self._pump())
-
-    async def _pump(self) -> None:
-        self._wake = asyncio.Event()
-        slots = asyncio.Semaphore(self.capacity)
-        while True:
-            await slots.acquire()
-            task = self.mailbox.try_next_task(time.monotonic())
-            while task is None:
-                self._wake.clear()
-                task = self.mailbox.try_next_task(time.monotonic())
-                if task is None:
-                    await self._wake.wait()
-                if self._stopped:
-                    return
-            job = self._loop.create_task(self._run(task, slots))
-            self._jobs.add(job)
-            job.add_done_callback(self._jobs.discard)
-
-    async def _run(self, task: Task, slots: asyncio.Semaphore) -> None:
-        try:
-            outcome = await execute_async(task.spec, task.job, self._loop)
-            self.mailbox.finish(task, outcome)
-        finally:
-            slots.release()
+        thread.start()
+        ready.wait()
 
     def submit(self, task: Task) -> None:
         self.mailbox.push(task)
         self._notify()
 
-    def _notify(self) -> None:
-        wake = self._wake
-        if wake is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(wake.set)
-
     def stop(self) -> None:
         self._stopped = True
         self.mailbox.close()
         self._notify()
+
+    def _notify(self) -> None:
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(wake.set)
+
+    def _run_loop(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        # Sync jobs share this pool; sized to the concurrency so none waits for a thread.
+        loop.set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(self.capacity, "conveyor-sync")
+        )
+        self._loop = loop
+        self._wake = asyncio.Event()
+        ready.set()
+        try:
+            loop.run_until_complete(self._pump(self._wake))
+            loop.run_until_complete(self._cancel_jobs())
+        finally:
+            loop.close()
+
+    async def _pump(self, wake: asyncio.Event) -> None:
+        slots = asyncio.Semaphore(self.capacity)
+        while not self._stopped:
+            await slots.acquire()
+            task = self.mailbox.try_next_task(time.monotonic())
+            while task is None and not self._stopped:
+                wake.clear()
+                task = self.mailbox.try_next_task(time.monotonic())
+                if task is None:
+                    await wake.wait()
+            if task is None:
+                return
+            job = asyncio.get_running_loop().create_task(self._run(task, slots))
+            self._jobs.add(job)
+            job.add_done_callback(self._jobs.discard)
+
+    async def _cancel_jobs(self) -> None:
+        for job in self._jobs:
+            job.cancel()
+        await asyncio.gather(*self._jobs, return_exceptions=True)
+
+    async def _run(self, task: Task, slots: asyncio.Semaphore) -> None:
+        try:
+            outcome = await execute_async(task.spec, task.job, asyncio.get_running_loop())
+            self.mailbox.finish(task, outcome)
+        finally:
+            slots.release()

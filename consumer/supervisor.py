@@ -27,11 +27,12 @@ from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from consumer import exitcodes
 from consumer.backoff import backoff_s
+from consumer.board import RunningBoard, new_board
 from consumer.child import ChildSpec, child_main
 from consumer.pools import PoolShape
 from consumer.signals import describe_exit
+from services import exitcodes
 from services.jobqueue import JobQueue
 from services.settings import WorkerSettings
 from services.stats import Field, Stats, new_block
@@ -63,6 +64,7 @@ class SupervisorSettings:
 class _Slot:
     index: int
     stats: Stats
+    board: Any = None
     process: BaseProcess | None = None
     consumer_id: str = ""
     generation: int = 0
@@ -97,6 +99,12 @@ class Supervisor:
     def stats(self) -> list[Stats]:
         """Every slot's counters, for progress and summaries."""
         return [slot.stats for slot in self._slots]
+
+    def pids(self) -> list[int]:
+        """Process ids of the children alive now, by slot."""
+        return [
+            s.process.pid for s in self._slots if s.process and s.process.pid and self._alive(s)
+        ]
 
     @property
     def stopping(self) -> bool:
@@ -142,6 +150,7 @@ class Supervisor:
     def _spawn(self, slot: _Slot) -> None:
         slot.generation += 1
         slot.consumer_id = f"{socket.gethostname()}:{os.getpid()}:{slot.index}.{slot.generation}"
+        slot.board = new_board(self._settings.shape.slots)
         spec = ChildSpec(
             name=f"worker-{slot.index}",
             connector=self._queue.connector(slot.consumer_id),
@@ -149,6 +158,7 @@ class Supervisor:
             shape=self._settings.shape,
             settings=self._settings.worker,
             stats_block=slot.stats.block,
+            board_block=slot.board,
             parent_pid=os.getpid(),
             log_level=self._settings.log_level,
         )
@@ -173,7 +183,7 @@ class Supervisor:
     def _after_exit(self, slot: _Slot, process: BaseProcess) -> None:
         code = process.exitcode
         how = describe_exit(code)
-        released = self._queue.release(slot.consumer_id, f"worker died: {how}")
+        released = self._release(slot, f"worker died: {how}")
         if code == exitcodes.BOOT_FAILURE:
             log.error("worker-%d cannot start (see its error above); stopping", slot.index)
             self._fail(exitcodes.BOOT_FAILURE)
@@ -205,6 +215,11 @@ class Supervisor:
             released,
             delay,
         )
+
+    def _release(self, slot: _Slot, reason: str) -> int:
+        """Hand back a dead child's jobs; only those it was running count as suspects."""
+        suspects = RunningBoard(slot.board).job_ids() if slot.board is not None else None
+        return self._queue.release(slot.consumer_id, reason, suspects=suspects)
 
     def _restart_due(self) -> None:
         if self._stopping:
@@ -243,7 +258,7 @@ class Supervisor:
                 self._kill(slot)
                 assert slot.process is not None
                 slot.process.join()
-                self._queue.release(slot.consumer_id, "supervisor stopped")
+                self._release(slot, "supervisor stopped")
             slot.process = None
         self.exit_code = code
 

@@ -6,6 +6,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
+from consumer.board import RunningBoard
 from consumer.execution import Outcome
 from services.job import Job
 from services.jobqueue import Delivery
@@ -22,6 +23,8 @@ class Task:
     timeout_s: float
     started_at: float | None = None
     """Monotonic time an executor began running it; None while it waits for a slot."""
+    board_slot: int = -1
+    """Where the running job's id stands on the process's ``RunningBoard``."""
     abandoned: bool = False
     """Set by the worker when it gave up on the task (timed out); its outcome is ignored."""
 
@@ -37,7 +40,9 @@ class Finished:
 class Mailbox:
     """Tasks waiting for a slot, and finished tasks waiting for the worker loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, board: RunningBoard | None = None) -> None:
+        self.board = board
+        """Where running job ids are published for the supervisor (None: nowhere)."""
         # Two conditions on one lock: a finished task wakes only the worker loop, a new task
         # wakes one executor thread, so hundreds of idle threads are never woken in a herd.
         self._lock = threading.Lock()
@@ -73,14 +78,15 @@ class Mailbox:
     def _start_locked(self, clock_now: float) -> Task:
         task = self._pending.popleft()
         task.started_at = clock_now
+        if self.board is not None:  # before the job runs: it may kill the process
+            task.board_slot = self.board.claim(task.job.id)
         self._running.add(id(task))
         self._tasks[id(task)] = task
         return task
 
     def finish(self, task: Task, outcome: Outcome) -> None:
         with self._lock:
-            self._running.discard(id(task))
-            self._tasks.pop(id(task), None)
+            self._unboard(task)
             if not task.abandoned:
                 self._finished.append(Finished(task, outcome))
             self._has_finished.notify_all()
@@ -110,8 +116,13 @@ class Mailbox:
         """Forget a running task: it keeps its slot's thread, but its outcome is dropped."""
         with self._lock:
             task.abandoned = True
-            self._running.discard(id(task))
-            self._tasks.pop(id(task), None)
+            self._unboard(task)
+
+    def _unboard(self, task: Task) -> None:
+        if id(task) in self._running and self.board is not None:
+            self.board.clear(task.board_slot)
+        self._running.discard(id(task))
+        self._tasks.pop(id(task), None)
 
     def close(self) -> None:
         with self._lock:

@@ -8,8 +8,9 @@ from typing import Any
 import click
 
 from producer.producer import Producer
+from services import exitcodes
 from services.backends import open_queue, scheme_of
-from services.errors import ConfigError
+from services.errors import ConfigError, ConveyorError
 from services.loading import load_registry
 
 
@@ -29,7 +30,33 @@ def parse_kwarg(text: str) -> tuple[str, Any]:
     return key, parse_arg(value)
 
 
-@click.command("enqueue")
+def exit_on_conveyor_error(ctx: click.Context, error: ConveyorError) -> None:
+    """One clear line and an exit code instead of a traceback: 2 for configuration, else 1."""
+    click.echo(f"error: {error}", err=True)
+    ctx.exit(exitcodes.USAGE if isinstance(error, ConfigError) else exitcodes.ERROR)
+
+
+class ConveyorCommand(click.Command):
+    """A command that reports Conveyor's own errors as one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConveyorError as exc:
+            exit_on_conveyor_error(ctx, exc)
+
+
+class ConveyorGroup(click.Group):
+    """A group whose commands report Conveyor's own errors as one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConveyorError as exc:
+            exit_on_conveyor_error(ctx, exc)
+
+
+@click.command("enqueue", cls=ConveyorCommand)
 @click.argument("name")
 @click.argument("args", nargs=-1)
 @click.option(

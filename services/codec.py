@@ -7,8 +7,11 @@ anything: pickle, truncated JSON, wrong field types and unknown versions all rai
 
 Wire format (version 1), one compact JSON object::
 
-    {"v":1,"id":"<hex>","name":"resize","args":[...],"kwargs":{...},
-     "queue":"default","attempt":0,"enqueued_at":1764190000.123}
+    {"v":1,"id":"<hex>","name":"resize","args":[...],"enqueued_at":1764190000.123,
+     "kwargs":{...},"queue":"images","attempt":1}
+
+``kwargs``, ``queue`` and ``attempt`` are left out at their defaults (``{}``, ``"default"``,
+``0``), which keeps a typical queued job ~40 bytes smaller in the backend.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ import math
 from typing import Any
 
 from services.errors import DecodeError, EncodeError
-from services.job import FORMAT_VERSION, Job
+from services.job import DEFAULT_QUEUE, FORMAT_VERSION, Job
 
 MAX_BODY_BYTES = 1024 * 1024
-_FIELDS = ("v", "id", "name", "args", "kwargs", "queue", "attempt", "enqueued_at")
+_REQUIRED = ("v", "id", "name", "args", "enqueued_at")
+_DEFAULTS: dict[str, Any] = {"kwargs": {}, "queue": DEFAULT_QUEUE, "attempt": 0}
 _encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
 
 
@@ -41,16 +45,20 @@ def encode_job(job: Job, *, max_bytes: int = MAX_BODY_BYTES) -> bytes:
     Raises:
         EncodeError: an argument is not JSON (a set, an object, NaN) or the body is too large.
     """
-    record = {
+    record: dict[str, Any] = {
         "v": job.version,
         "id": job.id,
         "name": job.name,
         "args": list(job.args),
-        "kwargs": dict(job.kwargs),
-        "queue": job.queue,
-        "attempt": job.attempt,
         "enqueued_at": job.enqueued_at,
     }
+    # Fields at their default are left out: a queued job costs backend memory per byte.
+    if job.kwargs:
+        record["kwargs"] = dict(job.kwargs)
+    if job.queue != DEFAULT_QUEUE:
+        record["queue"] = job.queue
+    if job.attempt:
+        record["attempt"] = job.attempt
     body = encode_value(record, what=f"arguments of job {job.name!r}")
     if len(body) > max_bytes:
         raise EncodeError(f"job {job.name!r} encodes to {len(body)} bytes, over {max_bytes}")
@@ -65,11 +73,22 @@ def decode_value(body: bytes, *, what: str = "value") -> Any:
         hint = " (looks like pickle)" if body[:1] == b"\x80" else ""
         raise DecodeError(f"{what} is not UTF-8 JSON{hint}") from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_reject_constant)
+    except _NotJson as exc:
+        raise DecodeError(f"{what} is not valid JSON: {exc}") from None
     except json.JSONDecodeError as exc:
         raise DecodeError(f"{what} is not valid JSON: {exc.msg} at byte {exc.pos}") from None
     except RecursionError:
         raise DecodeError(f"{what} is nested too deeply") from None
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _reject_constant(token: str) -> Any:
+    """json.loads accepts NaN and Infinity, which JSON does not (and our encoder refuses)."""
+    raise _NotJson(f"{token} is not a JSON value")
 
 
 def decode_job(body: bytes, *, max_bytes: int = MAX_BODY_BYTES) -> Job:
@@ -97,10 +116,12 @@ def decode_job(body: bytes, *, max_bytes: int = MAX_BODY_BYTES) -> Job:
 
 
 def _check_fields(record: dict[str, Any]) -> None:
-    missing = [name for name in _FIELDS if name not in record]
+    missing = [name for name in _REQUIRED if name not in record]
     if missing:
         raise DecodeError(f"message lacks field(s) {', '.join(missing)}")
-    if record["v"] != FORMAT_VERSION or isinstance(record["v"], bool):
+    for name, default in _DEFAULTS.items():
+        record.setdefault(name, default)
+    if type(record["v"]) is not int or record["v"] != FORMAT_VERSION:
         raise DecodeError(f"message has format version {record['v']!r}; this build reads 1")
     _expect(record, "id", str)
     _expect(record, "name", str)
@@ -126,7 +147,7 @@ def _expect(record: dict[str, Any], name: str, kind: type) -> None:
 def peek_job_id(body: bytes) -> str | None:
     """The id inside a body that may be malformed, for dead-letter bookkeeping; else None."""
     try:
-        record = json.loads(body)
+        record = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         return None
     if isinstance(record, dict) and isinstance(record.get("id"), str) and record["id"]:

@@ -21,7 +21,7 @@ Delivery contract (every backend, proven by ``tests/contract``):
   now, not counted as a failure) settles it.
 * **Crashes hand jobs back.** When the consumer that holds a delivery dies, ``release`` (called
   by whoever saw it die) or the backend's own lease expiry puts its in-flight jobs back at the
-  front of their queue with ``redeliveries + 1``. A job redelivered more than
+  front of their queue, those it was running with ``redeliveries + 1``. A job redelivered more than
   ``QueueSettings.max_redeliveries`` times is a poison job: it is dead-lettered instead, with the
   reason ("worker died: signal 9, 3 times").
 * **Fencing.** Settling a delivery that the backend has since handed to another consumer is
@@ -31,7 +31,7 @@ Delivery contract (every backend, proven by ``tests/contract``):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -111,8 +111,14 @@ class JobQueue(Protocol):
     def dead_letter(self, delivery: Delivery, reason: str) -> bool:
         """Move an in-flight job to the dead letters of its queue with ``reason``."""
 
-    def release(self, consumer_id: str, reason: str) -> int:
-        """A consumer died of ``reason``: hand back its in-flight jobs now; returns how many."""
+    def release(
+        self, consumer_id: str, reason: str, *, suspects: Collection[str] | None = None
+    ) -> int:
+        """A consumer died of ``reason``: hand back its in-flight jobs now; returns how many.
+
+        Only the jobs in ``suspects`` (the ones it was running) count as crash redeliveries;
+        the others it had merely prefetched go back uncounted. None: count them all.
+        """
 
     def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
         """The newest dead letters of ``queue``, newest first."""
@@ -128,6 +134,9 @@ class JobQueue(Protocol):
 
     def wait_finished(self, job_id: str, timeout_s: float) -> JobStatus | None:
         """Block (without busy polling) until ``job_id`` is done or dead; None on timeout."""
+
+    def check_server(self) -> list[str]:
+        """Warnings about the backend's setup (eviction, persistence, lost data); logged too."""
 
     def connector(self, consumer_id: str) -> Connector:
         """A picklable recipe for a child process to consume as ``consumer_id``.

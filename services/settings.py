@@ -46,7 +46,7 @@ class WorkerSettings:
     """Fetched in this order: a job in an earlier queue is always taken first."""
     job_timeout_s: float = 300.0
     """Default hard timeout of a running job (a job's own ``timeout=`` wins)."""
-    prefetch: int = 8
+    prefetch: int = 1
     """Jobs fetched beyond the free slots, so a fast job never waits for a round trip."""
     poll_s: float = 1.0
     """Longest a fetch blocks when idle; also how often an idle worker checks its state."""

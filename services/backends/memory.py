@@ -28,7 +28,7 @@ import multiprocessing
 import os
 import queue as stdlib_queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from multiprocessing.queues import Queue as MPQueue
 from typing import Any
@@ -75,6 +75,7 @@ class _Channels:
         self._state = state
         self._lock = threading.Lock()
         self._open: dict[str, tuple[MPQueue[Any], MPQueue[Any], threading.Event]] = {}
+        self._retired: set[str] = set()
 
     def open(self, consumer_id: str) -> MemoryConnector:
         # Spawn-context queues can be handed to children of any start method.
@@ -83,6 +84,9 @@ class _Channels:
         replies: MPQueue[Any] = ctx.Queue()
         closed = threading.Event()
         with self._lock:
+            for retired in self._retired:
+                self._close_locked(retired)
+            self._retired.clear()
             self._close_locked(consumer_id)
             self._open[consumer_id] = (requests, replies, closed)
         local = MemoryQueue(self._state, consumer_id=consumer_id)
@@ -95,9 +99,12 @@ class _Channels:
         thread.start()
         return MemoryConnector(consumer_id, requests, replies)
 
-    def close(self, consumer_id: str) -> None:
+    def retire(self, consumer_id: str) -> None:
+        """Close ``consumer_id``'s channel at the next ``open``: until then a consumer that
+        was only paused still reaches the state, which fences its late settlements."""
         with self._lock:
-            self._close_locked(consumer_id)
+            if consumer_id in self._open:
+                self._retired.add(consumer_id)
 
     def close_all(self) -> None:
         with self._lock:
@@ -130,6 +137,9 @@ def _serve(
             if method not in _SERVED:
                 raise ConfigError(f"the memory backend does not serve {method!r} to children")
             reply: tuple[bool, Any] = (True, getattr(local, method)(*args, **kwargs))
+            if method == "get" and closed.is_set():  # the child died while we waited
+                local.nack(reply[1])
+                return
         except Exception as exc:  # the child re-raises it; the parent keeps serving
             reply = (False, exc)
         try:
@@ -171,9 +181,11 @@ class MemoryQueue:
     def dead_letter(self, delivery: Delivery, reason: str) -> bool:
         return self._state.dead_letter(delivery, reason)
 
-    def release(self, consumer_id: str, reason: str) -> int:
-        self._channels.close(consumer_id)
-        return self._state.release(consumer_id, reason)
+    def release(
+        self, consumer_id: str, reason: str, *, suspects: Collection[str] | None = None
+    ) -> int:
+        self._channels.retire(consumer_id)
+        return self._state.release(consumer_id, reason, suspects)
 
     def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
         return self._state.dead_letters(queue, limit)
@@ -189,6 +201,9 @@ class MemoryQueue:
 
     def wait_finished(self, job_id: str, timeout_s: float) -> JobStatus | None:
         return self._state.wait_finished(job_id, timeout_s)
+
+    def check_server(self) -> list[str]:
+        return []
 
     def connector(self, consumer_id: str) -> Connector:
         return self._channels.open(consumer_id)
@@ -259,8 +274,11 @@ class ChannelQueue:
     def dead_letter(self, delivery: Delivery, reason: str) -> bool:
         return bool(self._call("dead_letter", delivery, reason))
 
-    def release(self, consumer_id: str, reason: str) -> int:
-        released: int = self._call("release", consumer_id, reason)
+    def release(
+        self, consumer_id: str, reason: str, *, suspects: Collection[str] | None = None
+    ) -> int:
+        chosen = None if suspects is None else list(suspects)
+        released: int = self._call("release", consumer_id, reason, suspects=chosen)
         return released
 
     def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
@@ -283,6 +301,9 @@ class ChannelQueue:
     def wait_finished(self, job_id: str, timeout_s: float) -> JobStatus | None:
         found: JobStatus | None = self._call("wait_finished", job_id, timeout_s, wait_s=timeout_s)
         return found
+
+    def check_server(self) -> list[str]:
+        return []
 
     def connector(self, consumer_id: str) -> Connector:
         raise ConfigError(

@@ -12,7 +12,7 @@ import itertools
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from services.errors import QueueFullError
@@ -43,8 +43,10 @@ class MemoryState:
         self._delayed: list[tuple[float, int, str, _Waiting]] = []
         self._inflight: dict[str, tuple[str, Delivery]] = {}
         self._dead: dict[str, deque[DeadLetter]] = {}
-        self._statuses: OrderedDict[str, JobStatus] = OrderedDict()
+        self._statuses: OrderedDict[str, tuple[float, JobStatus]] = OrderedDict()
         self._receipts = itertools.count(1)
+        self._released: set[str] = set()
+        """Consumers declared dead: a get still waiting on their behalf must take nothing."""
 
     # -- producing -------------------------------------------------------------------------
     def put_many(self, queue: str, items: Sequence[tuple[str, bytes]], delay_s: float) -> None:
@@ -89,6 +91,8 @@ class MemoryState:
         deadline = self._clock() + timeout_s
         with self._lock:
             while True:
+                if consumer_id in self._released:
+                    return []
                 self._promote_due()
                 taken = self._take(consumer_id, queues, max_count)
                 remaining = deadline - self._clock()
@@ -169,13 +173,20 @@ class MemoryState:
             self._lock.notify_all()
             return True
 
-    def release(self, consumer_id: str, reason: str) -> int:
+    def release(
+        self, consumer_id: str, reason: str, suspects: Collection[str] | None = None
+    ) -> int:
         """Hand back every job ``consumer_id`` holds; quarantine those past the poison limit."""
         with self._lock:
+            self._released.add(consumer_id)
             mine = [d for owner, d in self._inflight.values() if owner == consumer_id]
             for delivery in mine:
                 self._settle(delivery)
-                self._redeliver(delivery, reason)
+                if suspects is None or delivery.job_id in suspects:
+                    self._redeliver(delivery, reason)
+                else:
+                    item = _Waiting(delivery.job_id, delivery.body, delivery.redeliveries)
+                    self._add(delivery.queue, item, 0.0, front=True)
             self._lock.notify_all()
             return len(mine)
 
@@ -231,14 +242,28 @@ class MemoryState:
     def status(self, job_id: str) -> JobStatus | None:
         """The last known status of ``job_id``."""
         with self._lock:
-            return self._statuses.get(job_id)
+            return self._status(job_id)
+
+    def _status(self, job_id: str) -> JobStatus | None:
+        self._expire_statuses()
+        found = self._statuses.get(job_id)
+        return None if found is None else found[1]
+
+    def _expire_statuses(self) -> None:
+        # Updates move a status to the end, so the oldest stand first.
+        now = self._clock()
+        while self._statuses:
+            written_at, _ = next(iter(self._statuses.values()))
+            if now - written_at < self._settings.result_ttl_s:
+                return
+            self._statuses.popitem(last=False)
 
     def wait_finished(self, job_id: str, timeout_s: float) -> JobStatus | None:
         """Block until ``job_id`` is done or dead, or ``timeout_s`` passes."""
         deadline = self._clock() + timeout_s
         with self._lock:
             while True:
-                found = self._statuses.get(job_id)
+                found = self._status(job_id)
                 if found is not None and found.status in ("done", "dead"):
                     return found
                 remaining = deadline - self._clock()
@@ -251,10 +276,11 @@ class MemoryState:
     ) -> None:
         if self._settings.result_ttl_s <= 0:
             return
-        old = self._statuses.pop(job_id, None)
+        old_entry = self._statuses.pop(job_id, None)
+        old = None if old_entry is None else old_entry[1]
         attempts = (old.attempts if old else 0) + (status in ("done", "failed", "dead"))
         if error is None and old is not None and status != "done":
             error = old.error
-        self._statuses[job_id] = JobStatus(job_id, status, attempts, error, result)
+        self._statuses[job_id] = (self._clock(), JobStatus(job_id, status, attempts, error, result))
         while len(self._statuses) > _MAX_STATUSES:  # bounded: oldest statuses go first
             self._statuses.popitem(last=False)

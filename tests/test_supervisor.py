@@ -1,0 +1,247 @@
+"""The supervisor with real worker processes and real signals, on the memory backend."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from consumer.pools import PoolKind, shape_pool
+from consumer.supervisor import Supervisor, SupervisorSettings
+from producer import Producer
+from services import exitcodes
+from services.backends import open_queue
+from services.jobqueue import JobQueue
+from services.settings import QueueSettings, RetrySettings, WorkerSettings
+from services.stats import Field, total
+from tests import jobs
+from tests.jobs import read_ledger
+
+
+@pytest.fixture
+def queue() -> Iterator[JobQueue]:
+    found = open_queue("memory://", QueueSettings(result_ttl_s=60, max_redeliveries=3))
+    yield found
+    found.close()
+
+
+def supervise(
+    queue: JobQueue,
+    *,
+    pool: PoolKind = PoolKind.PROCESSES,
+    concurrency: int = 1,
+    jobs_path: str = "tests.jobs:registry",
+    **worker: object,
+) -> Supervisor:
+    options: dict[str, object] = {
+        "poll_s": 0.1,
+        "retry": RetrySettings(base_s=0.01, cap_s=0.05),
+        "shutdown_timeout_s": 5.0,
+    }
+    options.update(worker)
+    settings = SupervisorSettings(
+        jobs=jobs_path,
+        shape=shape_pool(pool, concurrency),
+        worker=WorkerSettings(**options),  # type: ignore[arg-type]
+        restart_base_s=0.05,
+        restart_cap_s=0.5,
+    )
+    supervisor = Supervisor(queue, settings)
+    supervisor.start()
+    return supervisor
+
+
+def turn_until(supervisor: Supervisor, done: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, "condition not reached before the deadline"
+        supervisor.run_once(0.05)
+
+
+def stop(supervisor: Supervisor, timeout_s: float = 20.0) -> int:
+    supervisor.stop()
+    turn_until(supervisor, lambda: supervisor.exit_code is not None, timeout_s)
+    assert supervisor.exit_code is not None
+    return supervisor.exit_code
+
+
+def count(supervisor: Supervisor, field: Field) -> int:
+    return total(s.block for s in supervisor.stats).count(field)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_sigkilled_busy_child_is_replaced_and_its_job_runs_again(
+    queue: JobQueue, tmp_path: Path
+) -> None:
+    # Given one worker running a slow job that writes a ledger
+    ledger = str(tmp_path / "ledger")
+    Producer(queue, registry=jobs.registry).enqueue("ledger", ledger, "k1", 1.0)
+    supervisor = supervise(queue)
+    turn_until(supervisor, lambda: "start k1" in read_ledger(ledger))
+    [victim] = supervisor.pids()
+    # When the busy child is SIGKILLed
+    os.kill(victim, signal.SIGKILL)
+    # Then a new child runs the job again to the end
+    turn_until(supervisor, lambda: "end k1" in read_ledger(ledger))
+    assert read_ledger(ledger).count("start k1") == 2
+    [replacement] = supervisor.pids()
+    assert replacement != victim
+    assert stop(supervisor) == exitcodes.OK
+
+
+def test_a_sigkilled_idle_child_does_not_hang_the_others(queue: JobQueue) -> None:
+    # Given two idle children blocked waiting for jobs
+    supervisor = supervise(queue, concurrency=2)
+    turn_until(supervisor, lambda: len(supervisor.pids()) == 2)
+    turn_until(supervisor, lambda: count(supervisor, Field.RUNNING) == 0, 5)
+    # When one is SIGKILLed and jobs arrive
+    os.kill(supervisor.pids()[0], signal.SIGKILL)
+    producer = Producer(queue, registry=jobs.registry)
+    for n in range(20):
+        producer.enqueue("add", n, n)
+    # Then every job is done
+    turn_until(supervisor, lambda: count(supervisor, Field.DONE) == 20)
+    assert stop(supervisor) == exitcodes.OK
+
+
+@pytest.mark.parametrize("poison", ["kill_self", "exit_process"])
+def test_a_poison_job_is_quarantined_and_normal_jobs_all_finish(
+    queue: JobQueue, poison: str
+) -> None:
+    # Given a job that kills its worker, among normal jobs prefetched with it
+    producer = Producer(queue, registry=jobs.registry)
+    bad = producer.enqueue(poison, *([7] if poison == "exit_process" else []))
+    good = [producer.enqueue("add", n, 1) for n in range(10)]
+    supervisor = supervise(queue, concurrency=2, prefetch=8)
+    # When the workers run them
+    turn_until(supervisor, lambda: count(supervisor, Field.DONE) == len(good), 60)
+    turn_until(supervisor, lambda: bool(queue.dead_letters("default")), 30)
+    # Then only the poison job is quarantined, with how its workers died
+    [letter] = queue.dead_letters("default")
+    assert letter.job_id == bad.id
+    died = "signal 9" if poison == "kill_self" else "exit code 7"
+    assert f"worker died: {died}" in letter.reason
+    assert letter.reason.endswith("3 times")
+    for job in good:
+        status = queue.status(job.id)
+        assert status is not None
+        assert status.status == "done"
+    assert stop(supervisor) == exitcodes.OK
+
+
+@pytest.mark.parametrize(
+    ("pool", "name"),
+    [
+        (PoolKind.PROCESSES, "hang"),
+        (PoolKind.THREADS, "hang"),
+        (PoolKind.ASYNCIO, "hang"),
+        (PoolKind.ASYNCIO, "async_hang"),
+    ],
+)
+def test_a_hung_job_times_out_and_the_pool_keeps_working(
+    queue: JobQueue, pool: PoolKind, name: str
+) -> None:
+    # Given a job that hangs (timeout=0.5 s, no retries left after 1 try) and normal jobs
+    producer = Producer(queue, registry=jobs.registry)
+    hung = producer.enqueue(name)
+    good = [producer.enqueue("add", n, 1) for n in range(5)]
+    supervisor = supervise(queue, pool=pool, concurrency=2)
+    # When the pool runs them
+    turn_until(supervisor, lambda: count(supervisor, Field.DONE) == len(good), 30)
+    # Then the hung job timed out (and was retried), and the normal jobs all finished
+    turn_until(supervisor, lambda: count(supervisor, Field.TIMED_OUT) >= 1, 30)
+    status = queue.status(hung.id)
+    assert status is not None
+    assert status.error is not None
+    assert "timed out after 0.5 s" in status.error
+    assert stop(supervisor) == exitcodes.OK
+
+
+def test_a_child_that_cannot_boot_stops_the_supervisor_with_a_distinct_code(
+    queue: JobQueue,
+) -> None:
+    # Given a registry that fails to import inside worker processes
+    supervisor = supervise(queue, concurrency=2, jobs_path="tests.jobs_broken_in_child:registry")
+    # When the children try to start
+    turn_until(supervisor, lambda: supervisor.exit_code is not None, 30)
+    # Then the supervisor stops with BOOT_FAILURE instead of restarting them
+    assert supervisor.exit_code == exitcodes.BOOT_FAILURE
+    assert supervisor.pids() == []
+
+
+def test_sigterm_lets_in_flight_jobs_finish(queue: JobQueue, tmp_path: Path) -> None:
+    ledger = str(tmp_path / "ledger")
+    producer = Producer(queue, registry=jobs.registry)
+    for key in ("a", "b"):
+        producer.enqueue("ledger", ledger, key, 0.8)
+    supervisor = supervise(queue, concurrency=2, prefetch=0)
+    turn_until(supervisor, lambda: len(read_ledger(ledger)) == 2)
+    # When asked to stop once
+    code = stop(supervisor)
+    # Then both running jobs finished before the exit, with exit code 0
+    assert code == exitcodes.OK
+    assert sorted(read_ledger(ledger)) == ["end a", "end b", "start a", "start b"]
+    assert queue.depth("default") == 0
+
+
+def test_a_second_stop_requeues_unfinished_jobs_at_once(queue: JobQueue, tmp_path: Path) -> None:
+    ledger = str(tmp_path / "ledger")
+    producer = Producer(queue, registry=jobs.registry)
+    for key in ("a", "b"):
+        producer.enqueue("ledger", ledger, key, 30)
+    supervisor = supervise(queue, concurrency=2, prefetch=0)
+    turn_until(supervisor, lambda: len(read_ledger(ledger)) == 2)
+    # When asked to stop twice
+    started = time.monotonic()
+    supervisor.stop()
+    supervisor.run_once(0.05)
+    supervisor.stop()
+    turn_until(supervisor, lambda: supervisor.exit_code is not None, 10)
+    # Then it exits within 2 s and both jobs are back on the queue
+    assert time.monotonic() - started < 2.0
+    assert queue.depth("default") == 2
+
+
+def test_jobs_longer_than_the_deadline_are_requeued(queue: JobQueue, tmp_path: Path) -> None:
+    ledger = str(tmp_path / "ledger")
+    Producer(queue, registry=jobs.registry).enqueue("ledger", ledger, "long", 30)
+    supervisor = supervise(queue, shutdown_timeout_s=0.5)
+    turn_until(supervisor, lambda: len(read_ledger(ledger)) == 1)
+    started = time.monotonic()
+    code = stop(supervisor)
+    assert code == exitcodes.OK
+    assert time.monotonic() - started < 4.0
+    assert queue.depth("default") == 1
+
+
+def test_children_are_recycled_after_max_jobs(queue: JobQueue) -> None:
+    producer = Producer(queue, registry=jobs.registry)
+    for n in range(9):
+        producer.enqueue("add", n, n)
+    supervisor = supervise(queue, max_jobs=3, prefetch=0)
+    first = supervisor.pids()
+    turn_until(supervisor, lambda: count(supervisor, Field.DONE) == 9, 60)
+    assert supervisor.pids() != first
+    assert stop(supervisor) == exitcodes.OK
+
+
+def test_threads_pool_runs_many_io_jobs_at_once(queue: JobQueue) -> None:
+    producer = Producer(queue, registry=jobs.registry)
+    producer.enqueue_many([("sleep", (0.5,), {}) for _ in range(40)])
+    supervisor = supervise(queue, pool=PoolKind.THREADS, concurrency=40, prefetch=0)
+    started = time.monotonic()
+    turn_until(supervisor, lambda: count(supervisor, Field.DONE) == 40, 30)
+    # 40 half-second sleeps in one process: far less than the 20 s they would take in turn
+    assert time.monotonic() - started < 10
+    assert stop(supervisor) == exitcodes.OK
