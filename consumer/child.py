@@ -7,7 +7,6 @@ to stop, until its supervisor is gone, or until it must be recycled.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import resource
@@ -24,13 +23,12 @@ from consumer.worker import State, Worker
 from services import exitcodes
 from services.errors import ConfigError
 from services.jobqueue import Connector
+from services.lifecycle import die_with_parent, parent_alive
 from services.loading import load_registry
 from services.settings import WorkerSettings
 from services.stats import Stats
 
 log = logging.getLogger("conveyor.child")
-
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -51,7 +49,7 @@ class ChildSpec:
 def child_main(spec: ChildSpec) -> None:
     """Entry point of a worker process; always ends the process with an exit code."""
     ignore_interrupts()
-    _die_with_parent()
+    die_with_parent()
     logging.basicConfig(
         level=spec.log_level, format=f"%(asctime)s {spec.name} %(levelname)s %(message)s"
     )
@@ -74,10 +72,10 @@ def run_worker(worker: Worker, signals: SignalLog, spec: ChildSpec) -> int:
     """Turn the worker's loop until it stops; returns the child's exit code."""
     deadline: float | None = None
     while worker.state is not State.STOPPED:
-        if os.getppid() != spec.parent_pid:
-            log.warning("supervisor is gone; handing back my jobs")
-            worker.stop_now()
-            break
+        if not parent_alive(spec.parent_pid):
+            log.warning("supervisor is gone; handing back my jobs and exiting")
+            worker.stop_now()  # one attempt: with the memory backend the queue died with it
+            return exitcodes.ERROR
         if signals.take():
             if worker.state is State.RUNNING:
                 worker.drain()
@@ -123,14 +121,6 @@ def resident_memory_mb() -> float:
         return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
     except OSError:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to send SIGTERM when the supervisor dies, so the loop wakes and hands back."""
-    if sys.platform != "linux":
-        return  # the getppid() check in the loop still catches an orphaned worker
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _exit(code: int) -> NoReturn:

@@ -18,12 +18,18 @@ from consumer.pools import PoolKind, shape_pool
 from consumer.report import Progress, format_summary
 from consumer.signals import recorded_signals
 from consumer.supervisor import Supervisor, SupervisorSettings
-from producer.cli import ConveyorGroup, enqueue_command, parse_kwarg
+from producer.cli import (
+    ConveyorGroup,
+    enqueue_command,
+    parse_kwarg,
+    queue_options,
+    queue_settings,
+)
 from producer.feeds import load_feed
 from services.backends import open_queue, redact_url, scheme_of
 from services.errors import ConfigError
 from services.loading import load_registry
-from services.settings import QueueSettings, RetrySettings, WorkerSettings
+from services.settings import RetrySettings, WorkerSettings
 
 DEMO_JOBS = "services.demo:registry"
 DEMO_FEED = "services.demo:feed"
@@ -213,6 +219,7 @@ def supervisor_settings(
     help="Registry of job functions the workers run.",
 )
 @pool_options
+@queue_options
 @click.pass_obj
 def run_command(
     log_level: int,
@@ -245,7 +252,7 @@ def run_command(
         feed_options=feed_options,
         queue=queue,
     )
-    backend = open_queue(url, QueueSettings())
+    backend = open_queue(url, queue_settings(options))
     click.echo(
         f"conveyor run: {producers} producer(s), {settings.supervisor.shape.kind.value} "
         f"pool x{settings.supervisor.shape.concurrency}, queue {queue!r} on "
@@ -296,6 +303,7 @@ def run_command(
     help="A dead worker's jobs go to another after about this long.",
 )
 @pool_options
+@queue_options
 @click.pass_obj
 def worker_command(
     log_level: int,
@@ -323,7 +331,7 @@ def worker_command(
     settings = supervisor_settings(
         options, jobs=jobs, queues=queues, burst=burst, log_level=log_level
     )
-    backend = open_queue(url, QueueSettings(lease_s=lease))
+    backend = open_queue(url, queue_settings(options, lease_s=lease))
     supervisor = Supervisor(backend, settings)
     try:
         with recorded_signals() as signals:

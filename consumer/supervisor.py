@@ -33,6 +33,7 @@ from consumer.child import ChildSpec, child_main
 from consumer.pools import PoolShape
 from consumer.signals import describe_exit
 from services import exitcodes
+from services.errors import ConveyorError
 from services.jobqueue import JobQueue
 from services.settings import WorkerSettings
 from services.stats import Field, Stats, new_block
@@ -41,6 +42,7 @@ log = logging.getLogger("conveyor.supervisor")
 
 _HARD_GRACE_S = 1.5
 """How long a child gets to hand back its jobs after the hard stop before it is killed."""
+_CHECK_EVERY_S = 30.0
 _STABLE_S = 10.0
 """A child that lived this long resets its slot's restart backoff."""
 
@@ -92,6 +94,9 @@ class Supervisor:
         self._stopping = False
         self._hard_at: float | None = None
         self._kill_at: float | None = None
+        self._next_check = 0.0
+        self.warnings: list[str] = []
+        """The backend's setup warnings from the last check."""
         self.exit_code: int | None = None
         """Set when the supervisor has finished: every child is gone."""
 
@@ -111,7 +116,8 @@ class Supervisor:
         return self._stopping
 
     def start(self) -> None:
-        """Start every child."""
+        """Check the backend's setup (it logs what is wrong), then start every child."""
+        self._check_backend()
         for slot in self._slots:
             self._spawn(slot)
 
@@ -124,6 +130,8 @@ class Supervisor:
             return
         self._restart_due()
         self._kill_hung()
+        if self._clock() >= self._next_check:
+            self._check_backend()
         self._enforce_deadlines()
         if self._stopping and not any(self._alive(s) for s in self._slots):
             self.exit_code = exitcodes.OK
@@ -216,10 +224,28 @@ class Supervisor:
             delay,
         )
 
+    def _check_backend(self) -> None:
+        """Ask the backend for setup warnings now and then (e.g. a Redis that restarted empty).
+
+        Failing to reach the backend is not fatal here: the workers log and retry on their own.
+        """
+        self._next_check = self._clock() + _CHECK_EVERY_S
+        try:
+            self.warnings = self._queue.check_server()
+        except ConveyorError as exc:
+            log.warning("cannot check the backend: %s", exc)
+
     def _release(self, slot: _Slot, reason: str) -> int:
         """Hand back a dead child's jobs; only those it was running count as suspects."""
         suspects = RunningBoard(slot.board).job_ids() if slot.board is not None else None
-        return self._queue.release(slot.consumer_id, reason, suspects=suspects)
+        try:
+            return self._queue.release(slot.consumer_id, reason, suspects=suspects)
+        except ConveyorError as exc:
+            # Not lost: the backend's lease expiry hands the jobs back once it is reachable.
+            log.warning(
+                "cannot hand back worker-%d's jobs now (%s); its lease will", slot.index, exc
+            )
+            return 0
 
     def _restart_due(self) -> None:
         if self._stopping:

@@ -12,6 +12,7 @@ from services import exitcodes
 from services.backends import open_queue, scheme_of
 from services.errors import ConfigError, ConveyorError
 from services.loading import load_registry
+from services.settings import QueueSettings
 
 
 def parse_arg(text: str) -> Any:
@@ -56,6 +57,55 @@ class ConveyorGroup(click.Group):
             exit_on_conveyor_error(ctx, exc)
 
 
+def queue_options(func: Any) -> Any:
+    """Flags that shape how the backend keeps jobs, shared by every command that opens one."""
+    options = [
+        click.option(
+            "--max-depth",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Bounded queue: a full queue makes enqueue wait, then fail.",
+        ),
+        click.option(
+            "--put-timeout",
+            type=click.FloatRange(min=0),
+            default=5.0,
+            show_default=True,
+            metavar="SECONDS",
+            help="How long enqueue waits for room in a full bounded queue.",
+        ),
+        click.option(
+            "--result-ttl",
+            type=click.FloatRange(min=0),
+            default=3600.0,
+            show_default=True,
+            metavar="SECONDS",
+            help="How long results and job status stay readable (0: keep none).",
+        ),
+        click.option(
+            "--max-redeliveries",
+            type=click.IntRange(min=1),
+            default=3,
+            show_default=True,
+            help="A job whose worker died this many times is quarantined.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def queue_settings(options: dict[str, Any], **more: Any) -> QueueSettings:
+    """``QueueSettings`` from the flags of ``queue_options`` (popped from ``options``)."""
+    return QueueSettings(
+        max_depth=options.pop("max_depth"),
+        put_timeout_s=options.pop("put_timeout"),
+        result_ttl_s=options.pop("result_ttl"),
+        max_redeliveries=options.pop("max_redeliveries"),
+        **more,
+    )
+
+
 @click.command("enqueue", cls=ConveyorCommand)
 @click.argument("name")
 @click.argument("args", nargs=-1)
@@ -95,6 +145,7 @@ class ConveyorGroup(click.Group):
     metavar="SECONDS",
     help="Make the job runnable only after this many seconds.",
 )
+@queue_options
 def enqueue_command(
     name: str,
     args: tuple[str, ...],
@@ -103,6 +154,7 @@ def enqueue_command(
     queue: str,
     jobs: str | None,
     delay: float,
+    **options: Any,
 ) -> None:
     """Put job NAME with ARGs on a queue and print the job id.
 
@@ -116,7 +168,7 @@ def enqueue_command(
             "or a redis:// URL shared by producers and workers"
         )
     registry = load_registry(jobs) if jobs else None
-    backend = open_queue(url)
+    backend = open_queue(url, queue_settings(options))
     try:
         producer = Producer(backend, registry=registry, name=queue)
         call_kwargs = dict(parse_kwarg(text) for text in kwargs)

@@ -18,6 +18,7 @@ from producer.feeds import feed_share, load_feed
 from producer.producer import Producer
 from services.errors import ConveyorError
 from services.jobqueue import Connector
+from services.lifecycle import die_with_parent
 from services.loading import load_registry
 from services.stats import Field, Stats
 
@@ -44,6 +45,7 @@ class ProducerSpec:
 def producer_main(spec: ProducerSpec) -> None:
     """Entry point of a producer process; exits 0 when its share is enqueued, 1 on error."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the parent, which stops us
+    die_with_parent(signal.SIGKILL)  # a producer holds no job: it may simply vanish
     logging.basicConfig(level=spec.log_level, format=f"producer-{spec.index} %(message)s")
     stats = Stats(spec.stats_block)
     try:

@@ -41,3 +41,9 @@ def expected_outcome(count: int) -> tuple[int, int]:
     """``(done, dead-lettered)`` after a run of ``count`` calls of either feed."""
     dead = sum(1 for number in range(count) if call_for(number)[0] == "fail")
     return count - dead, dead
+
+
+def slow_feed(count: int = 400) -> Iterator[Call]:
+    """Jobs that keep a pool busy for a while: for tests that kill the process tree."""
+    for _ in range(count):
+        yield "sleep", (0.2,), {}

@@ -28,6 +28,7 @@ import multiprocessing
 import os
 import queue as stdlib_queue
 import threading
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from multiprocessing.queues import Queue as MPQueue
@@ -36,6 +37,7 @@ from typing import Any
 from services.backends.memory_state import MemoryState
 from services.errors import BackendUnavailableError, ConfigError
 from services.jobqueue import Completion, Connector, DeadLetter, Delivery, JobQueue, JobStatus
+from services.lifecycle import parent_alive
 from services.settings import QueueSettings
 
 log = logging.getLogger("conveyor.memory")
@@ -97,7 +99,7 @@ class _Channels:
             daemon=True,
         )
         thread.start()
-        return MemoryConnector(consumer_id, requests, replies)
+        return MemoryConnector(consumer_id, requests, replies, owner_pid=os.getpid())
 
     def retire(self, consumer_id: str) -> None:
         """Close ``consumer_id``'s channel at the next ``open``: until then a consumer that
@@ -219,6 +221,8 @@ class MemoryConnector:
     consumer_id: str
     requests: MPQueue[Any]
     replies: MPQueue[Any]
+    owner_pid: int
+    """The process that holds the state; when it is gone, so is every queued job."""
 
     def open(self) -> JobQueue:
         return ChannelQueue(self)
@@ -230,20 +234,35 @@ class ChannelQueue:
     def __init__(self, connector: MemoryConnector) -> None:
         self._connector = connector
         self._lock = threading.Lock()
+        self._owner_pid = connector.owner_pid
         self.consumer_id = connector.consumer_id
 
     def _call(self, method: str, *args: Any, wait_s: float = 0.0, **kwargs: Any) -> Any:
         with self._lock:
             self._connector.requests.put((method, args, kwargs))
-            try:
-                ok, value = self._connector.replies.get(timeout=wait_s + _REPLY_MARGIN_S)
-            except stdlib_queue.Empty:
-                raise BackendUnavailableError(
-                    f"the memory backend's parent did not answer {method!r}"
-                ) from None
+            ok, value = self._reply(method, time.monotonic() + wait_s + _REPLY_MARGIN_S)
         if not ok:
             raise value
         return value
+
+    def _reply(self, method: str, deadline: float) -> tuple[bool, Any]:
+        # Wait in short slices so a dead parent is noticed at once, not after the deadline.
+        while True:
+            if not self._owner_alive():
+                raise BackendUnavailableError("the memory backend's parent process is gone")
+            try:
+                reply: tuple[bool, Any] = self._connector.replies.get(timeout=_POLL_S)
+                return reply
+            except stdlib_queue.Empty:
+                if time.monotonic() > deadline:
+                    raise BackendUnavailableError(
+                        f"the memory backend's parent did not answer {method!r}"
+                    ) from None
+
+    def _owner_alive(self) -> bool:
+        if self._owner_pid == os.getpid():
+            return True  # a channel opened in the owner itself (tests)
+        return parent_alive(self._owner_pid)
 
     def put(self, queue: str, job_id: str, body: bytes, *, delay_s: float = 0.0) -> None:
         self._call("put", queue, job_id, body, delay_s=delay_s)
