@@ -106,7 +106,8 @@ def _recycle_reason(worker: Worker, settings: WorkerSettings) -> str | None:
         return worker.recycle_reason
     if settings.max_jobs is not None and worker.jobs_settled >= settings.max_jobs:
         return f"ran {worker.jobs_settled} jobs (--max-jobs-per-child {settings.max_jobs})"
-    if settings.max_memory_mb is not None:
+    # Between jobs only: a process that starts above the limit must still make progress.
+    if settings.max_memory_mb is not None and worker.jobs_settled > 0:
         rss_mb = resident_memory_mb()
         if rss_mb > settings.max_memory_mb:
             return f"uses {rss_mb:.0f} MB (--max-memory-per-child {settings.max_memory_mb:g})"

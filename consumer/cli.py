@@ -24,6 +24,7 @@ from producer.cli import (
     parse_kwarg,
     queue_options,
     queue_settings,
+    secret_url,
 )
 from producer.feeds import load_feed
 from services.backends import open_queue, redact_url, scheme_of
@@ -252,7 +253,7 @@ def run_command(
         feed_options=feed_options,
         queue=queue,
     )
-    backend = open_queue(url, queue_settings(options))
+    backend = open_queue(secret_url(url, options), queue_settings(options))
     click.echo(
         f"conveyor run: {producers} producer(s), {settings.supervisor.shape.kind.value} "
         f"pool x{settings.supervisor.shape.concurrency}, queue {queue!r} on "
@@ -331,7 +332,7 @@ def worker_command(
     settings = supervisor_settings(
         options, jobs=jobs, queues=queues, burst=burst, log_level=log_level
     )
-    backend = open_queue(url, queue_settings(options, lease_s=lease))
+    backend = open_queue(secret_url(url, options), queue_settings(options, lease_s=lease))
     supervisor = Supervisor(backend, settings)
     try:
         with recorded_signals() as signals:

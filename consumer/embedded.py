@@ -58,6 +58,7 @@ class Pipeline:
         self.started = time.monotonic()
         self._last_settled = (0, time.monotonic())
         self.stalled = False
+        self.interrupted = False
         self._reaped: set[int] = set()
 
     def start(self) -> None:
@@ -106,7 +107,9 @@ class Pipeline:
         """One turn: wait a little, react to signals, reap producers, end the run when due."""
         self.supervisor.run_once(0.1, wake_fds=(signals.wakeup_fd or -1,))
         if signals.take():
-            log.info("interrupted: stopping producers, draining the pool (again: stop now)")
+            if not self.interrupted:
+                log.info("interrupted: stopping producers, draining the pool (again: stop now)")
+            self.interrupted = True
             self._stop_producers()
             self.supervisor.stop()
         self._reap_producers()
@@ -163,6 +166,8 @@ def run_pipeline(
     progress.close()
     summary = pipeline.summary()
     code = pipeline.supervisor.exit_code
+    if pipeline.interrupted:
+        return exitcodes.INTERRUPTED, summary
     if code == exitcodes.OK and (summary.accounted < summary.produced or pipeline.stalled):
         code = exitcodes.UNACCOUNTED
     if code == exitcodes.OK and pipeline.producer_failures:

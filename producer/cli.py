@@ -9,7 +9,7 @@ import click
 
 from producer.producer import Producer
 from services import exitcodes
-from services.backends import open_queue, scheme_of
+from services.backends import open_queue, scheme_of, with_password
 from services.errors import ConfigError, ConveyorError
 from services.loading import load_registry
 from services.settings import QueueSettings
@@ -83,6 +83,16 @@ def queue_options(func: Any) -> Any:
             help="How long results and job status stay readable (0: keep none).",
         ),
         click.option(
+            "--password-file",
+            type=click.File("r"),
+            default=None,
+            envvar="CONVEYOR_REDIS_PASSWORD_FILE",
+            show_envvar=True,
+            help="Read the Redis password from this file instead of the URL, so it never "
+            "shows in `ps` (the CONVEYOR_REDIS_PASSWORD variable works too).",
+        ),
+        click.option("--redis-password", hidden=True, envvar="CONVEYOR_REDIS_PASSWORD"),
+        click.option(
             "--max-redeliveries",
             type=click.IntRange(min=1),
             default=3,
@@ -93,6 +103,14 @@ def queue_options(func: Any) -> Any:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def secret_url(url: str, options: dict[str, Any]) -> str:
+    """``url`` with the password from ``--password-file``/``CONVEYOR_REDIS_PASSWORD`` if given."""
+    password_file, password = options.pop("password_file"), options.pop("redis_password")
+    if password_file is not None:
+        password = password_file.read().strip()
+    return with_password(url, password) if password else url
 
 
 def queue_settings(options: dict[str, Any], **more: Any) -> QueueSettings:
@@ -168,7 +186,7 @@ def enqueue_command(
             "or a redis:// URL shared by producers and workers"
         )
     registry = load_registry(jobs) if jobs else None
-    backend = open_queue(url, queue_settings(options))
+    backend = open_queue(secret_url(url, options), queue_settings(options))
     try:
         producer = Producer(backend, registry=registry, name=queue)
         call_kwargs = dict(parse_kwarg(text) for text in kwargs)

@@ -12,3 +12,5 @@ BOOT_FAILURE = 3
 RECYCLE = 4
 UNACCOUNTED = 5
 """``conveyor run`` ended with jobs neither done nor dead-lettered."""
+INTERRUPTED = 130
+"""``conveyor run`` was stopped by SIGINT/SIGTERM before every job was settled (128 + SIGINT)."""

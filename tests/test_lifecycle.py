@@ -102,3 +102,44 @@ def test_conveyor_run_works_on_redis(redis_url: str) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "produced      60" in result.stdout
     assert "unaccounted   0" in result.stdout
+
+
+def test_ctrl_c_reaches_the_pool_once_through_the_parent(tmp_path: Path) -> None:
+    # Given `conveyor run` busy on slow jobs, in its own process group like a terminal job
+    command = [
+        sys.executable,
+        "-m",
+        "consumer",
+        "run",
+        "--jobs",
+        "tests.jobs:registry",
+        "--feed",
+        "tests.feeds:slow_feed",
+        "--producers",
+        "1",
+        "--concurrency",
+        "2",
+    ]
+    parent = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert wait_for(lambda: len(children_of(parent.pid)) >= 3, 30), "children never started"
+        # When Ctrl+C hits the whole process group
+        os.killpg(parent.pid, signal.SIGINT)
+        out, err = parent.communicate(timeout=30)
+    finally:
+        if parent.poll() is None:
+            os.killpg(parent.pid, signal.SIGKILL)
+            parent.wait(5)
+    # Then the workers ignored it (no KeyboardInterrupt), the parent drained them once and
+    # printed its summary, exiting 130
+    assert parent.returncode == 130, err[-2000:]
+    assert "KeyboardInterrupt" not in err
+    assert "draining" in err
+    assert "summary" in out

@@ -236,6 +236,19 @@ def test_children_are_recycled_after_max_jobs(queue: JobQueue) -> None:
     assert stop(supervisor) == exitcodes.OK
 
 
+def test_children_are_recycled_past_their_memory_limit(queue: JobQueue) -> None:
+    # Given a memory limit below what any Python process uses
+    producer = Producer(queue, registry=jobs.registry)
+    for n in range(4):
+        producer.enqueue("add", n, n)
+    supervisor = supervise(queue, max_memory_mb=1, prefetch=0)
+    first = supervisor.pids()
+    # When the jobs run / Then each child is replaced after its job, and all jobs are done
+    turn_until(supervisor, lambda: count(supervisor, Field.DONE) == 4, 60)
+    turn_until(supervisor, lambda: supervisor.pids() not in ([], first), 30)
+    assert stop(supervisor) == exitcodes.OK
+
+
 def test_threads_pool_runs_many_io_jobs_at_once(queue: JobQueue) -> None:
     producer = Producer(queue, registry=jobs.registry)
     producer.enqueue_many([("sleep", (0.5,), {}) for _ in range(40)])

@@ -7,7 +7,7 @@ Only this package knows which module serves which scheme; the consumer and produ
 from __future__ import annotations
 
 import importlib
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from services.errors import ConfigError
 from services.jobqueue import JobQueue
@@ -46,6 +46,16 @@ def open_queue(url: str, settings: QueueSettings | None = None) -> JobQueue:
         raise ConfigError(f"the {scheme}:// backend is not available in this build yet") from None
     queue: JobQueue = module.open_url(url, settings or QueueSettings())
     return queue
+
+
+def with_password(url: str, password: str) -> str:
+    """``url`` carrying ``password`` (kept out of command lines, where ``ps`` shows it)."""
+    parts = urlsplit(url)
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}{port}"
+    return parts._replace(netloc=netloc).geturl()
 
 
 def redact_url(url: str) -> str:
