@@ -40,22 +40,17 @@ def wait_for(predicate, timeout_s: float) -> bool:  # type: ignore[no-untyped-de
     return bool(predicate())
 
 
+def slow_run_command(*, producers: int) -> list[str]:
+    """`conveyor run` on jobs slow enough to kill or interrupt it mid-run."""
+    return [
+        *(sys.executable, "-m", "consumer", "run", "--jobs", "tests.jobs:registry"),
+        *("--feed", "tests.feeds:slow_feed", "--producers", str(producers), "-c", "2"),
+    ]
+
+
 def test_children_of_a_sigkilled_conveyor_run_exit_within_seconds(tmp_path: Path) -> None:
     # Given `conveyor run` with 2 producers and 2 worker processes busy on slow jobs
-    command = [
-        sys.executable,
-        "-m",
-        "consumer",
-        "run",
-        "--jobs",
-        "tests.jobs:registry",
-        "--feed",
-        "tests.feeds:slow_feed",
-        "--producers",
-        "2",
-        "--concurrency",
-        "2",
-    ]
+    command = slow_run_command(producers=2)
     log = (tmp_path / "run.log").open("w")
     parent = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -106,20 +101,7 @@ def test_conveyor_run_works_on_redis(redis_url: str) -> None:
 
 def test_ctrl_c_reaches_the_pool_once_through_the_parent(tmp_path: Path) -> None:
     # Given `conveyor run` busy on slow jobs, in its own process group like a terminal job
-    command = [
-        sys.executable,
-        "-m",
-        "consumer",
-        "run",
-        "--jobs",
-        "tests.jobs:registry",
-        "--feed",
-        "tests.feeds:slow_feed",
-        "--producers",
-        "1",
-        "--concurrency",
-        "2",
-    ]
+    command = slow_run_command(producers=1)
     parent = subprocess.Popen(
         command,
         cwd=ROOT,
