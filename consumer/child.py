@@ -58,7 +58,7 @@ def child_main(spec: ChildSpec) -> None:
     except ConfigError as exc:
         log.error("cannot start: %s", exc)
         _exit(exitcodes.BOOT_FAILURE)
-    with recorded_signals(signal.SIGTERM) as signals:
+    with recorded_signals(signal.SIGTERM, signal.SIGQUIT) as signals:
         queue = spec.connector.open()
         executor = spec.shape.make_executor()
         executor.mailbox.board = RunningBoard(spec.board_block)
@@ -69,15 +69,22 @@ def child_main(spec: ChildSpec) -> None:
 
 
 def run_worker(worker: Worker, signals: SignalLog, spec: ChildSpec) -> int:
-    """Turn the worker's loop until it stops; returns the child's exit code."""
+    """Turn the worker's loop until it stops; returns the child's exit code.
+
+    SIGTERM drains (finish running jobs within the shutdown timeout); SIGQUIT, a second
+    SIGTERM or the deadline hands every unfinished job back at once.
+    """
     deadline: float | None = None
     while worker.state is not State.STOPPED:
         if not parent_alive(spec.parent_pid):
             log.warning("supervisor is gone; handing back my jobs and exiting")
             worker.stop_now()  # one attempt: with the memory backend the queue died with it
             return exitcodes.ERROR
-        if signals.take():
-            if worker.state is State.RUNNING:
+        received = signals.take()
+        if received:
+            # SIGQUIT, or SIGTERM after SIGTERM (even in one batch): stop now.
+            hard = signal.SIGQUIT in received or len(received) > 1
+            if worker.state is State.RUNNING and not hard:
                 worker.drain()
                 deadline = time.monotonic() + spec.settings.shutdown_timeout_s
             else:

@@ -19,7 +19,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from consumer.report import Progress, RunSummary
-from consumer.signals import SignalLog
+from consumer.signals import SignalLog, interrupts_ignored
 from consumer.supervisor import Supervisor, SupervisorSettings
 from producer.process import ProducerSpec, producer_main
 from services import exitcodes
@@ -79,7 +79,8 @@ class Pipeline:
             process = self._ctx.Process(
                 target=producer_main, args=(spec,), name=f"producer-{index}"
             )
-            process.start()
+            with interrupts_ignored():
+                process.start()
             self._producers.append((process, stats))
 
     @property

@@ -58,6 +58,21 @@ def recorded_signals(*signums: signal.Signals) -> Iterator[SignalLog]:
         os.close(write_fd)
 
 
+@contextlib.contextmanager
+def interrupts_ignored() -> Iterator[None]:
+    """Start children inside this block so they ignore SIGINT from their first instruction.
+
+    An ignored signal stays ignored across fork and exec, and Python installs its
+    KeyboardInterrupt handler only where SIGINT is not ignored: a Ctrl+C that lands while a
+    child is still importing then cannot print a traceback from it.
+    """
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def ignore_interrupts() -> None:
     """Children ignore SIGINT: Ctrl+C reaches them once, through the supervisor."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -31,12 +31,12 @@ from consumer.backoff import backoff_s
 from consumer.board import RunningBoard, new_board
 from consumer.child import ChildSpec, child_main
 from consumer.pools import PoolShape
-from consumer.signals import describe_exit
+from consumer.signals import describe_exit, interrupts_ignored
 from services import exitcodes
 from services.errors import ConveyorError
 from services.jobqueue import JobQueue
 from services.settings import WorkerSettings
-from services.stats import Field, Stats, new_block
+from services.stats import Field, Stats, new_block, total
 
 log = logging.getLogger("conveyor.supervisor")
 
@@ -94,7 +94,9 @@ class Supervisor:
         self._stopping = False
         self._hard_at: float | None = None
         self._kill_at: float | None = None
+        self._hard_stopped = False
         self._next_check = 0.0
+        self._last_report = (0, 0.0)
         self.warnings: list[str] = []
         """The backend's setup warnings from the last check."""
         self.exit_code: int | None = None
@@ -118,6 +120,7 @@ class Supervisor:
     def start(self) -> None:
         """Check the backend's setup (it logs what is wrong), then start every child."""
         self._check_backend()
+        self._last_report = (0, self._clock())
         for slot in self._slots:
             self._spawn(slot)
 
@@ -132,8 +135,10 @@ class Supervisor:
         self._kill_hung()
         if self._clock() >= self._next_check:
             self._check_backend()
+            self._report()
         self._enforce_deadlines()
-        if self._stopping and not any(self._alive(s) for s in self._slots):
+        # Done only once every child has been reaped, so each one's jobs were handed back.
+        if self._stopping and all(slot.process is None for slot in self._slots):
             self.exit_code = exitcodes.OK
 
     def stop(self) -> None:
@@ -146,13 +151,16 @@ class Supervisor:
             log.info("draining %d job(s) (deadline %g s)", running, timeout)
             self._hard_at = now + timeout
             self._signal_all(signal.SIGTERM)
-        elif self._kill_at is None:
+        elif not self._hard_stopped:
             self._stop_hard(now)
 
     def _stop_hard(self, now: float) -> None:
         log.info("stopping now: unfinished jobs go back to the queue")
+        self._hard_stopped = True
+        self._hard_at = None
         self._kill_at = now + _HARD_GRACE_S
-        self._signal_all(signal.SIGTERM)
+        # SIGQUIT, not a second SIGTERM: two SIGTERMs close together can merge into one.
+        self._signal_all(signal.SIGQUIT)
 
     # -- children ---------------------------------------------------------------------------
     def _spawn(self, slot: _Slot) -> None:
@@ -171,7 +179,8 @@ class Supervisor:
             log_level=self._settings.log_level,
         )
         process = self._ctx.Process(target=child_main, args=(spec,), name=spec.name)
-        process.start()
+        with interrupts_ignored():
+            process.start()
         slot.process = process
         slot.started_at = self._clock()
         slot.stats.set(Field.HEARTBEAT, time.monotonic())
@@ -235,6 +244,25 @@ class Supervisor:
         except ConveyorError as exc:
             log.warning("cannot check the backend: %s", exc)
 
+    def _report(self) -> None:
+        """A progress line for the logs of a long-running worker: totals and the recent rate."""
+        totals = total(slot.stats.block for slot in self._slots)
+        settled = totals.count(Field.DONE) + totals.count(Field.DEAD)
+        now = self._clock()
+        last_settled, last_at = self._last_report
+        self._last_report = (settled, now)
+        if settled == last_settled:
+            return
+        log.info(
+            "done %d, failed %d, retried %d, dead-lettered %d, running %d (%.1f jobs/s)",
+            totals.count(Field.DONE),
+            totals.count(Field.FAILED),
+            totals.count(Field.RETRIED),
+            totals.count(Field.DEAD),
+            totals.count(Field.RUNNING),
+            (settled - last_settled) / max(now - last_at, 1e-9),
+        )
+
     def _release(self, slot: _Slot, reason: str) -> int:
         """Hand back a dead child's jobs; only those it was running count as suspects."""
         suspects = RunningBoard(slot.board).job_ids() if slot.board is not None else None
@@ -269,10 +297,11 @@ class Supervisor:
 
     def _enforce_deadlines(self) -> None:
         now = self._clock()
-        if self._hard_at is not None and self._kill_at is None and now >= self._hard_at:
+        if self._hard_at is not None and now >= self._hard_at:
             log.warning("shutdown deadline passed")
             self._stop_hard(now)
         if self._kill_at is not None and now >= self._kill_at:
+            self._kill_at = None  # once: the reaper takes it from here
             for slot in self._slots:
                 if self._alive(slot):
                     log.error("worker-%d did not stop; killing it", slot.index)

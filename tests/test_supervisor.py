@@ -35,6 +35,7 @@ def supervise(
     pool: PoolKind = PoolKind.PROCESSES,
     concurrency: int = 1,
     jobs_path: str = "tests.jobs:registry",
+    clock: Callable[[], float] = time.monotonic,
     **worker: object,
 ) -> Supervisor:
     options: dict[str, object] = {
@@ -50,7 +51,7 @@ def supervise(
         restart_base_s=0.05,
         restart_cap_s=0.5,
     )
-    supervisor = Supervisor(queue, settings)
+    supervisor = Supervisor(queue, settings, clock=clock)
     supervisor.start()
     return supervisor
 
@@ -257,4 +258,25 @@ def test_threads_pool_runs_many_io_jobs_at_once(queue: JobQueue) -> None:
     turn_until(supervisor, lambda: count(supervisor, Field.DONE) == 40, 30)
     # 40 half-second sleeps in one process: far less than the 20 s they would take in turn
     assert time.monotonic() - started < 10
+    assert stop(supervisor) == exitcodes.OK
+
+
+def test_a_long_running_supervisor_logs_its_progress(
+    queue: JobQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a supervisor on a clock the test can move forward
+    offset = [0.0]
+    supervisor = supervise(queue, clock=lambda: time.monotonic() + offset[0])
+    producer = Producer(queue, registry=jobs.registry)
+    for n in range(5):
+        producer.enqueue("add", n, n)
+    # When jobs finish and half a minute passes
+    turn_until(supervisor, lambda: count(supervisor, Field.DONE) == 5)
+    caplog.set_level("INFO", logger="conveyor.supervisor")
+    offset[0] += 31
+    supervisor.run_once(0.01)
+    # Then a progress line reports the totals and the rate
+    lines = [r.getMessage() for r in caplog.records if "jobs/s" in r.getMessage()]
+    assert lines
+    assert lines[-1].startswith("done 5, failed 0")
     assert stop(supervisor) == exitcodes.OK
