@@ -72,8 +72,10 @@ def decode_value(body: bytes, *, what: str = "value") -> Any:
     except UnicodeDecodeError:
         hint = " (looks like pickle)" if body[:1] == b"\x80" else ""
         raise DecodeError(f"{what} is not UTF-8 JSON{hint}") from None
+    if text.startswith("\ufeff"):
+        raise DecodeError(f"{what} is not valid JSON: Unexpected UTF-8 BOM at byte 0")
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _decoder.decode(text)
     except _NotJson as exc:
         raise DecodeError(f"{what} is not valid JSON: {exc}") from None
     except json.JSONDecodeError as exc:
@@ -89,6 +91,10 @@ class _NotJson(ValueError):
 def _reject_constant(token: str) -> Any:
     """json.loads accepts NaN and Infinity, which JSON does not (and our encoder refuses)."""
     raise _NotJson(f"{token} is not a JSON value")
+
+
+# Built once: json.loads with any option builds a new decoder on every call (a hot path).
+_decoder = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def decode_job(body: bytes, *, max_bytes: int = MAX_BODY_BYTES) -> Job:
@@ -147,7 +153,7 @@ def _expect(record: dict[str, Any], name: str, kind: type) -> None:
 def peek_job_id(body: bytes) -> str | None:
     """The id inside a body that may be malformed, for dead-letter bookkeeping; else None."""
     try:
-        record = json.loads(body, parse_constant=_reject_constant)
+        record = _decoder.decode(body.decode("utf-8", errors="replace"))
     except (ValueError, RecursionError):
         return None
     if isinstance(record, dict) and isinstance(record.get("id"), str) and record["id"]:
