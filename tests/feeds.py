@@ -46,4 +46,4 @@ def expected_outcome(count: int) -> tuple[int, int]:
 def slow_feed(count: int = 400) -> Iterator[Call]:
     """Jobs that keep a pool busy for a while: for tests that kill the process tree."""
     for _ in range(count):
-        yield "sleep", (0.2,), {}
+        yield "sleep", [0.2], {}
