@@ -112,7 +112,8 @@ def pool_options(func: Any) -> Any:
             type=click.IntRange(min=0),
             default=1,
             show_default=True,
-            help="Jobs a process fetches beyond its free slots (fewer round trips).",
+            help="Jobs a process fetches beyond its free slots, at least; it fetches more "
+            "while jobs are quick and the queue is deep. 0: only what it can start now.",
         ),
         click.option(
             "--max-jobs-per-child",

@@ -30,6 +30,15 @@ from services.stats import Field, Stats
 
 log = logging.getLogger("conveyor.worker")
 
+FAIR_EVERY = 10
+"""One fetch in this many starts below the highest-priority queue (no queue starves)."""
+
+MAX_EXTRA = 128
+"""Most jobs a worker holds beyond its slots when it grows its prefetch (deep queue)."""
+QUICK_JOB_S = 0.002
+"""Jobs that run shorter than this may grow the prefetch (at most ``MAX_EXTRA`` of them held,
+so a worker hoards no more than ~0.25 s of other workers' work per slot)."""
+
 
 class State(Enum):
     """Where a worker is in its life."""
@@ -62,7 +71,12 @@ class Worker:
         self._ledger = Ledger(queue, clock=clock)
         self._held: dict[str, Task] = {}
         self._fetch_failures = 0
+        self._fetches = 0
         self._fetch_not_before = 0.0
+        self._extra = settings.prefetch
+        """Jobs fetched beyond the slots: ``settings.prefetch``, more while the queue is deep."""
+        self._seen_quick = self._seen_slow = False
+        """Whether jobs settled since the last fetch ran shorter / longer than ``QUICK_JOB_S``."""
         self.state = State.RUNNING
         self.recycle_reason: str | None = None
         self.jobs_settled = 0
@@ -127,29 +141,71 @@ class Worker:
 
     # -- fetching ---------------------------------------------------------------------------
     def _fetch(self) -> None:
+        mailbox, poll_s = self._executor.mailbox, self._settings.poll_s
         if self._clock() < self._fetch_not_before:
-            self._executor.mailbox.wait_finished(0.05)
+            mailbox.wait_finished(0.05)
             return
-        capacity = self._executor.capacity
-        room = capacity + self._settings.prefetch - len(self._held)
-        if room <= 0 or len(self._held) > capacity:
-            self._executor.mailbox.wait_finished(min(0.05, self._settings.poll_s))
+        capacity, held = self._executor.capacity, len(self._held)
+        room = capacity + self._extra - held
+        if room <= 0 or held > capacity + self._extra // 2:  # refill in batches, not one by one
+            mailbox.wait_finished(min(0.05, poll_s))
             return
-        wait_s = self._settings.poll_s if not self._held else 0.02
+        # A free slot: wait in the backend for work (briefly while jobs run: their acks wait).
+        # Every slot taken: only top up the prefetch, then wait for a job to finish.
+        busy = held >= capacity
+        wait_s = 0.0 if busy else poll_s if not held else 0.02
+        deliveries = self._get(room, wait_s)
+        if deliveries is None:
+            return
+        full = len(deliveries) == room
+        self._adapt_prefetch(full=full)
+        self.idle = not deliveries and not self.held
+        for delivery in deliveries:
+            self._accept(delivery)
+        if not full and len(self._held) >= capacity:
+            # The queue is empty and every slot is taken: sleep until a job finishes, so it is
+            # acked at once (and the job just handed over gets the GIL straight away).
+            mailbox.wait_finished(min(0.05, poll_s))
+
+    def _queue_order(self) -> tuple[str, ...]:
+        """Earlier queues first; but every FAIR_EVERY-th fetch starts one queue further down,
+        so a busy high-priority queue slows lower ones down without starving them."""
+        queues = self._settings.queues
+        self._fetches += 1
+        if len(queues) < 2 or self._fetches % FAIR_EVERY:
+            return queues
+        shift = (self._fetches // FAIR_EVERY) % len(queues) or 1
+        return queues[shift:] + queues[:shift]
+
+    def _get(self, room: int, wait_s: float) -> list[Delivery] | None:
+        """Up to ``room`` deliveries; None while the backend is away (after a backoff)."""
         try:
-            deliveries = self._queue.get(self._settings.queues, max_count=room, timeout_s=wait_s)
+            deliveries = self._queue.get(self._queue_order(), max_count=room, timeout_s=wait_s)
         except BackendUnavailableError as exc:
             self._fetch_failures += 1
             delay = backoff_s(self._fetch_failures, base_s=0.2, cap_s=5.0)
             self._fetch_not_before = self._clock() + delay
             log.warning("cannot fetch (%s); retrying in %.1f s", exc, delay)
-            return
+            return None
         if self._fetch_failures:
             log.info("fetching again after %d failed attempt(s)", self._fetch_failures)
             self._fetch_failures = 0
-        self.idle = not deliveries and not self.held
-        for delivery in deliveries:
-            self._accept(delivery)
+        return deliveries
+
+    def _adapt_prefetch(self, *, full: bool) -> None:
+        """Fetch more per round trip while the queue is deep and the jobs are quick.
+
+        A fetch that came back full, after only quick jobs settled since the previous one,
+        doubles the extra jobs taken (up to ``MAX_EXTRA``); a short fetch or a slow job falls
+        back to ``settings.prefetch``. Slow jobs never grow it, so a worker does not hoard jobs
+        that other workers could run; prefetch 0 turns it off.
+        """
+        prefetch = self._settings.prefetch
+        if not full or self._seen_slow or prefetch == 0:
+            self._extra = prefetch
+        elif self._seen_quick:
+            self._extra = min(self._extra * 2, max(MAX_EXTRA, prefetch))
+        self._seen_quick = self._seen_slow = False
 
     def _accept(self, delivery: Delivery) -> None:
         try:
@@ -170,6 +226,10 @@ class Worker:
     def _settle(self, task: Task, outcome: Outcome) -> None:
         self._held.pop(task.delivery.receipt, None)
         self.jobs_settled += 1
+        if outcome.duration_s < QUICK_JOB_S:
+            self._seen_quick = True
+        else:
+            self._seen_slow = True
         if outcome.ok:
             self._ledger.ack(Completion(task.delivery, outcome.result))
             self._count(Field.DONE)
@@ -211,7 +271,7 @@ class Worker:
             self._count(Field.TIMED_OUT)
             message = f"timed out after {task.timeout_s:g} s"
             log.warning("job %s (%s) %s", task.job.id, task.job.name, message)
-            self._settle(task, Outcome(ok=False, error=message))
+            self._settle(task, Outcome(ok=False, error=message, duration_s=now - task.started_at))
             # A thread cannot be killed: the process must be replaced to free the slot.
             self.recycle_reason = f"job {task.job.id} {message}"
 

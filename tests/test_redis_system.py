@@ -314,27 +314,6 @@ def wait_settled(
     return final
 
 
-def stranded(admin: redis.Redis, job_ids: Sequence[str]) -> set[str]:
-    """Jobs sitting in the in-flight hash of a consumer whose lease is still being renewed."""
-    now_ms = float(admin.time()[0]) * 1000
-    found = set()
-    for job_id in job_ids:
-        holder = admin.hget(keys.RUNNING_KEY, keys.id_key(job_id))
-        lease = admin.zscore(keys.LEASES_KEY, holder) if holder else None
-        if lease is not None and lease > now_ms:
-            found.add(job_id)
-    return found
-
-
-LOST_FETCH_BUG = (
-    "BUG: services/backends/redis_queue.py RedisQueue.get: when the reply to FETCH is lost "
-    "(connection killed, or a socket timeout while Redis is stalled) after Redis ran the script, "
-    "the jobs it moved into cv:i:<consumer> are never delivered; the consumer's own heartbeat "
-    "keeps renewing its lease, so lease recovery never hands them back: they stay 'running' "
-    "until that worker process exits"
-)
-
-
 def describe_jobs(queue: RedisQueue, job_ids: Sequence[str]) -> str:
     """Where each job is: its status, and the consumer holding it with that consumer's lease."""
     client = redis.Redis.from_url(queue.url, socket_timeout=5.0)
@@ -688,14 +667,7 @@ def test_client_kill_storms_do_not_stop_workers_or_lose_jobs(
     assert killed >= rounds, f"the storm killed only {killed} connections in {rounds} rounds"
     # Then the workers keep running, every job ends done, none is lost, and only jobs in
     # flight during the storm (or whose lease it let expire) ran twice
-    final, missing = poll_settled(inspect, list(batch.keys), timeout_s=30)
-    started_keys = {run.key for run in read_runs(batch.path)}
-    never_started = {i for i in missing if batch.key_of(i) not in started_keys}
-    if missing and set(missing) == stranded(admin, missing) == never_started:
-        # The storm hits this race in about one run of three, so it cannot be a strict xfail;
-        # test_a_fetch_whose_reply_is_lost_strands_its_jobs reproduces it every time.
-        pytest.xfail(f"{LOST_FETCH_BUG}:\n{describe_jobs(inspect, missing)}")
-    final = wait_settled(inspect, list(batch.keys), timeout_s=1)
+    final = wait_settled(inspect, list(batch.keys), timeout_s=30)
     runs = read_runs(batch.path)
     suspects = in_flight(runs, storm_from, until=storm_to + lease + ACK_SLACK_S)
     starts = assert_ledger_invariant(batch, final, inspect, may_repeat=suspects)
@@ -711,7 +683,6 @@ def blocked_clients(admin: redis.Redis) -> list[dict[str, Any]]:
     return [c for c in admin.client_list() if "b" in c["flags"]]
 
 
-@pytest.mark.xfail(strict=True, reason=LOST_FETCH_BUG)
 @pytest.mark.timeout(60)
 def test_a_fetch_whose_reply_is_lost_strands_its_jobs(
     launch: Callable[..., WorkerProcess],
@@ -1014,16 +985,6 @@ def test_sigkilled_supervisor_leaves_no_orphans_and_its_jobs_go_to_another_worke
     assert_nothing_left(admin)
 
 
-HARD_KILL_BUG = (
-    "BUG: consumer/supervisor.py Supervisor.run_once: after _enforce_deadlines SIGKILLs a worker "
-    "that did not stop, the final 'not any(self._alive(s))' check sees it dead and sets "
-    "exit_code before _reap() ran for it, so release() is never called: its jobs stay leased "
-    "(in cv:i:<consumer>) until the lease expires instead of going back at once; meanwhile "
-    "_next_timer() returns 0 and the loop spins, logging 'did not stop; killing it' hundreds of "
-    "times"
-)
-
-
 @pytest.mark.timeout(60)
 def test_a_worker_frozen_during_shutdown_is_killed_and_its_jobs_go_back_at_once(
     launch: Callable[..., WorkerProcess],
@@ -1048,10 +1009,8 @@ def test_a_worker_frozen_during_shutdown_is_killed_and_its_jobs_go_back_at_once(
     log = worker.log()
     assert "did not stop; killing it" in log
     left = [name for name in admin.scan_iter(match=f"{keys.PREFIX}i:*") if admin.hlen(name)]
-    if left and log.count("did not stop; killing it") > 1:
-        # Whether the supervisor reaps the killed process before its exit check is a race it
-        # loses most of the time, so this cannot be a strict xfail.
-        pytest.xfail(f"{HARD_KILL_BUG}:\n{describe_jobs(inspect, list(batch.keys))}")
+    assert not left, describe_jobs(inspect, list(batch.keys))
+    assert log.count("did not stop; killing it") == 1
     assert_nothing_left_in_flight(admin)
     assert inspect.depth(QUEUE) == len(batch.keys)
     gate.touch()

@@ -21,6 +21,24 @@ from services.stats import Field, total
 from tests import jobs
 from tests.jobs import read_ledger
 
+_started: list[Supervisor] = []
+
+
+@pytest.fixture(autouse=True)
+def no_child_outlives_its_test() -> Iterator[None]:
+    """A failed test must not leave worker processes behind (pytest would wait for them)."""
+    yield
+    while _started:
+        supervisor = _started.pop()
+        for pid in supervisor.pids():
+            os.kill(pid, signal.SIGKILL)
+        if supervisor.exit_code is None:
+            supervisor.stop()
+            supervisor.stop()
+            deadline = time.monotonic() + 10
+            while supervisor.exit_code is None and time.monotonic() < deadline:
+                supervisor.run_once(0.05)
+
 
 @pytest.fixture
 def queue() -> Iterator[JobQueue]:
@@ -52,6 +70,7 @@ def supervise(
         restart_cap_s=0.5,
     )
     supervisor = Supervisor(queue, settings, clock=clock)
+    _started.append(supervisor)
     supervisor.start()
     return supervisor
 

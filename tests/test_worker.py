@@ -12,7 +12,7 @@ from consumer.worker import State, Worker
 from producer import Producer
 from services.backends import open_queue
 from services.codec import decode_value
-from services.jobqueue import JobQueue
+from services.jobqueue import JobQueue, JobStatus
 from services.settings import QueueSettings, RetrySettings, WorkerSettings
 from services.stats import Field, Stats, new_block
 from tests import jobs
@@ -197,3 +197,16 @@ def test_priorities_take_earlier_queues_first(queue: JobQueue) -> None:
     assert high_status is not None
     assert low_status is not None
     assert high_status.status == low_status.status == "done"
+
+
+def test_a_busy_high_priority_queue_does_not_starve_a_lower_one(queue: JobQueue) -> None:
+    # Given a deep high-priority queue and one job on a lower one
+    high = Producer(queue, registry=jobs.registry, name="high")
+    high.enqueue_many([("add", (n, n), {}) for n in range(100)])
+    low = Producer(queue, registry=jobs.registry, name="low").enqueue("add", 0, 0)
+    worker, stats = make_worker(queue, ThreadExecutor(1), queues=("high", "low"), prefetch=0)
+    # When the worker runs until the low job is done
+    step_until(worker, lambda: (queue.status(low.id) or JobStatus("", "")).status == "done")
+    # Then it ran long before the high queue drained, but only after high jobs came first
+    assert 0 < stats.get(Field.DONE) < 30
+    assert queue.depth("high") > 50

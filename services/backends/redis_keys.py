@@ -51,6 +51,11 @@ def bell_key(queue: str) -> str:
     return f"{PREFIX}b:{queue}"
 
 
+def inflight_key(consumer_id: str) -> str:
+    """The hash of ``consumer_id``'s in-flight jobs, by fencing token."""
+    return f"{PREFIX}i:{consumer_id}"
+
+
 def dead_key(queue: str) -> str:
     """The dead letters of ``queue``."""
     return f"{PREFIX}dl:{queue}"

@@ -8,10 +8,11 @@ Why lists and Lua, not Streams or BLMOVE alone:
   jobs from the queues in order (``LPOP key count``, Redis 6.2) and records them as in flight in
   the same atomic step; no BRPOP-then-write window. BLMOVE can wait on one source only.
 * **Blocking without polling.** A script cannot block, so an idle consumer BLPOPs the queues'
-  *doorbells* (``cv:b:<queue>``, at most one item, rung by every push) and runs ``FETCH`` again
-  when woken: enqueue -> get is two round trips for the consumer. Waits are cut into chunks of
-  at most ``BLOCK_CHUNK_S`` (and until the next delayed job is due), so delayed jobs are moved
-  in time and a dead Redis is noticed.
+  *doorbells* (``cv:b:<queue>``, at most one item, rung by every push) with ``FETCH`` pipelined
+  behind the ``BLPOP``: Redis runs it the moment the wait ends, so enqueue -> get is one round
+  trip for a waiting consumer. Waits are cut into chunks of at most ``BLOCK_CHUNK_S`` (and
+  until the next delayed job is due), so delayed jobs are moved in time and a dead Redis is
+  noticed.
 * **Time** is the Redis clock (``TIME`` in scripts), so hosts' clocks do not matter.
 
 Data flow (key layout in ``redis_keys``)::
@@ -65,7 +66,7 @@ from services.backends.redis_conn import guarded, make_client
 from services.backends.redis_health import ServerWatch
 from services.backends.redis_lease import Heartbeat
 from services.backends.redis_reads import BLOCK_CHUNK_S, Reader
-from services.errors import QueueFullError
+from services.errors import ConveyorError, QueueFullError
 from services.jobqueue import Completion, Connector, Delivery, JobQueue
 from services.settings import QueueSettings
 
@@ -132,6 +133,10 @@ class RedisQueue(Reader):
         )
         self._watch = ServerWatch()
         self._checked = False
+        self._outstanding: set[str] = set()
+        """Tokens of deliveries ``get`` returned and this process has not settled yet."""
+        self._unsure = False
+        """A FETCH failed on the way back: Redis may have moved jobs we never saw."""
 
     def __repr__(self) -> str:
         return f"RedisQueue({self.where!r}, consumer_id={self.consumer_id!r})"
@@ -205,25 +210,64 @@ class RedisQueue(Reader):
             return []
         self._first_use()
         self._heartbeat.start(f"conveyor-heartbeat-{self.consumer_id}")
+        if self._unsure:
+            self._hand_back_unseen()
+        try:
+            return self._get(queues, max_count, timeout_s)
+        except ConveyorError:
+            self._unsure = True
+            raise
+
+    def _hand_back_unseen(self) -> None:
+        """Hand back jobs a lost FETCH reply left in our in-flight hash.
+
+        The heartbeat keeps our lease alive, so lease recovery would never free them: compare
+        the hash with the deliveries this process really holds and return the rest.
+        """
+        with guarded("get", self.where):
+            found = self._client.hkeys(keys.inflight_key(self.consumer_id))
+        tokens = {t.decode() if isinstance(t, bytes) else str(t) for t in found}
+        unseen = tokens - self._outstanding
+        if unseen:
+            args = [part for token in sorted(unseen) for part in (self.consumer_id, token)]
+            self._run("NACK", "get", *args)
+            log.warning("handed back %d job(s) whose fetch reply was lost", len(unseen))
+        self._unsure = False
+
+    def _get(self, queues: Sequence[str], max_count: int, timeout_s: float) -> list[Delivery]:
         deadline = time.monotonic() + timeout_s
         bells = [keys.bell_key(queue) for queue in queues]
-        while True:
-            count = min(max_count, MAX_BATCH)
-            now_ms, due_ms, flat = self._run(
-                "FETCH", "get", self.consumer_id, count, self._ms(self.settings.lease_s), *queues
-            )
-            if flat:
-                return self._deliveries(queues, flat)
+        args = (self.consumer_id, min(max_count, MAX_BATCH), self._ms(self.settings.lease_s))
+        now_ms, due_ms, flat = self._run("FETCH", "get", *args, *queues)
+        while not flat:
             wait_s = min(deadline - time.monotonic(), BLOCK_CHUNK_S)
             if due_ms >= 0:
                 wait_s = min(wait_s, (due_ms - now_ms) / 1000)
-            if wait_s <= 0:
-                if deadline <= time.monotonic():
-                    return []
-                continue  # a delayed job is due now
-            with guarded("get", self.where):
-                # Redis reads the timeout in milliseconds; 0 would mean "forever".
-                self._blocking.blpop(bells, timeout=max(round(wait_s, 3), 0.001))
+            if wait_s > 0:
+                now_ms, due_ms, flat = self._wait_then_fetch(bells, wait_s, (*args, *queues))
+            elif deadline <= time.monotonic():
+                return []
+            else:  # a delayed job is due now
+                now_ms, due_ms, flat = self._run("FETCH", "get", *args, *queues)
+        return self._deliveries(queues, flat)
+
+    def _wait_then_fetch(self, bells: list[str], wait_s: float, args: tuple[Any, ...]) -> Any:
+        """BLPOP the doorbells and FETCH in one round trip; returns FETCH's reply.
+
+        Both go in one pipeline on the blocking connection: Redis holds a blocked client's
+        later commands and runs them the moment the BLPOP returns (rung or timed out), so a
+        woken consumer has its jobs without a second round trip.
+        """
+        pipe = self._blocking.pipeline(transaction=False)
+        # Redis reads the timeout in milliseconds; 0 would mean "forever".
+        pipe.blpop(bells, timeout=max(round(wait_s, 3), 0.001))
+        pipe.evalsha(self._scripts["FETCH"].sha, 0, keys.PREFIX, *args)
+        with guarded("get", self.where):
+            try:
+                return pipe.execute()[1]
+            except redis.exceptions.NoScriptError:  # Redis restarted, or SCRIPT FLUSH
+                pass
+        return self._run("FETCH", "get", *args)
 
     def _deliveries(self, queues: Sequence[str], flat: list[Any]) -> list[Delivery]:
         out = []
@@ -238,7 +282,12 @@ class RedisQueue(Reader):
                     redeliveries=element.redeliveries,
                 )
             )
+            self._outstanding.add(str(flat[i + 1]))
         return out
+
+    def _settled(self, receipts: Sequence[str]) -> None:
+        for receipt in receipts:
+            self._outstanding.discard(keys.parse_receipt(receipt)[1])
 
     def ack(self, completions: Sequence[Completion]) -> int:
         """Settle finished jobs in one round trip; returns how many were fenced."""
@@ -250,7 +299,9 @@ class RedisQueue(Reader):
             args.extend(keys.parse_receipt(delivery.receipt))
             args.append(delivery.job_id)
             args.append(keys.result_arg(completion.result))
-        return int(self._run("ACK", "ack", *args))
+        fenced = int(self._run("ACK", "ack", *args))
+        self._settled([c.delivery.receipt for c in completions])
+        return fenced
 
     def nack(self, deliveries: Sequence[Delivery]) -> None:
         """Hand jobs back to the front of their queues (in their order), not as failures."""
@@ -259,6 +310,7 @@ class RedisQueue(Reader):
             args.extend(keys.parse_receipt(delivery.receipt))
         if args:
             self._run("NACK", "nack", *args)
+            self._settled([d.receipt for d in deliveries])
 
     def retry(self, delivery: Delivery, body: bytes, *, delay_s: float, error: str) -> bool:
         """Replace the in-flight job by ``body``, visible after ``delay_s``; False if fenced."""
@@ -267,13 +319,18 @@ class RedisQueue(Reader):
         ttl, delay = self._ms(self.settings.result_ttl_s), self._ms(delay_s)
         reason = keys.bound_reason(error).encode()
         args = (ttl, consumer, token, delivery.job_id, delivery.queue, delay, element, reason)
-        return bool(self._run("RETRY", "retry", *args))
+        accepted = bool(self._run("RETRY", "retry", *args))
+        self._settled([delivery.receipt])
+        return accepted
 
     def dead_letter(self, delivery: Delivery, reason: str) -> bool:
         """Move the in-flight job to the dead letters of its queue; False if fenced."""
         consumer, token = keys.parse_receipt(delivery.receipt)
         args = (*self._dead_limits(), consumer, token, delivery.job_id)
-        return bool(self._run("DEAD", "dead_letter", *args, keys.bound_reason(reason).encode()))
+        reason_arg = keys.bound_reason(reason).encode()
+        accepted = bool(self._run("DEAD", "dead_letter", *args, reason_arg))
+        self._settled([delivery.receipt])
+        return accepted
 
     def _dead_limits(self) -> tuple[int, int, int]:
         settings = self.settings
