@@ -32,8 +32,8 @@ class Executor(Protocol):
     def start(self) -> None:
         """Start the threads or loop; called once, in the process that runs the jobs."""
 
-    def submit(self, task: Task) -> None:
-        """Queue ``task`` for the next free slot; never blocks."""
+    def submit_many(self, tasks: list[Task]) -> None:
+        """Queue ``tasks`` for the next free slots; never blocks."""
 
     def stop(self) -> None:
         """Stop taking tasks; running jobs are left to finish or to die with the process."""
@@ -53,8 +53,8 @@ class ThreadExecutor:
             thread.start()
             self._threads.append(thread)
 
-    def submit(self, task: Task) -> None:
-        self.mailbox.push(task)
+    def submit_many(self, tasks: list[Task]) -> None:
+        self.mailbox.push_many(tasks)
 
     def _work(self) -> None:
         while (task := self.mailbox.next_task(time.monotonic())) is not None:
@@ -83,8 +83,8 @@ class AsyncioExecutor:
         thread.start()
         ready.wait()
 
-    def submit(self, task: Task) -> None:
-        self.mailbox.push(task)
+    def submit_many(self, tasks: list[Task]) -> None:
+        self.mailbox.push_many(tasks)
         self._notify()
 
     def stop(self) -> None:

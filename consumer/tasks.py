@@ -54,10 +54,11 @@ class Mailbox:
         self._tasks: dict[int, Task] = {}
         self._closed = False
 
-    def push(self, task: Task) -> None:
+    def push_many(self, tasks: list[Task]) -> None:
+        """Queue tasks for the executor's slots, waking one idle slot per task."""
         with self._lock:
-            self._pending.append(task)
-            self._has_pending.notify()
+            self._pending.extend(tasks)
+            self._has_pending.notify(len(tasks))
 
     def next_task(self, clock_now: float) -> Task | None:
         """Block until a task is pending (marks it running) or the mailbox closes (None)."""

@@ -160,8 +160,9 @@ class Worker:
         full = len(deliveries) == room
         self._adapt_prefetch(full=full)
         self.idle = not deliveries and not self.held
-        for delivery in deliveries:
-            self._accept(delivery)
+        accepted = [task for task in map(self._accept, deliveries) if task is not None]
+        if accepted:
+            self._executor.submit_many(accepted)  # one wake-up per batch, not per job
         if not full and len(self._held) >= capacity:
             # The queue is empty and every slot is taken: sleep until a job finishes, so it is
             # acked at once (and the job just handed over gets the GIL straight away).
@@ -207,20 +208,21 @@ class Worker:
             self._extra = min(self._extra * 2, max(MAX_EXTRA, prefetch))
         self._seen_quick = self._seen_slow = False
 
-    def _accept(self, delivery: Delivery) -> None:
+    def _accept(self, delivery: Delivery) -> Task | None:
+        """The task for a delivery, or None when it cannot run (dead-lettered here)."""
         try:
             job = decode_job(delivery.body)
             spec = self._registry.get(job.name)
         except DecodeError as exc:
             self._bury(delivery, f"malformed message: {exc}")
-            return
+            return None
         except UnknownJobError as exc:
             self._bury(delivery, f"{exc} (not in this worker's registry)")
-            return
+            return None
         timeout = spec.timeout_s or self._settings.job_timeout_s
         task = Task(delivery=delivery, job=job, spec=spec, timeout_s=timeout)
         self._held[delivery.receipt] = task
-        self._executor.submit(task)
+        return task
 
     # -- settling ---------------------------------------------------------------------------
     def _settle(self, task: Task, outcome: Outcome) -> None:

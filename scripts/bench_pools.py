@@ -59,6 +59,8 @@ class Case:
     arg: int | float
     ideal: float
     """Jobs/s if nothing but the job itself took time."""
+    processes: int = 1
+    """Host processes for threads/asyncio pools; ``concurrency`` is split between them."""
 
 
 @dataclass
@@ -106,10 +108,11 @@ def done(supervisor: Supervisor) -> int:
 def start_pool(case: Case) -> Pool:
     """A fresh memory queue and a supervisor for ``case``, its children starting."""
     queue = open_queue("memory://", QueueSettings())
+    processes = None if case.kind is PoolKind.PROCESSES else case.processes
     settings = SupervisorSettings(
         jobs=JOBS,
-        shape=shape_pool(case.kind, case.concurrency),
-        worker=WorkerSettings(prefetch=case.concurrency),
+        shape=shape_pool(case.kind, case.concurrency // case.processes, processes=processes),
+        worker=WorkerSettings(prefetch=case.concurrency // case.processes),
         log_level=logging.WARNING,
     )
     supervisor = Supervisor(queue, settings)
@@ -217,6 +220,13 @@ def io_cases(concurrencies: list[int]) -> list[Case]:
         for c in concurrencies:
             label = f"io: {kind.value} x{c} ({what})"
             cases.append(Case(label, kind, c, job, IO_JOB_S, c / IO_JOB_S))
+    if max(concurrencies) >= 500:  # past what one core drives: the same 500 on both cores
+        for kind, job, what in (
+            (PoolKind.THREADS, "nap", "time.sleep"),
+            (PoolKind.ASYNCIO, "async_nap", "await asyncio.sleep"),
+        ):
+            label = f"io: {kind.value} 2 processes x250 ({what})"
+            cases.append(Case(label, kind, 500, job, IO_JOB_S, 500 / IO_JOB_S, processes=2))
     return cases
 
 

@@ -49,6 +49,7 @@ _SERVED = frozenset(
         "put_many",
         "get",
         "ack",
+        "ack_receipts",
         "nack",
         "retry",
         "dead_letter",
@@ -174,6 +175,10 @@ class MemoryQueue:
     def ack(self, completions: Sequence[Completion]) -> int:
         return self._state.ack(completions)
 
+    def ack_receipts(self, done: Sequence[tuple[str, bytes | None]]) -> int:
+        """``ack`` as children send it: receipts and results only."""
+        return self._state.ack_receipts(done)
+
     def nack(self, deliveries: Sequence[Delivery]) -> None:
         self._state.nack(deliveries)
 
@@ -281,7 +286,9 @@ class ChannelQueue:
         return found
 
     def ack(self, completions: Sequence[Completion]) -> int:
-        rejected: int = self._call("ack", list(completions))
+        # Receipts, not Completions: the bodies need not cross the pipe a second time.
+        done = [(c.delivery.receipt, c.result) for c in completions]
+        rejected: int = self._call("ack_receipts", done)
         return rejected
 
     def nack(self, deliveries: Sequence[Delivery]) -> None:

@@ -134,13 +134,18 @@ class MemoryState:
     # -- settling --------------------------------------------------------------------------
     def ack(self, completions: Sequence[Completion]) -> int:
         """Forget finished jobs, keeping their result; returns how many were fenced."""
+        return self.ack_receipts([(c.delivery.receipt, c.result) for c in completions])
+
+    def ack_receipts(self, done: Sequence[tuple[str, bytes | None]]) -> int:
+        """``ack`` by ``(receipt, result)``: what a child sends, without the bodies."""
         rejected = 0
         with self._lock:
-            for completion in completions:
-                if self._settle(completion.delivery) is None:
+            for receipt, result in done:
+                entry = self._inflight.pop(receipt, None)
+                if entry is None:
                     rejected += 1
                     continue
-                self._set_status(completion.delivery.job_id, "done", result=completion.result)
+                self._set_status(entry[1].job_id, "done", result=result)
             self._lock.notify_all()
         return rejected
 
