@@ -116,3 +116,9 @@ def read_ledger(path: str | Path) -> list[str]:
 
 def in_worker_process() -> bool:
     return multiprocessing.parent_process() is not None
+
+
+@registry.job
+def gil_hog() -> int:
+    """Hold the GIL in one long C call: no other thread of the process runs meanwhile."""
+    return sum(range(10**12))

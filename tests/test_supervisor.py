@@ -54,6 +54,7 @@ def supervise(
     concurrency: int = 1,
     jobs_path: str = "tests.jobs:registry",
     clock: Callable[[], float] = time.monotonic,
+    hang_timeout_s: float = 60.0,
     **worker: object,
 ) -> Supervisor:
     options: dict[str, object] = {
@@ -68,6 +69,7 @@ def supervise(
         worker=WorkerSettings(**options),  # type: ignore[arg-type]
         restart_base_s=0.05,
         restart_cap_s=0.5,
+        hang_timeout_s=hang_timeout_s,
     )
     supervisor = Supervisor(queue, settings, clock=clock)
     _started.append(supervisor)
@@ -298,4 +300,23 @@ def test_a_long_running_supervisor_logs_its_progress(
     lines = [r.getMessage() for r in caplog.records if "jobs/s" in r.getMessage()]
     assert lines
     assert lines[-1].startswith("done 5, failed 0")
+    assert stop(supervisor) == exitcodes.OK
+
+
+def test_a_job_holding_the_gil_is_killed_by_the_watchdog_and_quarantined(
+    queue: JobQueue,
+) -> None:
+    # Given a job that holds the GIL in C, so its worker's loop cannot even time it out
+    producer = Producer(queue, registry=jobs.registry)
+    hog = producer.enqueue("gil_hog")
+    good = [producer.enqueue("add", n, 1) for n in range(3)]
+    supervisor = supervise(queue, concurrency=2, prefetch=0, hang_timeout_s=1.5)
+    # When the supervisor sees the worker's loop silent past the hang timeout
+    turn_until(supervisor, lambda: bool(queue.dead_letters("default")), 60)
+    # Then the worker was killed each time, and after 3 the job is quarantined; the rest ran
+    [letter] = queue.dead_letters("default")
+    assert letter.job_id == hog.id
+    assert "worker died: signal 9" in letter.reason
+    assert letter.reason.endswith("3 times")
+    turn_until(supervisor, lambda: count(supervisor, Field.DONE) == len(good), 30)
     assert stop(supervisor) == exitcodes.OK
