@@ -90,10 +90,16 @@ def format_summary(summary: RunSummary) -> str:
         f"  throughput    {summary.rate:.1f} jobs/s",
         f"  latency p50   {_ms(p50)}   p99 {_ms(p99)}  (enqueue to done)",
     ]
-    reasons = Counter(letter.reason.splitlines()[-1][:100] for letter in summary.dead_letters)
-    if reasons:
-        lines.append("  dead letters by last error:")
-        lines += [f"    {count:5d}  {reason}" for reason, count in reasons.most_common(5)]
+    kinds: Counter[str] = Counter()
+    example: dict[str, str] = {}
+    for letter in summary.dead_letters:
+        last = (letter.reason.strip().splitlines() or [""])[-1][:100]
+        kind = last.partition(":")[0] if ": " in last else last
+        kinds[kind] += 1
+        example.setdefault(kind, last)
+    if kinds:
+        lines.append("  dead letters by error (an example of each):")
+        lines += [f"    {n:5d}  {example[kind]}" for kind, n in kinds.most_common(5)]
     return "\n".join(lines)
 
 
