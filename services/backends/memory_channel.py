@@ -1,0 +1,147 @@
+"""The child's side of a memory channel: the queue protocol as request/reply over two queues.
+
+A ``MemoryConnector`` is made by the parent (``MemoryQueue.connector``) and handed to a child
+process as a ``Process`` argument; ``ChannelQueue`` sends each call to the parent's serving
+thread and waits for the reply, noticing at once when the parent is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import queue as stdlib_queue
+import threading
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from multiprocessing.queues import Queue as MPQueue
+from typing import Any
+
+from services.errors import BackendUnavailableError, ConfigError
+from services.jobqueue import Completion, Connector, DeadLetter, Delivery, JobQueue, JobStatus
+from services.lifecycle import parent_alive
+
+POLL_S = 0.5
+"""How often a waiting side looks up from its queue (closed channel, dead parent)."""
+_REPLY_MARGIN_S = 30.0
+
+
+@dataclass(frozen=True)
+class MemoryConnector:
+    """A child's end of its channel; picklable only as a ``Process`` argument (inheritance)."""
+
+    consumer_id: str
+    requests: MPQueue[Any]
+    replies: MPQueue[Any]
+    owner_pid: int
+    """The process that holds the state; when it is gone, so is every queued job."""
+
+    def open(self) -> JobQueue:
+        return ChannelQueue(self)
+
+
+class ChannelQueue:
+    """The queue protocol in a child process, each call a request/reply over its channel."""
+
+    def __init__(self, connector: MemoryConnector) -> None:
+        self._connector = connector
+        self._lock = threading.Lock()
+        self._owner_pid = connector.owner_pid
+        self.consumer_id = connector.consumer_id
+
+    def _call(self, method: str, *args: Any, wait_s: float = 0.0, **kwargs: Any) -> Any:
+        with self._lock:
+            self._connector.requests.put((method, args, kwargs))
+            ok, value = self._reply(method, time.monotonic() + wait_s + _REPLY_MARGIN_S)
+        if not ok:
+            raise value
+        return value
+
+    def _reply(self, method: str, deadline: float) -> tuple[bool, Any]:
+        # Wait in short slices so a dead parent is noticed at once, not after the deadline.
+        while True:
+            if not self._owner_alive():
+                raise BackendUnavailableError("the memory backend's parent process is gone")
+            try:
+                reply: tuple[bool, Any] = self._connector.replies.get(timeout=POLL_S)
+                return reply
+            except stdlib_queue.Empty:
+                if time.monotonic() > deadline:
+                    raise BackendUnavailableError(
+                        f"the memory backend's parent did not answer {method!r}"
+                    ) from None
+
+    def _owner_alive(self) -> bool:
+        if self._owner_pid == os.getpid():
+            return True  # a channel opened in the owner itself (tests)
+        return parent_alive(self._owner_pid)
+
+    def put(self, queue: str, job_id: str, body: bytes, *, delay_s: float = 0.0) -> None:
+        self._call("put", queue, job_id, body, delay_s=delay_s)
+
+    def put_many(
+        self, queue: str, items: Sequence[tuple[str, bytes]], *, delay_s: float = 0.0
+    ) -> None:
+        self._call("put_many", queue, list(items), delay_s=delay_s)
+
+    def get(
+        self, queues: Sequence[str], *, max_count: int = 1, timeout_s: float = 1.0
+    ) -> list[Delivery]:
+        found: list[Delivery] = self._call(
+            "get", list(queues), max_count=max_count, timeout_s=timeout_s, wait_s=timeout_s
+        )
+        return found
+
+    def ack(self, completions: Sequence[Completion]) -> int:
+        # Receipts, not Completions: the bodies need not cross the pipe a second time.
+        done = [(c.delivery.receipt, c.result) for c in completions]
+        rejected: int = self._call("ack_receipts", done)
+        return rejected
+
+    def nack(self, deliveries: Sequence[Delivery]) -> None:
+        self._call("nack", list(deliveries))
+
+    def retry(self, delivery: Delivery, body: bytes, *, delay_s: float, error: str) -> bool:
+        return bool(self._call("retry", delivery, body, delay_s=delay_s, error=error))
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> bool:
+        return bool(self._call("dead_letter", delivery, reason))
+
+    def release(
+        self, consumer_id: str, reason: str, *, suspects: Collection[str] | None = None
+    ) -> int:
+        chosen = None if suspects is None else list(suspects)
+        released: int = self._call("release", consumer_id, reason, suspects=chosen)
+        return released
+
+    def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
+        letters: list[DeadLetter] = self._call("dead_letters", queue, limit=limit)
+        return letters
+
+    def requeue_dead(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
+        ids = None if job_ids is None else list(job_ids)
+        count: int = self._call("requeue_dead", queue, ids)
+        return count
+
+    def depth(self, queue: str) -> int:
+        found: int = self._call("depth", queue)
+        return found
+
+    def status(self, job_id: str) -> JobStatus | None:
+        found: JobStatus | None = self._call("status", job_id)
+        return found
+
+    def wait_finished(self, job_id: str, timeout_s: float) -> JobStatus | None:
+        found: JobStatus | None = self._call("wait_finished", job_id, timeout_s, wait_s=timeout_s)
+        return found
+
+    def check_server(self) -> list[str]:
+        return []
+
+    def connector(self, consumer_id: str) -> Connector:
+        raise ConfigError(
+            "a memory:// queue lives in one process tree; only its root process can start "
+            "consumers (use `conveyor run`, or a redis:// URL for separate workers)"
+        )
+
+    def close(self) -> None:
+        """Nothing to release: the parent closes the channel when it releases this consumer."""
