@@ -1,0 +1,95 @@
+"""Soak: jobs flow in while worker processes are SIGKILLed at random; none may be lost.
+
+Marked ``slow``. CI runs the short version; ``CONVEYOR_SOAK_S=300 scripts/test -m slow`` runs it
+for five minutes. The same run goes on the memory backend and on a real Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumer.pools import PoolKind, shape_pool
+from consumer.supervisor import Supervisor, SupervisorSettings
+from producer import Producer
+from services.backends import open_queue
+from services.jobqueue import JobQueue
+from services.settings import QueueSettings, RetrySettings, WorkerSettings
+from tests import jobs
+from tests.jobs import read_ledger
+
+FINAL = ("done", "dead")
+SOAK_S = float(os.environ.get("CONVEYOR_SOAK_S", "4"))
+
+
+@pytest.fixture(params=["memory", "redis"])
+def queue(request: pytest.FixtureRequest) -> Iterator[JobQueue]:
+    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+    found = open_queue(url, QueueSettings(lease_s=2.0, result_ttl_s=600))
+    yield found
+    found.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(SOAK_S + 120)
+def test_jobs_survive_random_worker_kills(queue: JobQueue, tmp_path: Path) -> None:
+    # Given a pool of 2 worker processes and a steady stream of short jobs
+    ledger = str(tmp_path / "ledger")
+    settings = SupervisorSettings(
+        jobs="tests.jobs:registry",
+        shape=shape_pool(PoolKind.PROCESSES, 2, threads=2),
+        worker=WorkerSettings(poll_s=0.1, prefetch=4, retry=RetrySettings(0.01, 0.05)),
+        restart_base_s=0.05,
+        restart_cap_s=0.2,
+    )
+    supervisor = Supervisor(queue, settings)
+    supervisor.start()
+    producer = Producer(queue, registry=jobs.registry)
+    rng = random.Random(7)
+    enqueued: dict[str, str] = {}
+    """Job id -> ledger key."""
+    kills = 0
+    try:
+        # When jobs keep coming and a random worker process is SIGKILLed every ~0.3 s
+        end = time.monotonic() + SOAK_S
+        next_kill = time.monotonic() + 0.3
+        while time.monotonic() < end:
+            calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
+                ("ledger", (ledger, f"k{len(enqueued) + n}", rng.uniform(0.001, 0.02)), {})
+                for n in range(20)
+            ]
+            enqueued |= {job.id: job.args[1] for job in producer.enqueue_many(calls)}
+            supervisor.run_once(0.05)
+            pids = supervisor.pids()
+            if time.monotonic() >= next_kill and pids:
+                os.kill(rng.choice(pids), signal.SIGKILL)
+                kills += 1
+                next_kill = time.monotonic() + 0.3
+        # Then, once the stream stops, every job ends done (its ledger says so) or dead
+        deadline = time.monotonic() + 90
+        while True:
+            statuses = {job_id: queue.status(job_id) for job_id in enqueued}
+            unsettled = [i for i, s in statuses.items() if s is None or s.status not in FINAL]
+            if not unsettled or time.monotonic() > deadline:
+                break
+            supervisor.run_once(0.1)
+        assert not unsettled, f"{len(unsettled)} of {len(enqueued)} jobs lost or stuck"
+    finally:
+        supervisor.stop()
+        supervisor.stop()
+        stop_by = time.monotonic() + 20
+        while supervisor.exit_code is None and time.monotonic() < stop_by:
+            supervisor.run_once(0.1)
+    # ... and every job reported done really ran to its end
+    ended = {line.split()[1] for line in read_ledger(ledger) if line.startswith("end ")}
+    done = [i for i, s in statuses.items() if s is not None and s.status == "done"]
+    assert {enqueued[i] for i in done} <= ended
+    assert kills >= SOAK_S / 0.3 - 2
+    assert len(enqueued) >= 100
