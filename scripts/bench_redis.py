@@ -14,7 +14,6 @@ import argparse
 import multiprocessing as mp
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +28,7 @@ from services.codec import encode_job
 from services.job import Job
 from services.jobqueue import Completion
 from services.settings import QueueSettings
-from tests.redis_fixtures import RedisServer, find_redis_server
+from tests.redis_fixtures import benchmark_server
 
 PAYLOAD = "x" * 100
 SETTINGS = QueueSettings()
@@ -193,21 +192,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1_000_000, help="queued jobs for memory")
     parser.add_argument("--redis-server", default=None, help="redis-server binary to use")
     args = parser.parse_args()
-    binary = args.redis_server or find_redis_server()
-    if binary is None:
-        sys.exit("no redis-server found")
-    with tempfile.TemporaryDirectory() as data:
-        server = RedisServer(binary, Path(data))
-        server.start()
-        try:
-            version = redis.Redis(port=server.port).info("server")["redis_version"]
-            print(f"redis-server {version} ({binary}), port {server.port}")
-            bench_enqueue(server.url, 200_000, 20_000)
-            bench_latency(server.url, 2000)
-            bench_drain(server.url, 200_000)
-            bench_memory(server.url, args.jobs)
-        finally:
-            server.kill()
+    with benchmark_server(args.redis_server) as server:
+        bench_enqueue(server.url, 200_000, 20_000)
+        bench_latency(server.url, 2000)
+        bench_drain(server.url, 200_000)
+        bench_memory(server.url, args.jobs)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ import multiprocessing as mp
 import random
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -49,7 +48,7 @@ from services.codec import decode_value, encode_job
 from services.job import Job
 from services.settings import QueueSettings, WorkerSettings
 from services.stats import Field
-from tests.redis_fixtures import RedisServer, find_redis_server
+from tests.redis_fixtures import benchmark_server
 
 JOBS = "scripts.bench_jobs_redis:registry"
 SETTINGS = QueueSettings()
@@ -311,27 +310,18 @@ def main() -> None:
     parser.add_argument("--only", choices=["drain", "latency", "enqueue", "memory"])
     parser.add_argument("--redis-server", default=None, help="redis-server binary to use")
     args = parser.parse_args()
-    binary = args.redis_server or find_redis_server()
-    if binary is None:
-        sys.exit("no redis-server found")
-    with tempfile.TemporaryDirectory() as data:
-        server = RedisServer(binary, Path(data))
-        # Snapshots on (as a deployment would have), so workers do not warn about persistence.
-        server.start(extra_args=["--save", "3600 1"])
-        try:
-            version = redis.Redis(port=server.port).info("server")["redis_version"]
-            print(f"redis-server {version}, port {server.port}; {mp.cpu_count()} CPUs")
-            run = {args.only} if args.only else {"drain", "latency", "enqueue", "memory"}
-            if "drain" in run:
-                bench_drain(server.url, args.jobs, args.prefetch)
-            if "latency" in run:
-                bench_latency(server.url, args.samples, args.prefetch)
-            if "enqueue" in run:
-                bench_enqueue(server.url, 200_000, 20_000)
-            if "memory" in run and args.memory_jobs:
-                bench_memory(server.url, args.memory_jobs)
-        finally:
-            server.kill()
+    # Snapshots on (as a deployment would have), so workers do not warn about persistence.
+    with benchmark_server(args.redis_server, ["--save", "3600 1"]) as server:
+        print(f"{mp.cpu_count()} CPUs")
+        run = {args.only} if args.only else {"drain", "latency", "enqueue", "memory"}
+        if "drain" in run:
+            bench_drain(server.url, args.jobs, args.prefetch)
+        if "latency" in run:
+            bench_latency(server.url, args.samples, args.prefetch)
+        if "enqueue" in run:
+            bench_enqueue(server.url, 200_000, 20_000)
+        if "memory" in run and args.memory_jobs:
+            bench_memory(server.url, args.memory_jobs)
     print(f"\n.venv/bin/python scripts/bench_worker.py --prefetch {args.prefetch}\n")
     print("| figure | target | measured | bare redis-py (ratio) |\n|---|---|---|---|")
     for row in ROWS:

