@@ -11,10 +11,9 @@ import logging
 import os
 import resource
 import signal
-import sys
 import time
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 from consumer.board import RunningBoard
 from consumer.pools import PoolShape
@@ -23,7 +22,7 @@ from consumer.worker import State, Worker
 from services import exitcodes
 from services.errors import ConfigError
 from services.jobqueue import Connector
-from services.lifecycle import die_with_parent, parent_alive
+from services.lifecycle import die_with_parent, exit_now, parent_alive
 from services.loading import load_registry
 from services.settings import WorkerSettings
 from services.stats import Stats
@@ -57,7 +56,7 @@ def child_main(spec: ChildSpec) -> None:
         registry = load_registry(spec.jobs)
     except ConfigError as exc:
         log.error("cannot start: %s", exc)
-        _exit(exitcodes.BOOT_FAILURE)
+        exit_now(exitcodes.BOOT_FAILURE)
     with recorded_signals(signal.SIGTERM, signal.SIGQUIT) as signals:
         queue = spec.connector.open()
         executor = spec.shape.make_executor()
@@ -65,7 +64,7 @@ def child_main(spec: ChildSpec) -> None:
         worker = Worker(queue, registry, executor, spec.settings, stats=Stats(spec.stats_block))
         worker.start()
         code = run_worker(worker, signals, spec)
-    _exit(code)
+    exit_now(code)
 
 
 def run_worker(worker: Worker, signals: SignalLog, spec: ChildSpec) -> int:
@@ -129,11 +128,3 @@ def resident_memory_mb() -> float:
         return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
     except OSError:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
-
-
-def _exit(code: int) -> NoReturn:
-    """Leave without joining job threads that may be stuck: flush output, then _exit."""
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)

@@ -13,7 +13,6 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -24,11 +23,21 @@ from consumer.supervisor import Supervisor, SupervisorSettings
 from producer.process import ProducerSpec, producer_main
 from services import exitcodes
 from services.jobqueue import JobQueue
-from services.stats import Field, Stats, new_block, total
+from services.stats import Field, Stats, Totals, new_block, total
 
 log = logging.getLogger("conveyor.run")
 
 _DEAD_LIMIT = 1_000_000
+_DEAD_EVERY_S = 0.5
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Where the run stands after one turn."""
+
+    produced: int
+    totals: Totals
+    dead: int
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ class Pipeline:
         self.stalled = False
         self.interrupted = False
         self._reaped: set[int] = set()
+        self._dead, self._dead_read_at = 0, -_DEAD_EVERY_S
 
     def start(self) -> None:
         self.supervisor.start()
@@ -91,8 +101,17 @@ class Pipeline:
         return sum(int(stats.get(Field.PRODUCED)) for _, stats in self._producers)
 
     def dead(self) -> int:
-        count = len(self._queue.dead_letters(self._settings.queue, limit=_DEAD_LIMIT))
-        return count - self._dead_before
+        """Jobs dead-lettered during this run; read from the backend at most every 0.5 s,
+        since listing dead letters moves their bodies (a whole ZRANGE on Redis)."""
+        now = time.monotonic()
+        if now - self._dead_read_at >= _DEAD_EVERY_S:
+            letters = self._queue.dead_letters(self._settings.queue, limit=_DEAD_LIMIT)
+            self._dead, self._dead_read_at = len(letters) - self._dead_before, now
+        return self._dead
+
+    def tally(self) -> Tally:
+        """Produced, worker counters and dead letters, read once for one turn of the loop."""
+        return Tally(self.produced(), total(s.block for s in self.supervisor.stats), self.dead())
 
     def summary(self) -> RunSummary:
         letters = self._queue.dead_letters(self._settings.queue, limit=_DEAD_LIMIT)
@@ -104,7 +123,7 @@ class Pipeline:
             dead_letters=letters[: max(0, len(letters) - self._dead_before)],
         )
 
-    def step(self, signals: SignalLog) -> None:
+    def step(self, signals: SignalLog) -> Tally:
         """One turn: wait a little, react to signals, reap producers, end the run when due."""
         self.supervisor.run_once(0.1, wake_fds=(signals.wakeup_fd or -1,))
         if signals.take():
@@ -114,13 +133,14 @@ class Pipeline:
             self._stop_producers()
             self.supervisor.stop()
         self._reap_producers()
-        if not self.producing and not self.supervisor.stopping and self._finished():
+        tally = self.tally()
+        if not self.producing and not self.supervisor.stopping and self._finished(tally):
             self.supervisor.stop()
+        return tally
 
-    def _finished(self) -> bool:
-        produced = self.produced()
-        settled = total(s.block for s in self.supervisor.stats).count(Field.DONE) + self.dead()
-        if settled >= produced:
+    def _finished(self, tally: Tally) -> bool:
+        settled = tally.totals.count(Field.DONE) + tally.dead
+        if settled >= tally.produced:
             return True
         now = time.monotonic()
         if settled != self._last_settled[0]:
@@ -152,18 +172,13 @@ def run_pipeline(
     settings: RunSettings,
     signals: SignalLog,
     progress: Progress,
-    *,
-    on_tick: Callable[[Pipeline], None] | None = None,
 ) -> tuple[int, RunSummary]:
     """Run producers and the pool to the end; returns the exit code and the summary."""
     pipeline = Pipeline(queue, settings)
     pipeline.start()
     while pipeline.supervisor.exit_code is None:
-        pipeline.step(signals)
-        totals = total(stats.block for stats in pipeline.supervisor.stats)
-        progress.update(pipeline.produced(), totals, pipeline.dead(), producing=pipeline.producing)
-        if on_tick is not None:
-            on_tick(pipeline)
+        tally = pipeline.step(signals)
+        progress.update(tally.produced, tally.totals, tally.dead, producing=pipeline.producing)
     progress.close()
     summary = pipeline.summary()
     code = pipeline.supervisor.exit_code

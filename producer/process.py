@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import signal
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +16,7 @@ from producer.feeds import feed_share, load_feed
 from producer.producer import Producer
 from services.errors import ConveyorError
 from services.jobqueue import Connector
-from services.lifecycle import die_with_parent
+from services.lifecycle import die_with_parent, exit_now
 from services.loading import load_registry
 from services.stats import Field, Stats
 
@@ -52,8 +50,8 @@ def producer_main(spec: ProducerSpec) -> None:
         produce(spec, stats)
     except ConveyorError as exc:
         log.error("stopped: %s", exc)
-        _exit(1)
-    _exit(0)
+        exit_now(1)
+    exit_now(0)
 
 
 def produce(spec: ProducerSpec, stats: Stats) -> int:
@@ -67,10 +65,3 @@ def produce(spec: ProducerSpec, stats: Stats) -> int:
         produced += len(producer.enqueue_many(batch))
         stats.set(Field.PRODUCED, produced)
     return produced
-
-
-def _exit(code: int) -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    logging.shutdown()
-    os._exit(code)

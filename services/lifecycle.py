@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import signal
 import sys
+from typing import NoReturn
 
 _PR_SET_PDEATHSIG = 1
 
@@ -20,6 +22,17 @@ def die_with_parent(signum: int = signal.SIGTERM) -> None:
         return
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signum)
+
+
+def exit_now(code: int) -> NoReturn:
+    """Leave a child process without joining threads that may be stuck in a job.
+
+    ``os._exit`` skips interpreter shutdown, so flush logs and output first.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def parent_alive(parent_pid: int) -> bool:
