@@ -14,6 +14,11 @@ Delivery contract (every backend, proven by ``tests/contract``):
 * **At least once.** ``put`` returns only once the body is stored (memory: while the process tree
   lives; redis: in Redis). Failure raises ``BackendUnavailableError`` or ``QueueFullError``;
   nothing is ever dropped silently.
+* **Put-if-absent by job id.** A put of an id that is queued, delayed, running, waiting for a
+  retry, or finished within the result TTL stores nothing and reports the id as present. So a
+  put whose reply was lost is retried (by the backend, and safely by any caller) with the same
+  id and stored at most once. ``BackendUnavailableError`` from a put means "not confirmed": the
+  job may or may not be stored; putting the same id again never makes a duplicate.
 * **In flight until settled.** ``get`` moves up to ``max_count`` bodies from the named queues, in
   the given order (earlier queues first), into an in-flight state owned by this consumer, and
   returns them as ``Delivery`` records. A delivered job stays in the backend until exactly one of
@@ -25,7 +30,15 @@ Delivery contract (every backend, proven by ``tests/contract``):
   ``QueueSettings.max_redeliveries`` times is a poison job: it is dead-lettered instead, with the
   reason ("worker died: signal 9, 3 times").
 * **Fencing.** Settling a delivery that the backend has since handed to another consumer is
-  rejected: ``ack`` counts it in its return value, the other calls return False.
+  rejected: ``ack`` counts it in its return value, the other calls return False. Settling the
+  same delivery twice (a retried call whose first reply was lost) is not a fencing event: it
+  is accepted as a no-op and not counted.
+* **Ownership before start.** A consumer starts a job only while ``held_until()`` is in the
+  future; otherwise it asks ``confirm`` first, which renews its hold and drops the deliveries
+  the backend has since handed to someone else (a consumer paused past its lease).
+* **Counts are the backend's.** ``counts`` reports jobs waiting, delayed and in flight now, and
+  the running totals of jobs settled done or dead, as the backend recorded them: a job counts
+  once it is settled in the backend, never before.
 * **Ordering** is FIFO per queue for fresh jobs; retries and redeliveries may overtake.
 """
 
@@ -79,6 +92,26 @@ class JobStatus:
     result: bytes | None = None
 
 
+@dataclass(frozen=True)
+class QueueCounts:
+    """One queue's numbers, read cheaply (no listing): now, and totals since the backend began."""
+
+    waiting: int = 0
+    delayed: int = 0
+    """Scheduled for later, including retries waiting for their backoff."""
+    in_flight: int = 0
+    """Delivered to a consumer and not settled yet (running or prefetched)."""
+    done: int = 0
+    """Settled as done, in total (a counter: compare two readings)."""
+    dead: int = 0
+    """Dead-lettered, in total (a counter: compare two readings)."""
+
+    @property
+    def unsettled(self) -> int:
+        """Jobs the backend still holds that will run: waiting, delayed or in flight."""
+        return self.waiting + self.delayed + self.in_flight
+
+
 @runtime_checkable
 class JobQueue(Protocol):
     """A connection to one backend, used by one process (a producer, a consumer, a supervisor)."""
@@ -86,13 +119,15 @@ class JobQueue(Protocol):
     consumer_id: str
     """Who owns the deliveries that ``get`` returns through this connection."""
 
-    def put(self, queue: str, job_id: str, body: bytes, *, delay_s: float = 0.0) -> None:
-        """Store one job; with ``delay_s > 0`` it becomes visible after that many seconds."""
+    def put(self, queue: str, job_id: str, body: bytes, *, delay_s: float = 0.0) -> bool:
+        """Store one job unless its id is present; with ``delay_s > 0`` it becomes visible after
+        that many seconds. Returns False when the id was present (nothing stored)."""
 
     def put_many(
         self, queue: str, items: Sequence[tuple[str, bytes]], *, delay_s: float = 0.0
-    ) -> None:
-        """Store ``(job_id, body)`` pairs in one batch (one round trip where the backend can)."""
+    ) -> list[bool]:
+        """Store ``(job_id, body)`` pairs in one batch (one round trip where the backend can);
+        one flag per item, False where the id was present and nothing was stored."""
 
     def get(
         self, queues: Sequence[str], *, max_count: int = 1, timeout_s: float = 1.0
@@ -128,6 +163,30 @@ class JobQueue(Protocol):
 
     def depth(self, queue: str) -> int:
         """How many jobs wait in ``queue`` (not in flight, not delayed)."""
+
+    def counts(self, queue: str) -> QueueCounts:
+        """``queue``'s numbers in one cheap read (no listing of jobs or dead letters)."""
+
+    def held_until(self) -> float:
+        """``time.monotonic()`` until which every delivery this consumer holds is certainly
+        still its own (its lease was renewed before then); ``math.inf`` where holds never lapse.
+        """
+
+    def confirm(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """Renew this consumer's hold and return those of ``deliveries`` it still holds.
+
+        The others were handed to another consumer (this one was paused past its lease): they
+        must not run here, and settling them would be fenced.
+        """
+
+    def started(self, deliveries: Sequence[Delivery], *, running: bool = True) -> None:
+        """Local bookkeeping, no round trip: these deliveries began (or, with ``running=False``,
+        stopped) running. A backend with leases publishes it with its heartbeat, so that lease
+        expiry counts only jobs that were running as crash suspects."""
+
+    def alarms(self) -> list[str]:
+        """Serious events this connection has seen (e.g. "Redis restarted empty: ..."), oldest
+        first; sticky for the life of the connection, so health and status keep showing them."""
 
     def status(self, job_id: str) -> JobStatus | None:
         """What is known of ``job_id``, or None when nothing is (never seen, or expired)."""

@@ -28,6 +28,12 @@ class Field(IntEnum):
     FENCED = 6
     RUNNING = 7
     PRODUCED = 8
+    BOOTED = 9
+    """1 once the child has loaded its jobs and connected: a later exit is not a boot failure."""
+    STOPPING = 10
+    """Written by the supervisor before it signals a stop: no job may start once it is 1."""
+    ALARMS = 11
+    """How many serious backend events (``JobQueue.alarms``) the child has seen."""
 
 
 _FIELDS = len(Field)
