@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import sys
 from typing import Any
 
 from services.errors import DecodeError, EncodeError
@@ -82,6 +84,17 @@ def decode_value(body: bytes, *, what: str = "value") -> Any:
         raise DecodeError(f"{what} is not valid JSON: {exc.msg} at byte {exc.pos}") from None
     except RecursionError:
         raise DecodeError(f"{what} is nested too deeply") from None
+    except ValueError as exc:  # int() refuses over-long digit strings (CVE-2020-10735 limit)
+        raise DecodeError(f"{what} is not usable JSON: {_why_not_usable(exc)}") from None
+
+
+def _why_not_usable(exc: ValueError) -> str:
+    """Name the integer-length limit plainly; any other parser ValueError as it is."""
+    found = re.search(r"value has (\d+) digits", str(exc))
+    if found is None:
+        return str(exc)
+    limit = sys.get_int_max_str_digits()
+    return f"it holds an integer of {found[1]} digits, over Python's limit of {limit} digits"
 
 
 class _NotJson(ValueError):

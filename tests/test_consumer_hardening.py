@@ -1,0 +1,169 @@
+"""Consumer hardening (issue 7): bad bytes never crash-loop a worker, counts follow the backend,
+a crasher dies alone, a paused worker runs nothing it no longer owns, a stop starts nothing.
+
+Process-level tests run real worker processes under an in-process ``Supervisor``, on the memory
+backend and on a real redis-server; a ledger file outside the queue records what really ran.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumer.executors import ThreadExecutor
+from consumer.pools import PoolKind, PoolShape, shape_pool
+from consumer.supervisor import Supervisor, SupervisorSettings
+from consumer.worker import Worker
+from producer import Producer
+from services.backends import open_queue
+from services.codec import decode_job
+from services.errors import DecodeError
+from services.jobqueue import JobQueue, JobStatus
+from services.registry import JobSpec, Registry
+from services.settings import QueueSettings, RetrySettings, WorkerSettings
+from tests import jobs, jobs_system
+
+JOBS = "tests.jobs_system:registry"
+FINAL = ("done", "dead")
+
+
+@pytest.fixture(params=["memory", "redis"])
+def queue(request: pytest.FixtureRequest) -> Iterator[JobQueue]:
+    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+    found = open_queue(url, QueueSettings(lease_s=2.0, result_ttl_s=600))
+    yield found
+    found.close()
+
+
+def poll(what: str, done: Callable[[], bool], timeout_s: float, step: Callable[[], None]) -> None:
+    """Call ``step`` until ``done`` holds; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        step()
+
+
+def start_supervisor(queue: JobQueue, shape: PoolShape, **worker: object) -> Supervisor:
+    options: dict[str, object] = {"poll_s": 0.1, "retry": RetrySettings(0.01, 0.05)}
+    options.update(worker)
+    settings = SupervisorSettings(
+        jobs=JOBS,
+        shape=shape,
+        worker=WorkerSettings(**options),  # type: ignore[arg-type]
+        restart_base_s=0.05,
+        restart_cap_s=0.2,
+    )
+    supervisor = Supervisor(queue, settings)
+    supervisor.start()
+    return supervisor
+
+
+def stop_supervisor(supervisor: Supervisor) -> None:
+    supervisor.stop()
+    supervisor.stop()
+    deadline = time.monotonic() + 20
+    while supervisor.exit_code is None and time.monotonic() < deadline:
+        supervisor.run_once(0.1)
+
+
+def statuses(queue: JobQueue, job_ids: list[str]) -> dict[str, JobStatus | None]:
+    return {job_id: queue.status(job_id) for job_id in job_ids}
+
+
+def all_final(queue: JobQueue, job_ids: list[str]) -> bool:
+    return all(s is not None and s.status in FINAL for s in statuses(queue, job_ids).values())
+
+
+def ledger_jobs(queue: JobQueue, path: Path, keys: list[str], seconds: float = 0.01) -> list[str]:
+    producer = Producer(queue, registry=jobs_system.registry)
+    calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
+        ("ledger", (str(path), key, seconds), {}) for key in keys
+    ]
+    return [job.id for job in producer.enqueue_many(calls)]
+
+
+def starts(path: Path) -> list[str]:
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [line.split()[1] for line in lines if line.startswith("start ")]
+
+
+# -- 1. decoding never crash-loops ------------------------------------------------------------
+
+HUGE_INT = b'{"v":1,"id":"big","name":"ledger","args":[' + b"7" * 5000 + b'],"enqueued_at":1}'
+NOT_UTF8 = b'{"v":1,"id":"latin","name":"ledger","args":["caf\xe9"],"enqueued_at":1}'
+BAD_REASONS = {
+    "big": "malformed message: message is not usable JSON: it holds an integer of 5000 digits, "
+    "over Python's limit of 4300 digits",
+    "latin": "malformed message: message is not UTF-8 JSON",
+}
+
+
+def test_an_integer_over_pythons_digit_limit_is_a_decode_error_with_the_reason() -> None:
+    with pytest.raises(DecodeError) as caught:
+        decode_job(HUGE_INT)
+    assert str(caught.value) == BAD_REASONS["big"].removeprefix("malformed message: ")
+
+
+@pytest.mark.timeout(90)
+def test_undecodable_bodies_are_dead_lettered_and_the_worker_process_keeps_going(
+    queue: JobQueue, tmp_path: Path
+) -> None:
+    # Given a 5,000-digit integer body and a non-UTF-8 body at the head of the queue, then jobs
+    queue.put("default", "big", HUGE_INT)
+    queue.put("default", "latin", NOT_UTF8)
+    path = tmp_path / "ledger"
+    good = ledger_jobs(queue, path, [f"g{i}" for i in range(10)])
+    # When one worker process consumes them
+    supervisor = start_supervisor(queue, shape_pool(PoolKind.PROCESSES, 1))
+    try:
+        poll("a worker process", lambda: len(supervisor.pids()) == 1, 30, supervisor.run_once)
+        [pid] = supervisor.pids()
+        every = ["big", "latin", *good]
+        poll("every job settled", lambda: all_final(queue, every), 60, supervisor.run_once)
+        # Then the bad ones are dead-lettered with precise reasons, the rest done, same process
+        letters = {d.job_id: d.reason for d in queue.dead_letters("default", limit=100)}
+        assert letters == BAD_REASONS
+        assert {s.status for s in statuses(queue, good).values() if s} == {"done"}
+        assert sorted(starts(path)) == sorted(f"g{i}" for i in range(10))
+        assert supervisor.pids() == [pid]
+    finally:
+        stop_supervisor(supervisor)
+
+
+class _ExplodingRegistry(Registry):
+    """A registry whose lookup of one name raises something that is not a ``ConveyorError``."""
+
+    def get(self, name: str) -> JobSpec:
+        if name == "explode":
+            raise RuntimeError("lookup exploded")
+        return jobs.registry.get(name)
+
+
+def test_any_error_while_preparing_a_job_dead_letters_it_and_the_loop_goes_on() -> None:
+    # Given a job whose preparation raises an unexpected error, and a good job behind it
+    queue = open_queue("memory://", QueueSettings(result_ttl_s=60))
+    try:
+        producer = Producer(queue)
+        bad = producer.enqueue("explode")
+        good = producer.enqueue("add", 1, 2)
+        executor = ThreadExecutor(1)
+        worker = Worker(queue, _ExplodingRegistry(), executor, WorkerSettings(poll_s=0.05))
+        worker.start()
+        # When the worker turns until the good job is done
+        deadline = time.monotonic() + 10
+        while (queue.status(good.id) or JobStatus("", "")).status != "done":
+            assert time.monotonic() < deadline
+            worker.run_once()
+        # Then the bad one is dead-lettered with the error, and run_once never raised
+        [letter] = queue.dead_letters("default")
+        assert (letter.job_id, letter.reason) == (
+            bad.id,
+            "malformed message: RuntimeError: lookup exploded",
+        )
+        executor.stop()
+    finally:
+        queue.close()
