@@ -24,6 +24,7 @@ the process tree.
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import queue as stdlib_queue
@@ -35,7 +36,15 @@ from typing import Any
 from services.backends.memory_channel import POLL_S, MemoryConnector
 from services.backends.memory_state import MemoryState
 from services.errors import ConfigError
-from services.jobqueue import Completion, Connector, DeadLetter, Delivery, JobQueue, JobStatus
+from services.jobqueue import (
+    Completion,
+    Connector,
+    DeadLetter,
+    Delivery,
+    JobQueue,
+    JobStatus,
+    QueueCounts,
+)
 from services.settings import QueueSettings
 
 log = logging.getLogger("conveyor.memory")
@@ -47,6 +56,8 @@ _SERVED = frozenset(
         "get",
         "ack",
         "ack_receipts",
+        "confirm",
+        "counts",
         "nack",
         "retry",
         "dead_letter",
@@ -155,13 +166,13 @@ class MemoryQueue:
         self._channels = _Channels(state)
         self.consumer_id = consumer_id
 
-    def put(self, queue: str, job_id: str, body: bytes, *, delay_s: float = 0.0) -> None:
-        self._state.put_many(queue, [(job_id, body)], delay_s)
+    def put(self, queue: str, job_id: str, body: bytes, *, delay_s: float = 0.0) -> bool:
+        return self._state.put_many(queue, [(job_id, body)], delay_s)[0]
 
     def put_many(
         self, queue: str, items: Sequence[tuple[str, bytes]], *, delay_s: float = 0.0
-    ) -> None:
-        self._state.put_many(queue, items, delay_s)
+    ) -> list[bool]:
+        return self._state.put_many(queue, items, delay_s)
 
     def get(
         self, queues: Sequence[str], *, max_count: int = 1, timeout_s: float = 1.0
@@ -198,6 +209,22 @@ class MemoryQueue:
 
     def depth(self, queue: str) -> int:
         return self._state.depth(queue)
+
+    def counts(self, queue: str) -> QueueCounts:
+        return self._state.counts(queue)
+
+    def held_until(self) -> float:
+        """Always: the memory backend has no leases, only ``release`` takes jobs away."""
+        return math.inf
+
+    def confirm(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        return self._state.confirm(self.consumer_id, deliveries)
+
+    def started(self, deliveries: Sequence[Delivery], *, running: bool = True) -> None:
+        """Nothing to publish: without leases, only ``release`` names the crash suspects."""
+
+    def alarms(self) -> list[str]:
+        return []
 
     def status(self, job_id: str) -> JobStatus | None:
         return self._state.status(job_id)

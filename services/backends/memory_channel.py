@@ -7,6 +7,7 @@ thread and waits for the reply, noticing at once when the parent is gone.
 
 from __future__ import annotations
 
+import math
 import os
 import queue as stdlib_queue
 import threading
@@ -17,7 +18,15 @@ from multiprocessing.queues import Queue as MPQueue
 from typing import Any
 
 from services.errors import BackendUnavailableError, ConfigError
-from services.jobqueue import Completion, Connector, DeadLetter, Delivery, JobQueue, JobStatus
+from services.jobqueue import (
+    Completion,
+    Connector,
+    DeadLetter,
+    Delivery,
+    JobQueue,
+    JobStatus,
+    QueueCounts,
+)
 from services.lifecycle import parent_alive
 
 POLL_S = 0.5
@@ -75,13 +84,14 @@ class ChannelQueue:
             return True  # a channel opened in the owner itself (tests)
         return parent_alive(self._owner_pid)
 
-    def put(self, queue: str, job_id: str, body: bytes, *, delay_s: float = 0.0) -> None:
-        self._call("put", queue, job_id, body, delay_s=delay_s)
+    def put(self, queue: str, job_id: str, body: bytes, *, delay_s: float = 0.0) -> bool:
+        return bool(self._call("put", queue, job_id, body, delay_s=delay_s))
 
     def put_many(
         self, queue: str, items: Sequence[tuple[str, bytes]], *, delay_s: float = 0.0
-    ) -> None:
-        self._call("put_many", queue, list(items), delay_s=delay_s)
+    ) -> list[bool]:
+        flags: list[bool] = self._call("put_many", queue, list(items), delay_s=delay_s)
+        return flags
 
     def get(
         self, queues: Sequence[str], *, max_count: int = 1, timeout_s: float = 1.0
@@ -125,6 +135,24 @@ class ChannelQueue:
     def depth(self, queue: str) -> int:
         found: int = self._call("depth", queue)
         return found
+
+    def counts(self, queue: str) -> QueueCounts:
+        found: QueueCounts = self._call("counts", queue)
+        return found
+
+    def held_until(self) -> float:
+        """Always, without a round trip: the memory backend has no leases."""
+        return math.inf
+
+    def confirm(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        held: list[Delivery] = self._call("confirm", list(deliveries))
+        return held
+
+    def started(self, deliveries: Sequence[Delivery], *, running: bool = True) -> None:
+        """Nothing to publish: without leases, only ``release`` names the crash suspects."""
+
+    def alarms(self) -> list[str]:
+        return []
 
     def status(self, job_id: str) -> JobStatus | None:
         found: JobStatus | None = self._call("status", job_id)

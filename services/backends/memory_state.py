@@ -1,8 +1,10 @@
-"""The memory backend's state: queues, delayed jobs, in-flight deliveries, dead letters.
+"""The memory backend's state: queues, delayed jobs, in-flight deliveries, dead letters, counts.
 
 One ``MemoryState`` lives in one process (the parent of a ``conveyor run`` tree) and is shared by
 threads under one lock. It implements the queue protocol's semantics directly; ``memory.py``
-exposes it to this process and, over per-child channels, to child processes.
+exposes it to this process and, over per-child channels, to child processes. Job statuses (and
+so put-if-absent) are kept by ``memory_statuses``, deliveries in flight (and so fencing) by
+``memory_inflight``.
 """
 
 from __future__ import annotations
@@ -11,15 +13,16 @@ import heapq
 import itertools
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
+from services.backends.memory_inflight import InFlight
+from services.backends.memory_statuses import FINISHED, Statuses
 from services.errors import QueueFullError
-from services.jobqueue import Completion, DeadLetter, Delivery, JobStatus
+from services.jobqueue import Completion, DeadLetter, Delivery, JobStatus, QueueCounts
 from services.settings import QueueSettings
 
-_MAX_STATUSES = 100_000
 _MAX_REASON_CHARS = 16_384
 
 
@@ -28,6 +31,16 @@ class _Waiting:
     job_id: str
     body: bytes
     redeliveries: int
+
+
+@dataclass
+class _Tally:
+    """One queue's numbers other than its waiting jobs (the length of its deque)."""
+
+    delayed: int = 0
+    in_flight: int = 0
+    done: int = 0
+    dead: int = 0
 
 
 class MemoryState:
@@ -41,28 +54,45 @@ class MemoryState:
         self._lock = threading.Condition()
         self._queues: dict[str, deque[_Waiting]] = {}
         self._delayed: list[tuple[float, int, str, _Waiting]] = []
-        self._inflight: dict[str, tuple[str, Delivery]] = {}
+        self._inflight = InFlight()
+        self._tallies: dict[str, _Tally] = {}
         self._dead: dict[str, deque[DeadLetter]] = {}
-        self._statuses: OrderedDict[str, tuple[float, JobStatus]] = OrderedDict()
+        self._statuses = Statuses(settings.result_ttl_s, clock)
         self._receipts = itertools.count(1)
         self._released: set[str] = set()
         """Consumers declared dead: a get still waiting on their behalf must take nothing."""
 
     # -- producing -------------------------------------------------------------------------
-    def put_many(self, queue: str, items: Sequence[tuple[str, bytes]], delay_s: float) -> None:
-        """Store jobs now, or in the delayed heap until ``delay_s`` has passed."""
+    def put_many(
+        self, queue: str, items: Sequence[tuple[str, bytes]], delay_s: float
+    ) -> list[bool]:
+        """Store the jobs whose ids are absent, now or once ``delay_s`` has passed; one flag
+        per item, False where the id was present (earlier in the batch included)."""
         with self._lock:
-            self._wait_for_room(queue, len(items))
-            for job_id, body in items:
-                self._add(queue, _Waiting(job_id, body, 0), delay_s)
+            flags = self._wait_for_room(queue, items)
+            for (job_id, body), fresh in zip(items, flags, strict=True):
+                if fresh:
+                    self._add(queue, _Waiting(job_id, body, 0), delay_s)
+                    self._statuses.set(job_id, "scheduled" if delay_s > 0 else "queued")
             self._lock.notify_all()
+            return flags
 
-    def _wait_for_room(self, queue: str, count: int) -> None:
+    def _absent(self, items: Sequence[tuple[str, bytes]]) -> list[bool]:
+        """Per item: its id is absent, and not earlier in ``items`` either."""
+        seen: set[str] = set()
+        flags = []
+        for job_id, _ in items:
+            flags.append(job_id not in seen and not self._statuses.present(job_id))
+            seen.add(job_id)
+        return flags
+
+    def _wait_for_room(self, queue: str, items: Sequence[tuple[str, bytes]]) -> list[bool]:
         limit = self._settings.max_depth
-        if limit is None:
-            return
         deadline = self._clock() + self._settings.put_timeout_s
-        while self._depth(queue) + count > limit:
+        while True:
+            flags = self._absent(items)  # again after each wait: others may have put them
+            if limit is None or self._depth(queue) + sum(flags) <= limit:
+                return flags
             remaining = deadline - self._clock()
             if remaining <= 0:
                 raise QueueFullError(
@@ -75,13 +105,16 @@ class MemoryState:
         if delay_s > 0:
             due = self._clock() + delay_s
             heapq.heappush(self._delayed, (due, next(self._receipts), queue, item))
-            self._set_status(item.job_id, "scheduled")
+            self._tally(queue).delayed += 1
             return
         waiting = self._queues.setdefault(queue, deque())
         if front:
             waiting.appendleft(item)
         else:
             waiting.append(item)
+
+    def _tally(self, queue: str) -> _Tally:
+        return self._tallies.setdefault(queue, _Tally())
 
     # -- consuming -------------------------------------------------------------------------
     def get(
@@ -113,8 +146,9 @@ class MemoryState:
                     receipt=str(next(self._receipts)),
                     redeliveries=item.redeliveries,
                 )
-                self._inflight[delivery.receipt] = (consumer_id, delivery)
-                self._set_status(item.job_id, "running")
+                self._inflight.add(consumer_id, delivery)
+                self._tally(queue).in_flight += 1
+                self._statuses.set(item.job_id, "running")
                 taken.append(delivery)
         if taken:
             self._lock.notify_all()  # bounded producers may be waiting for room
@@ -124,12 +158,18 @@ class MemoryState:
         now = self._clock()
         while self._delayed and self._delayed[0][0] <= now:
             _, _, queue, item = heapq.heappop(self._delayed)
+            self._tally(queue).delayed -= 1
             self._add(queue, item, 0.0)
 
     def _until_next_due(self) -> float:
         if not self._delayed:
             return 3600.0
         return max(0.0, self._delayed[0][0] - self._clock())
+
+    def confirm(self, consumer_id: str, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """Those of ``deliveries`` still in flight for ``consumer_id``, in order."""
+        with self._lock:
+            return [d for d in deliveries if self._inflight.owner(d.receipt) == consumer_id]
 
     # -- settling --------------------------------------------------------------------------
     def ack(self, completions: Sequence[Completion]) -> int:
@@ -141,11 +181,12 @@ class MemoryState:
         rejected = 0
         with self._lock:
             for receipt, result in done:
-                entry = self._inflight.pop(receipt, None)
-                if entry is None:
-                    rejected += 1
+                delivery = self._settle(receipt)
+                if delivery is None:
+                    rejected += self._inflight.fenced(receipt)
                     continue
-                self._set_status(entry[1].job_id, "done", result=result)
+                self._tally(delivery.queue).done += 1
+                self._statuses.set(delivery.job_id, "done", result=result)
             self._lock.notify_all()
         return rejected
 
@@ -153,27 +194,25 @@ class MemoryState:
         """Hand unfinished jobs back to the front of their queues."""
         with self._lock:
             for delivery in reversed(deliveries):
-                if self._settle(delivery) is not None:
-                    item = _Waiting(delivery.job_id, delivery.body, delivery.redeliveries)
-                    self._add(delivery.queue, item, 0.0, front=True)
-                    self._set_status(delivery.job_id, "queued")
+                if self._settle(delivery.receipt) is not None:
+                    self._hand_back(delivery, delivery.redeliveries)
             self._lock.notify_all()
 
     def retry(self, delivery: Delivery, body: bytes, delay_s: float, error: str) -> bool:
         """Replace an in-flight job by its next attempt, due after ``delay_s``."""
         with self._lock:
-            if self._settle(delivery) is None:
-                return False
+            if self._settle(delivery.receipt) is None:
+                return not self._inflight.fenced(delivery.receipt)
             self._add(delivery.queue, _Waiting(delivery.job_id, body, 0), delay_s)
-            self._set_status(delivery.job_id, "failed", error=error)
+            self._statuses.set(delivery.job_id, "failed", error=error)
             self._lock.notify_all()
             return True
 
     def dead_letter(self, delivery: Delivery, reason: str) -> bool:
         """Move an in-flight job to its queue's dead letters."""
         with self._lock:
-            if self._settle(delivery) is None:
-                return False
+            if self._settle(delivery.receipt) is None:
+                return not self._inflight.fenced(delivery.receipt)
             self._bury(delivery.queue, delivery.job_id, delivery.body, reason)
             self._lock.notify_all()
             return True
@@ -184,14 +223,13 @@ class MemoryState:
         """Hand back every job ``consumer_id`` holds; quarantine those past the poison limit."""
         with self._lock:
             self._released.add(consumer_id)
-            mine = [d for owner, d in self._inflight.values() if owner == consumer_id]
+            mine = self._inflight.take_all(consumer_id)
             for delivery in mine:
-                self._settle(delivery)
+                self._tally(delivery.queue).in_flight -= 1
                 if suspects is None or delivery.job_id in suspects:
                     self._redeliver(delivery, reason)
                 else:
-                    item = _Waiting(delivery.job_id, delivery.body, delivery.redeliveries)
-                    self._add(delivery.queue, item, 0.0, front=True)
+                    self._hand_back(delivery, delivery.redeliveries)
             self._lock.notify_all()
             return len(mine)
 
@@ -201,18 +239,26 @@ class MemoryState:
             times = "time" if count == 1 else "times"
             self._bury(delivery.queue, delivery.job_id, delivery.body, f"{reason}, {count} {times}")
             return
-        item = _Waiting(delivery.job_id, delivery.body, count)
-        self._add(delivery.queue, item, 0.0, front=True)
+        self._hand_back(delivery, count)
 
-    def _settle(self, delivery: Delivery) -> Delivery | None:
-        entry = self._inflight.pop(delivery.receipt, None)
-        return None if entry is None else entry[1]
+    def _hand_back(self, delivery: Delivery, redeliveries: int) -> None:
+        item = _Waiting(delivery.job_id, delivery.body, redeliveries)
+        self._add(delivery.queue, item, 0.0, front=True)
+        self._statuses.set(delivery.job_id, "queued")
+
+    def _settle(self, receipt: str) -> Delivery | None:
+        """Take ``receipt`` out of flight; None if it was not in flight (settled or fenced)."""
+        delivery = self._inflight.settle(receipt)
+        if delivery is not None:
+            self._tally(delivery.queue).in_flight -= 1
+        return delivery
 
     def _bury(self, queue: str, job_id: str, body: bytes, reason: str) -> None:
         letters = self._dead.setdefault(queue, deque(maxlen=self._settings.dead_letter_max))
         reason = reason[-_MAX_REASON_CHARS:]
         letters.appendleft(DeadLetter(job_id, queue, body, reason, time.time()))
-        self._set_status(job_id, "dead", error=reason)
+        self._tally(queue).dead += 1
+        self._statuses.set(job_id, "dead", error=reason)
 
     # -- reading ---------------------------------------------------------------------------
     def dead_letters(self, queue: str, limit: int) -> list[DeadLetter]:
@@ -225,14 +271,19 @@ class MemoryState:
             return list(itertools.islice(letters, limit))
 
     def requeue_dead(self, queue: str, job_ids: Sequence[str] | None) -> int:
-        """Put dead letters back on their queue; returns how many."""
+        """Put dead letters back on their queue; returns how many. A letter whose id the
+        backend holds again (put anew after its status expired) stays (put-if-absent)."""
         with self._lock:
             letters = self._dead.get(queue, deque())
-            chosen = [d for d in letters if job_ids is None or d.job_id in job_ids]
+            chosen = [
+                d
+                for d in letters
+                if (job_ids is None or d.job_id in job_ids) and not self._statuses.held(d.job_id)
+            ]
             for letter in chosen:
                 letters.remove(letter)
                 self._add(queue, _Waiting(letter.job_id, letter.body, 0), 0.0)
-                self._set_status(letter.job_id, "queued")
+                self._statuses.set(letter.job_id, "queued")
             self._lock.notify_all()
             return len(chosen)
 
@@ -244,48 +295,28 @@ class MemoryState:
     def _depth(self, queue: str) -> int:
         return len(self._queues.get(queue, ()))
 
+    def counts(self, queue: str) -> QueueCounts:
+        """``queue``'s waiting, delayed and in-flight jobs, and its done and dead totals."""
+        with self._lock:
+            tally = self._tallies.get(queue, _Tally())
+            return QueueCounts(
+                self._depth(queue), tally.delayed, tally.in_flight, tally.done, tally.dead
+            )
+
     def status(self, job_id: str) -> JobStatus | None:
         """The last known status of ``job_id``."""
         with self._lock:
-            return self._status(job_id)
-
-    def _status(self, job_id: str) -> JobStatus | None:
-        self._expire_statuses()
-        found = self._statuses.get(job_id)
-        return None if found is None else found[1]
-
-    def _expire_statuses(self) -> None:
-        # Updates move a status to the end, so the oldest stand first.
-        now = self._clock()
-        while self._statuses:
-            written_at, _ = next(iter(self._statuses.values()))
-            if now - written_at < self._settings.result_ttl_s:
-                return
-            self._statuses.popitem(last=False)
+            return self._statuses.get(job_id)
 
     def wait_finished(self, job_id: str, timeout_s: float) -> JobStatus | None:
         """Block until ``job_id`` is done or dead, or ``timeout_s`` passes."""
         deadline = self._clock() + timeout_s
         with self._lock:
             while True:
-                found = self._status(job_id)
-                if found is not None and found.status in ("done", "dead"):
+                found = self._statuses.get(job_id)
+                if found is not None and found.status in FINISHED:
                     return found
                 remaining = deadline - self._clock()
                 if remaining <= 0:
                     return None
                 self._lock.wait(remaining)
-
-    def _set_status(
-        self, job_id: str, status: str, *, error: str | None = None, result: bytes | None = None
-    ) -> None:
-        if self._settings.result_ttl_s <= 0:
-            return
-        old_entry = self._statuses.pop(job_id, None)
-        old = None if old_entry is None else old_entry[1]
-        attempts = (old.attempts if old else 0) + (status in ("done", "failed", "dead"))
-        if error is None and old is not None and status != "done":
-            error = old.error
-        self._statuses[job_id] = (self._clock(), JobStatus(job_id, status, attempts, error, result))
-        while len(self._statuses) > _MAX_STATUSES:  # bounded: oldest statuses go first
-            self._statuses.popitem(last=False)
