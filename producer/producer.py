@@ -3,60 +3,91 @@
 With a registry, a job name that is not registered or arguments that do not fit the function's
 signature are rejected here, at enqueue, instead of failing later in a worker. Encoding happens
 before the backend sees anything, so an argument that is not JSON fails synchronously too.
+
+A caller may choose a job's id (``job_id=``). Backends put if absent: enqueueing an id that is
+already queued, scheduled, running, waiting for a retry, or finished within the result TTL
+stores nothing. So an enqueue that failed with ``BackendUnavailableError`` (not confirmed) is
+safely repeated with the same ``job_id``: the job is stored at most once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from services.codec import decode_value, encode_job
-from services.errors import JobNotFinishedError
+from services.errors import BackendUnavailableError, JobNotFinishedError
 from services.job import DEFAULT_QUEUE, Job
 from services.jobqueue import JobQueue, JobStatus
+from services.names import check_job_id, check_queue_name
 from services.registry import Registry
 
 JobCall = tuple[str, Sequence[Any], Mapping[str, Any]]
 """``(job_name, args, kwargs)``: one call to enqueue, as feeds yield them."""
+IdentifiedJobCall = tuple[str, Sequence[Any], Mapping[str, Any], str | None]
+"""``(job_name, args, kwargs, job_id)``: a call with the id the caller chose (None: generated)."""
 
 
 class Producer:
-    """Enqueues jobs on ``queue``; checks them against ``registry`` when one is given."""
+    """Enqueues jobs on the queue ``name``; checks them against ``registry`` when one is given.
+
+    Raises:
+        InvalidNameError: ``name`` is not a valid queue name (``services.names``).
+    """
 
     def __init__(
         self, queue: JobQueue, *, registry: Registry | None = None, name: str = DEFAULT_QUEUE
     ) -> None:
         self._queue = queue
         self._registry = registry
-        self.queue_name = name
+        self.queue_name = check_queue_name(name)
 
-    def enqueue(self, name: str, *args: Any, **kwargs: Any) -> Job:
+    def enqueue(self, name: str, *args: Any, job_id: str | None = None, **kwargs: Any) -> Job:
         """Put one job on the queue and return it (its ``id`` finds it later).
 
+        With ``job_id``, the job gets that id, and is stored only if the backend does not hold
+        it already (queued, scheduled, running, waiting for a retry, or finished within the
+        result TTL). If it does, nothing is stored and the returned ``Job`` carries that id but
+        this call's name and arguments, not necessarily those of the job that will run.
+
         Raises:
-            UnknownJobError: the registry has no job ``name``.
-            JobArgumentsError: the arguments do not fit the job function.
-            EncodeError: an argument is not JSON-serialisable.
-            QueueFullError, BackendUnavailableError: the job was not enqueued.
+            InvalidNameError: ``job_id`` breaks the rules of ``services.names``; nothing sent.
+            UnknownJobError: the registry has no job ``name``; nothing sent.
+            JobArgumentsError: the arguments do not fit the job function; nothing sent.
+            EncodeError: an argument is not JSON-serialisable; nothing sent.
+            QueueFullError: the queue stayed full for ``put_timeout_s``; nothing stored.
+            BackendUnavailableError: the backend did not confirm the put: the job may or may
+                not be stored. Enqueueing again with the same ``job_id`` is safe and stores it
+                at most once; without a ``job_id`` of your own, the id is in the error's notes.
         """
-        return self._enqueue(name, args, kwargs, delay_s=0.0)
+        return self._enqueue(name, args, kwargs, job_id=job_id, delay_s=0.0)
 
-    def enqueue_in(self, delay_s: float, name: str, *args: Any, **kwargs: Any) -> Job:
+    def enqueue_in(
+        self, delay_s: float, name: str, *args: Any, job_id: str | None = None, **kwargs: Any
+    ) -> Job:
         """Like ``enqueue``, but the job becomes runnable after ``delay_s`` seconds."""
-        return self._enqueue(name, args, kwargs, delay_s=max(0.0, delay_s))
+        return self._enqueue(name, args, kwargs, job_id=job_id, delay_s=max(0.0, delay_s))
 
-    def enqueue_at(self, when: datetime, name: str, *args: Any, **kwargs: Any) -> Job:
+    def enqueue_at(
+        self, when: datetime, name: str, *args: Any, job_id: str | None = None, **kwargs: Any
+    ) -> Job:
         """Like ``enqueue``, but the job becomes runnable at ``when`` (naive means UTC)."""
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         delay_s = when.timestamp() - time.time()
-        return self._enqueue(name, args, kwargs, delay_s=max(0.0, delay_s))
+        return self._enqueue(name, args, kwargs, job_id=job_id, delay_s=max(0.0, delay_s))
 
-    def enqueue_many(self, calls: Iterable[JobCall]) -> list[Job]:
-        """Check and encode every call first, then put them all in one batch."""
-        jobs = [self._build(name, tuple(args), dict(kwargs)) for name, args, kwargs in calls]
+    def enqueue_many(self, calls: Iterable[JobCall | IdentifiedJobCall]) -> list[Job]:
+        """Check and encode every call first, then put them all in one batch.
+
+        Each call is ``(name, args, kwargs)`` or ``(name, args, kwargs, job_id)``; ids are put
+        if absent as in ``enqueue``, one by one (a repeated id is stored once). Raises what
+        ``enqueue`` raises; until the put, a bad call means none of the batch is sent.
+        """
+        jobs = [self._build(*_unpack(call)) for call in calls]
         if jobs:
             items = [(job.id, encode_job(job)) for job in jobs]
             self._queue.put_many(self.queue_name, items)
@@ -81,13 +112,37 @@ class Producer:
         return None if found.result is None else decode_value(found.result, what="result")
 
     def _enqueue(
-        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], *, delay_s: float
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        job_id: str | None,
+        delay_s: float,
     ) -> Job:
-        job = self._build(name, args, kwargs)
-        self._queue.put(self.queue_name, job.id, encode_job(job), delay_s=delay_s)
+        job = self._build(name, args, kwargs, job_id)
+        try:
+            self._queue.put(self.queue_name, job.id, encode_job(job), delay_s=delay_s)
+        except BackendUnavailableError as exc:
+            exc.add_note(f"job id {job.id}: enqueue it again with job_id={job.id!r}")
+            raise
         return job
 
-    def _build(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job:
+    def _build(
+        self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any], job_id: str | None
+    ) -> Job:
+        checked = None if job_id is None else check_job_id(job_id)
         if self._registry is not None:
-            self._registry.get(name).check_arguments(args, kwargs)
-        return Job(name=name, args=args, kwargs=kwargs, queue=self.queue_name)
+            self._registry.get(name).check_arguments(tuple(args), dict(kwargs))
+        job = Job(name=name, args=tuple(args), kwargs=dict(kwargs), queue=self.queue_name)
+        return job if checked is None else dataclasses.replace(job, id=checked)
+
+
+def _unpack(
+    call: JobCall | IdentifiedJobCall,
+) -> tuple[str, Sequence[Any], Mapping[str, Any], str | None]:
+    """``(name, args, kwargs, job_id)`` of a call with or without its id."""
+    if len(call) == 4:
+        return call
+    name, args, kwargs = call
+    return name, args, kwargs, None

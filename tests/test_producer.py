@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -15,6 +15,7 @@ from producer.producer import JobCall, Producer
 from services.backends import open_queue
 from services.codec import decode_job, encode_value
 from services.errors import (
+    BackendUnavailableError,
     ConfigError,
     EncodeError,
     JobArgumentsError,
@@ -23,7 +24,8 @@ from services.errors import (
     UnknownJobError,
 )
 from services.job import Job
-from services.jobqueue import Completion, Delivery, JobQueue
+from services.jobqueue import Completion, Delivery, JobQueue, QueueCounts
+from services.names import InvalidNameError
 from services.registry import Registry
 from services.settings import QueueSettings
 
@@ -453,3 +455,139 @@ def test_jobs_built_by_the_producer_are_plain_records(queue: JobQueue) -> None:
     assert isinstance(job, Job)
     with pytest.raises(AttributeError):
         job.name = "y"  # type: ignore[misc]
+
+
+# -- caller-chosen ids: put if absent ---------------------------------------------------------
+@pytest.fixture(params=["memory", "redis"])
+def any_queue(request: pytest.FixtureRequest) -> Iterator[JobQueue]:
+    """The in-process memory queue, or a Redis queue on the suite's real redis-server."""
+    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+    backend = open_queue(url, QueueSettings(result_ttl_s=60))
+    yield backend
+    backend.close()
+
+
+def test_enqueue_with_a_job_id_uses_it(any_queue: JobQueue) -> None:
+    job = Producer(any_queue, registry=registry).enqueue("add", 1, 2, job_id="order-17")
+    [delivery] = poll_get(any_queue, 2.0)
+    assert job.id == delivery.job_id == "order-17"
+    assert decode_job(delivery.body) == job
+
+
+def test_enqueue_of_a_present_id_stores_nothing_and_returns_that_id(any_queue: JobQueue) -> None:
+    # Given a job enqueued with a caller-chosen id
+    producer = Producer(any_queue, registry=registry)
+    first = producer.enqueue("add", 1, 2, job_id="order-17")
+
+    # When the same id is enqueued again, with other arguments, now and delayed
+    again = producer.enqueue("add", 3, 4, job_id="order-17")
+    later = producer.enqueue_in(60, "add", 5, 6, job_id="order-17")
+
+    # Then the returned jobs carry the id (and the caller's arguments), but only the first
+    # job is stored: once, with its own arguments
+    assert (again.id, again.args, later.id) == ("order-17", (3, 4), "order-17")
+    assert any_queue.counts("default").unsettled == 1
+    [delivery] = poll_get(any_queue, 2.0)
+    assert decode_job(delivery.body) == first
+
+
+def test_enqueue_of_a_finished_id_stores_nothing(any_queue: JobQueue) -> None:
+    # Given a job that ran to completion
+    producer = Producer(any_queue)
+    producer.enqueue("echo", job_id="once")
+    [delivery] = poll_get(any_queue, 2.0)
+    any_queue.ack([Completion(delivery, encode_value("first"))])
+
+    # When it is enqueued again within the result TTL / Then it does not run again
+    producer.enqueue("echo", job_id="once")
+    assert any_queue.get(["default"], timeout_s=0.2) == []
+    assert producer.result("once", timeout=1.0) == "first"
+
+
+def test_enqueue_many_with_ids(any_queue: JobQueue) -> None:
+    # Given one id already enqueued
+    producer = Producer(any_queue, registry=registry)
+    producer.enqueue("add", 0, 0, job_id="a")
+
+    # When a batch mixes calls with and without ids, one of them present, one repeated
+    jobs = producer.enqueue_many(
+        [
+            ("add", [1, 1], {}, "a"),
+            ("add", [2, 2], {}, "b"),
+            ("add", [3, 3], {}),
+            ("add", [4, 4], {}, None),
+            ("add", [5, 5], {}, "b"),
+        ]
+    )
+
+    # Then every call has a job with its id, and each id is stored once
+    assert [job.id for job in jobs][:2] == ["a", "b"]
+    assert jobs[4].id == "b"
+    assert len({job.id for job in jobs}) == 4
+    found = [decode_job(d.body) for d in any_queue.get(["default"], max_count=10, timeout_s=1)]
+    assert [(job.id, job.args) for job in found] == [
+        ("a", (0, 0)),
+        ("b", (2, 2)),
+        (jobs[2].id, (3, 3)),
+        (jobs[3].id, (4, 4)),
+    ]
+
+
+class _LostReply:
+    """A queue whose puts are stored, but whose first put reply is lost on the way back."""
+
+    def __init__(self, inner: JobQueue) -> None:
+        self._inner = inner
+        self.lost = 0
+
+    def put(self, queue: str, job_id: str, body: bytes, *, delay_s: float = 0.0) -> bool:
+        stored = self._inner.put(queue, job_id, body, delay_s=delay_s)
+        if self.lost == 0:
+            self.lost += 1
+            raise BackendUnavailableError("connection reset while reading the reply")
+        return stored
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_an_enqueue_whose_reply_was_lost_is_repeated_safely(any_queue: JobQueue) -> None:
+    # Given a backend that stores a put but loses its reply
+    flaky = _LostReply(any_queue)
+    producer = Producer(cast(JobQueue, flaky))
+
+    # When the enqueue fails as not confirmed, and the caller enqueues again with the id
+    with pytest.raises(BackendUnavailableError) as failed:
+        producer.enqueue("echo", "x")
+    [note] = failed.value.__notes__
+    job_id = note.split()[2].rstrip(":")
+    again = producer.enqueue("echo", "x", job_id=job_id)
+
+    # Then the job is stored once and runs once
+    assert again.id == job_id
+    assert any_queue.counts("default").waiting == 1
+    assert [d.job_id for d in poll_get(any_queue, 2.0)] == [job_id]
+    assert any_queue.get(["default"], timeout_s=0.2) == []
+
+
+# -- names ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", ["", "has space", "-leading", "a/b", "x" * 129, "é", 17], ids=repr)
+def test_an_invalid_job_id_is_rejected_before_anything_is_sent(queue: JobQueue, bad: Any) -> None:
+    producer = Producer(queue, registry=registry)
+    with pytest.raises(InvalidNameError, match="job id"):
+        producer.enqueue("add", 1, 2, job_id=bad)
+    with pytest.raises(InvalidNameError, match="job id"):
+        producer.enqueue_many([("add", [1, 2], {}), ("add", [1, 2], {}, bad)])
+    assert queue.counts("default") == QueueCounts()
+
+
+def test_an_invalid_queue_name_is_rejected_at_construction(queue: JobQueue) -> None:
+    with pytest.raises(InvalidNameError, match=r"invalid queue name 'bad name': use 1 to 128"):
+        Producer(queue, name="bad name")
+    assert issubclass(InvalidNameError, ConfigError)
+
+
+def test_valid_names_are_accepted(queue: JobQueue) -> None:
+    producer = Producer(queue, name="images:v2.thumbs-1_a")
+    job = producer.enqueue("resize", job_id="user:42.avatar-v1_b")
+    assert [d.job_id for d in take_all(queue, "images:v2.thumbs-1_a")] == [job.id]
