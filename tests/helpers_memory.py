@@ -58,3 +58,11 @@ def consume_forever(connector: MemoryConnector, ready: Any, results: Any) -> Non
             if delivery.job_id == STOP:
                 return
             results.put(("taken", delivery.job_id, delivery.redeliveries))
+
+
+def put_twice(connector: MemoryConnector, job_id: str, results: Any) -> None:
+    """Put ``job_id`` twice, as a producer does whose first reply was lost; report both flags."""
+    queue = connector.open()
+    first = queue.put("default", job_id, b'"first"')
+    second = queue.put("default", job_id, b'"second"')
+    results.put(("put", [first, second], queue.counts("default").waiting))

@@ -8,6 +8,7 @@ and ``release`` hands back whatever it held.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import signal
@@ -158,6 +159,52 @@ def test_ack_through_a_released_channel_is_fenced(queue: JobQueue) -> None:
     assert queue.depth("default") == 1
 
 
+def test_put_if_absent_through_a_channel(queue: JobQueue) -> None:
+    # Given a channel opened in this process, and a job already put by the parent
+    child = queue.connector("c1").open()
+    assert queue.put("default", "j1", b"1") is True
+
+    # When the child puts the same id, and a batch mixing it with new ids
+    again = child.put("default", "j1", b"again")
+    flags = child.put_many("default", [("j2", b"2"), ("j1", b"x"), ("j2", b"y")])
+
+    # Then only the new id was stored, and the counts say so on both sides
+    assert (again, flags) == (False, [True, False, False])
+    assert child.counts("default") == queue.counts("default")
+    assert child.counts("default").waiting == 2
+
+
+def test_holds_through_a_channel(queue: JobQueue) -> None:
+    # Given a child holding two jobs, one of which it settled
+    child = queue.connector("c1").open()
+    queue.put_many("default", [("j1", b"1"), ("j2", b"2")])
+    first, second = child.get(["default"], max_count=2, timeout_s=1.0)
+    child.ack([Completion(first)])
+    child.started([second])
+
+    # Then its hold never lapses, it still holds the other, and it has no alarms
+    assert child.held_until() == math.inf
+    assert child.confirm([first, second]) == [second]
+    assert child.alarms() == []
+    assert queue.release("c1", KILLED) == 1
+    assert child.confirm([second]) == []
+
+
+def test_a_present_id_is_not_refused_by_a_full_queue() -> None:
+    # Given a full bounded queue holding j1
+    backend = open_queue("memory://", QueueSettings(max_depth=1, put_timeout_s=5.0))
+    try:
+        child = backend.connector("c1").open()
+        assert child.put("default", "j1", b"1") is True
+        # When j1 is put again (its first reply lost) / Then nothing is stored, at once,
+        # instead of waiting for room it does not need and failing as full
+        assert child.put("default", "j1", b"1") is False
+        assert child.put_many("default", [("j1", b"1")]) == [False]
+        assert backend.depth("default") == 1
+    finally:
+        backend.close()
+
+
 # -- real child processes ---------------------------------------------------------------------
 def test_real_child_puts_and_gets(queue: JobQueue, processes: list[BaseProcess]) -> None:
     # Given a spawned child with its own channel
@@ -176,6 +223,23 @@ def test_real_child_puts_and_gets(queue: JobQueue, processes: list[BaseProcess])
         status = queue.status(job_id)
         assert status is not None
         assert (status.status, status.result) == ("done", f'"{job_id}"'.encode())
+
+
+def test_a_childs_put_repeated_after_a_lost_reply_is_stored_once(
+    queue: JobQueue, processes: list[BaseProcess]
+) -> None:
+    # Given a spawned producer child that puts a job, then puts it again with the same id
+    # (what a producer does when the first reply was lost)
+    results = CTX.Queue()
+    child = start(processes, helpers_memory.put_twice, queue.connector("c1"), "order-1", results)
+    [(kind, flags, waiting)] = collect(results, 1, DEADLINE_S)
+    child.join(DEADLINE_S)
+
+    # Then the second put stored nothing, and the job runs once, with the first body
+    assert (kind, flags, waiting) == ("put", [True, False], 1)
+    [delivery] = queue.get(["default"], max_count=10, timeout_s=1.0)
+    assert (delivery.job_id, delivery.body) == ("order-1", b'"first"')
+    assert queue.get(["default"], timeout_s=0.1) == []
 
 
 def test_child_killed_while_blocked_in_get_does_not_hang_others(
