@@ -1,9 +1,14 @@
 """``conveyor run``: producers and a supervised consumer pool in one process tree.
 
 The parent owns the queue (for ``memory://`` the queue lives in it), starts ``--producers``
-producer processes that run the feed, and a supervisor with the worker pool. The run ends once
-every produced job is done or dead-lettered; a run that stops making progress ends too, and
-reports the jobs it could not account for.
+producer processes that run the feed, and a supervisor with the worker pool.
+
+The backend keeps the books, not the workers: each turn reads the queue's ``counts`` (cheap, no
+listing), and the run ends once the producers are finished and the backend holds no job of the
+queue that will still run (nothing waiting, delayed or in flight). Done and dead are the
+backend's totals since the run began, so a job counts once it is settled there, never when a
+worker merely finished it. Unaccounted = produced - (done + dead); a shortfall (jobs lost) and
+an excess (jobs settled twice) both fail the run. A run that stops making progress ends too.
 """
 
 from __future__ import annotations
@@ -17,27 +22,29 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from consumer.report import Progress, RunSummary
+from consumer.report import Progress, RunSummary, Tally
 from consumer.signals import SignalLog, interrupts_ignored
 from consumer.supervisor import Supervisor, SupervisorSettings
 from producer.process import ProducerSpec, producer_main
 from services import exitcodes
-from services.jobqueue import JobQueue
+from services.jobqueue import DeadLetter, JobQueue, QueueCounts
 from services.stats import Field, Stats, Totals, new_block, total
 
 log = logging.getLogger("conveyor.run")
 
-_DEAD_LIMIT = 1_000_000
-_DEAD_EVERY_S = 0.5
+SUMMARY_LETTERS = 1_000
+"""Dead letters listed for the summary's by-error grouping (the newest; counts come from
+``counts``, never from a listing)."""
 
 
-@dataclass(frozen=True)
-class Tally:
-    """Where the run stands after one turn."""
+def run_tally(produced: int, totals: Totals, before: QueueCounts, now: QueueCounts) -> Tally:
+    """The tally of a run that began when the backend's counts were ``before``."""
+    return Tally(produced, totals, now.done - before.done, now.dead - before.dead, now.unsettled)
 
-    produced: int
-    totals: Totals
-    dead: int
+
+def run_over(tally: Tally, *, producing: bool) -> bool:
+    """A run is over once nothing is produced any more and the backend holds none of its jobs."""
+    return not producing and tally.unsettled == 0
 
 
 @dataclass(frozen=True)
@@ -62,14 +69,14 @@ class Pipeline:
         self._ctx: Any = multiprocessing.get_context(settings.supervisor.start_method)
         self.supervisor = Supervisor(queue, settings.supervisor)
         self._producers: list[tuple[BaseProcess, Stats]] = []
-        self._dead_before = len(queue.dead_letters(settings.queue, limit=_DEAD_LIMIT))
+        self._before = queue.counts(settings.queue)
         self.producer_failures = 0
         self.started = time.monotonic()
+        self._started_wall = time.time()
         self._last_settled = (0, time.monotonic())
         self.stalled = False
         self.interrupted = False
         self._reaped: set[int] = set()
-        self._dead, self._dead_read_at = 0, -_DEAD_EVERY_S
 
     def start(self) -> None:
         self.supervisor.start()
@@ -100,32 +107,35 @@ class Pipeline:
     def produced(self) -> int:
         return sum(int(stats.get(Field.PRODUCED)) for _, stats in self._producers)
 
-    def dead(self) -> int:
-        """Jobs dead-lettered during this run; read from the backend at most every 0.5 s,
-        since listing dead letters moves their bodies (a whole ZRANGE on Redis)."""
-        now = time.monotonic()
-        if now - self._dead_read_at >= _DEAD_EVERY_S:
-            letters = self._queue.dead_letters(self._settings.queue, limit=_DEAD_LIMIT)
-            self._dead, self._dead_read_at = len(letters) - self._dead_before, now
-        return self._dead
-
     def tally(self) -> Tally:
-        """Produced, worker counters and dead letters, read once for one turn of the loop."""
-        return Tally(self.produced(), total(s.block for s in self.supervisor.stats), self.dead())
+        """Produced, worker counters and the backend's counts, read once for one turn."""
+        return run_tally(
+            self.produced(),
+            total(s.block for s in self.supervisor.stats),
+            self._before,
+            self._queue.counts(self._settings.queue),
+        )
 
     def summary(self) -> RunSummary:
-        letters = self._queue.dead_letters(self._settings.queue, limit=_DEAD_LIMIT)
+        tally = self.tally()
         return RunSummary(
-            produced=self.produced(),
-            totals=total(stats.block for stats in self.supervisor.stats),
-            dead=len(letters) - self._dead_before,
+            produced=tally.produced,
+            totals=tally.totals,
+            done=tally.done,
+            dead=tally.dead,
             elapsed_s=time.monotonic() - self.started,
-            dead_letters=letters[: max(0, len(letters) - self._dead_before)],
+            dead_letters=self._letters_of_this_run(),
+            unsettled=tally.unsettled,
         )
+
+    def _letters_of_this_run(self) -> list[DeadLetter]:
+        letters = self._queue.dead_letters(self._settings.queue, limit=SUMMARY_LETTERS)
+        return [letter for letter in letters if letter.failed_at >= self._started_wall]
 
     def step(self, signals: SignalLog) -> Tally:
         """One turn: wait a little, react to signals, reap producers, end the run when due."""
-        self.supervisor.run_once(0.1, wake_fds=(signals.wakeup_fd or -1,))
+        wake = () if signals.wakeup_fd is None else (signals.wakeup_fd,)
+        self.supervisor.run_once(0.1, wake_fds=wake)
         if signals.take():
             if not self.interrupted:
                 log.info("interrupted: stopping producers, draining the pool (again: stop now)")
@@ -139,12 +149,11 @@ class Pipeline:
         return tally
 
     def _finished(self, tally: Tally) -> bool:
-        settled = tally.totals.count(Field.DONE) + tally.dead
-        if settled >= tally.produced:
+        if run_over(tally, producing=False):
             return True
         now = time.monotonic()
-        if settled != self._last_settled[0]:
-            self._last_settled = (settled, now)
+        if tally.settled != self._last_settled[0]:
+            self._last_settled = (tally.settled, now)
         elif now - self._last_settled[1] > self._settings.stall_timeout_s:
             log.error("no job settled for %g s; giving up", self._settings.stall_timeout_s)
             self.stalled = True
@@ -178,13 +187,13 @@ def run_pipeline(
     pipeline.start()
     while pipeline.supervisor.exit_code is None:
         tally = pipeline.step(signals)
-        progress.update(tally.produced, tally.totals, tally.dead, producing=pipeline.producing)
+        progress.update(tally, producing=pipeline.producing)
     progress.close()
     summary = pipeline.summary()
     code = pipeline.supervisor.exit_code
     if pipeline.interrupted:
         return exitcodes.INTERRUPTED, summary
-    if code == exitcodes.OK and (summary.accounted < summary.produced or pipeline.stalled):
+    if code == exitcodes.OK and (summary.unaccounted != 0 or pipeline.stalled):
         code = exitcodes.UNACCOUNTED
     if code == exitcodes.OK and pipeline.producer_failures:
         code = exitcodes.ERROR

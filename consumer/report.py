@@ -15,18 +15,45 @@ from services.stats import Field, Totals
 
 
 @dataclass(frozen=True)
-class RunSummary:
-    """The figures of one run."""
+class Tally:
+    """Where a run stands after one turn: the producers' and the backend's numbers."""
 
     produced: int
     totals: Totals
+    """The workers' counters (retries, running, latencies): for display only."""
+    done: int
+    """Settled done in the backend since the run began."""
+    dead: int
+    """Dead-lettered in the backend since the run began."""
+    unsettled: int
+    """Jobs of the queue the backend still holds that will run: waiting, delayed, in flight."""
+
+    @property
+    def settled(self) -> int:
+        return self.done + self.dead
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The figures of one run; done and dead as the backend counted them."""
+
+    produced: int
+    totals: Totals
+    done: int
     dead: int
     elapsed_s: float
     dead_letters: list[DeadLetter]
+    """The newest dead letters of this run (a bounded sample, for grouping by error)."""
+    unsettled: int = 0
 
     @property
     def accounted(self) -> int:
-        return self.totals.count(Field.DONE) + self.dead
+        return self.done + self.dead
+
+    @property
+    def unaccounted(self) -> int:
+        """Produced but not settled (negative: settled more often than produced, an excess)."""
+        return self.produced - self.accounted
 
     @property
     def rate(self) -> float:
@@ -43,19 +70,19 @@ class Progress:
         self._every_s = every_s
         self._last_line = 0.0
 
-    def update(self, produced: int, totals: Totals, dead: int, *, producing: bool) -> None:
-        done = totals.count(Field.DONE)
+    def update(self, tally: Tally, *, producing: bool) -> None:
+        totals, produced = tally.totals, tally.produced
         fields = (
-            f"done={done} retried={totals.count(Field.RETRIED)} dead={dead} "
+            f"done={tally.done} retried={totals.count(Field.RETRIED)} dead={tally.dead} "
             f"running={totals.count(Field.RUNNING)}"
         )
         if self._tty:
-            self._update_bar(produced, done + dead, fields, producing=producing)
+            self._update_bar(produced, tally.settled, fields, producing=producing)
         elif time.monotonic() - self._last_line >= self._every_s:
             self._last_line = time.monotonic()
             more = "+" if producing else ""
             print(
-                f"progress: {done + dead}/{produced}{more} jobs settled, {fields}",
+                f"progress: {tally.settled}/{produced}{more} jobs settled, {fields}",
                 file=self._stream,
                 flush=True,
             )
@@ -80,16 +107,32 @@ def format_summary(summary: RunSummary) -> str:
         "",
         "summary",
         f"  produced      {summary.produced}",
-        f"  done          {totals.count(Field.DONE)}",
+        f"  done          {summary.done}",
         f"  failed        {totals.count(Field.FAILED)} attempts "
         f"({totals.count(Field.TIMED_OUT)} timed out)",
         f"  retried       {totals.count(Field.RETRIED)}",
         f"  dead-lettered {summary.dead}",
-        f"  unaccounted   {summary.produced - summary.accounted}",
+        f"  unaccounted   {_unaccounted(summary)}",
         f"  elapsed       {summary.elapsed_s:.2f} s",
         f"  throughput    {summary.rate:.1f} jobs/s",
         f"  latency p50   {_ms(p50)}   p99 {_ms(p99)}  (enqueue to done)",
     ]
+    return "\n".join(lines + _by_error(summary))
+
+
+def _unaccounted(summary: RunSummary) -> str:
+    """The figure alone on its line (scripts parse it), then what a non-zero one means."""
+    missing, pad = summary.unaccounted, "\n" + " " * 16
+    if missing < 0:
+        return f"{missing}{pad}EXCESS: {-missing} job(s) settled more often than produced"
+    if missing == 0:
+        return "0"
+    left = f", {summary.unsettled} still queued or in flight" if summary.unsettled else ""
+    return f"{missing}{pad}MISSING: {missing} job(s) not settled{left}"
+
+
+def _by_error(summary: RunSummary) -> list[str]:
+    lines: list[str] = []
     kinds: Counter[str] = Counter()
     example: dict[str, str] = {}
     for letter in summary.dead_letters:
@@ -98,9 +141,11 @@ def format_summary(summary: RunSummary) -> str:
         kinds[kind] += 1
         example.setdefault(kind, last)
     if kinds:
-        lines.append("  dead letters by error (an example of each):")
+        shown = len(summary.dead_letters)
+        sample = f", the newest {shown} of {summary.dead}" if shown < summary.dead else ""
+        lines.append(f"  dead letters by error (an example of each{sample}):")
         lines += [f"    {n:5d}  {example[kind]}" for kind, n in kinds.most_common(5)]
-    return "\n".join(lines)
+    return lines
 
 
 def _ms(seconds: float | None) -> str:

@@ -3,6 +3,10 @@
 Every settlement (ack, retry, dead letter, hand-back) goes through a ``Ledger``. ``flush`` sends
 them in order, acks in one batch; if the backend is unreachable the rest stay queued and are
 sent again after a backoff, so an outage delays settlements but never loses them.
+
+The ledger also counts what the backend accepted (done, retried, dead): a job counts only once
+its settlement reached the backend and was not fenced, never when it merely finished here, so a
+process that dies before its ack leaves the job uncounted (it runs again and counts then).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 from consumer.backoff import backoff_s
 from services.errors import BackendUnavailableError
 from services.jobqueue import Completion, Delivery, JobQueue
+from services.stats import Field, Stats
 
 log = logging.getLogger("conveyor.worker")
 
@@ -40,8 +45,15 @@ _Op = Completion | _Retry | _Bury | Delivery  # a bare Delivery means "hand it b
 class Ledger:
     """Settlements waiting to reach the backend."""
 
-    def __init__(self, queue: JobQueue, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        queue: JobQueue,
+        *,
+        stats: Stats | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._queue = queue
+        self._stats = stats
         self._clock = clock
         self._ops: deque[_Op] = deque()
         self._failures = 0
@@ -87,17 +99,18 @@ class Ledger:
         op = self._ops[0]
         if isinstance(op, Completion):
             batch = self._leading(Completion)
-            self.fenced += self._queue.ack(batch)  # type: ignore[arg-type]
+            rejected = self._queue.ack(batch)  # type: ignore[arg-type]
+            self.fenced += rejected
+            self._count(Field.DONE, len(batch) - rejected)
         elif isinstance(op, Delivery):
             batch = self._leading(Delivery)
             self._queue.nack(batch)  # type: ignore[arg-type]
         elif isinstance(op, _Retry):
-            self._count_fenced(
-                self._queue.retry(op.delivery, op.body, delay_s=op.delay_s, error=op.error)
-            )
+            accepted = self._queue.retry(op.delivery, op.body, delay_s=op.delay_s, error=op.error)
+            self._counted(Field.RETRIED, accepted)
             batch = [op]
         else:
-            self._count_fenced(self._queue.dead_letter(op.delivery, op.reason))
+            self._counted(Field.DEAD, self._queue.dead_letter(op.delivery, op.reason))
             batch = [op]
         for _ in batch:  # only now: a failed call above leaves its ops queued
             self._ops.popleft()
@@ -110,6 +123,12 @@ class Ledger:
             batch.append(op)
         return batch
 
-    def _count_fenced(self, accepted: bool) -> None:
-        if not accepted:
+    def _counted(self, field: Field, accepted: bool) -> None:
+        if accepted:
+            self._count(field, 1)
+        else:
             self.fenced += 1
+
+    def _count(self, field: Field, count: int) -> None:
+        if self._stats is not None and count:
+            self._stats.add(field, count)

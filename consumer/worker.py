@@ -68,7 +68,7 @@ class Worker:
         self._settings = settings
         self._stats = stats
         self._clock = clock
-        self._ledger = Ledger(queue, clock=clock)
+        self._ledger = Ledger(queue, stats=stats, clock=clock)
         self._held: dict[str, Task] = {}
         self._fetch_failures = 0
         self._fetches = 0
@@ -236,8 +236,7 @@ class Worker:
         else:
             self._seen_slow = True
         if outcome.ok:
-            self._ledger.ack(Completion(task.delivery, outcome.result))
-            self._count(Field.DONE)
+            self._ledger.ack(Completion(task.delivery, outcome.result))  # counted once sent
             if self._stats is not None:
                 self._stats.record_latency(max(0.0, time.time() - task.job.enqueued_at))
             return
@@ -249,7 +248,6 @@ class Worker:
                 job.attempt, base_s=self._settings.retry.base_s, cap_s=self._settings.retry.cap_s
             )
             self._ledger.retry(task.delivery, encode_job(job.next_attempt()), delay, error)
-            self._count(Field.RETRIED)
             return
         tries = job.attempt + 1
         self._bury(task.delivery, f"failed {tries} time(s); last error:\n{error}")
@@ -259,7 +257,6 @@ class Worker:
         summary = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
         log.warning("dead-lettered job %s: %s", delivery.job_id, summary)
         self._ledger.bury(delivery, reason)
-        self._count(Field.DEAD)
 
     def _hand_back(self, tasks: list[Task]) -> int:
         for task in tasks:

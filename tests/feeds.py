@@ -47,3 +47,9 @@ def slow_feed(count: int = 400) -> Iterator[Call]:
     """Jobs that keep a pool busy for a while: for tests that kill the process tree."""
     for _ in range(count):
         yield "sleep", [0.2], {}
+
+
+def quick_feed(count: int = 300, seconds: float = 0.005) -> Iterator[Call]:
+    """Short ``sleep`` jobs, for runs whose workers are killed while they work (all succeed)."""
+    for _ in range(count):
+        yield "sleep", [seconds], {}

@@ -7,24 +7,31 @@ backend and on a real redis-server; a ledger file outside the queue records what
 
 from __future__ import annotations
 
+import os
+import random
+import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from consumer.embedded import Pipeline, RunSettings, run_over, run_tally
 from consumer.executors import ThreadExecutor
 from consumer.pools import PoolKind, PoolShape, shape_pool
+from consumer.report import RunSummary, format_summary
+from consumer.signals import SignalLog
 from consumer.supervisor import Supervisor, SupervisorSettings
 from consumer.worker import Worker
 from producer import Producer
 from services.backends import open_queue
 from services.codec import decode_job
-from services.errors import DecodeError
-from services.jobqueue import JobQueue, JobStatus
+from services.errors import BackendUnavailableError, DecodeError
+from services.jobqueue import Completion, JobQueue, JobStatus, QueueCounts
 from services.registry import JobSpec, Registry
 from services.settings import QueueSettings, RetrySettings, WorkerSettings
+from services.stats import Field, Stats, new_block, total
 from tests import jobs, jobs_system
 
 JOBS = "tests.jobs_system:registry"
@@ -167,3 +174,117 @@ def test_any_error_while_preparing_a_job_dead_letters_it_and_the_loop_goes_on() 
         executor.stop()
     finally:
         queue.close()
+
+
+# -- 2. count only what is settled --------------------------------------------------------------
+
+
+class _AcksDown:
+    """A memory queue whose ``ack`` raises while ``down`` is set (the backend is unreachable)."""
+
+    def __init__(self, inner: JobQueue) -> None:
+        self.inner = inner
+        self.down = True
+
+    def ack(self, completions: Sequence[Completion]) -> int:
+        if self.down:
+            raise BackendUnavailableError("backend down (test)")
+        return self.inner.ack(completions)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_finished_job_whose_ack_fails_is_not_counted_done_until_the_ack_lands() -> None:
+    # Given a worker whose backend refuses acks
+    inner = open_queue("memory://", QueueSettings(result_ttl_s=60))
+    flaky = _AcksDown(inner)
+    try:
+        job = Producer(inner, registry=jobs.registry).enqueue("add", 1, 2)
+        stats = Stats(new_block())
+        executor = ThreadExecutor(1)
+        worker = Worker(
+            cast(JobQueue, flaky), jobs.registry, executor, WorkerSettings(poll_s=0.05), stats=stats
+        )
+        worker.start()
+        # When the job finishes but its ack cannot reach the backend
+        deadline = time.monotonic() + 10
+        while worker.jobs_settled == 0:
+            assert time.monotonic() < deadline
+            worker.run_once()
+        worker.run_once()
+        # Then it is not counted done: it is still held, unsettled in the backend
+        assert stats.get(Field.DONE) == 0
+        assert worker.held == 1
+        assert (inner.status(job.id) or JobStatus("", "")).status != "done"
+        # When the backend is back, the ack lands and only then the job counts, once
+        flaky.down = False
+        assert worker.flush(10.0)
+        assert stats.get(Field.DONE) == 1
+        assert (inner.status(job.id) or JobStatus("", "")).status == "done"
+        executor.stop()
+    finally:
+        inner.close()
+
+
+def test_a_run_is_over_only_when_producers_are_done_and_the_backend_holds_none_of_its_jobs() -> (
+    None
+):
+    before = QueueCounts(done=5, dead=1)
+    busy = run_tally(10, total([]), before, QueueCounts(in_flight=1, done=14, dead=1))
+    assert (busy.done, busy.dead, busy.unsettled) == (9, 0, 1)
+    # counted 9 of 10 done but one job is still in flight: not over, whatever counters say
+    assert not run_over(busy, producing=False)
+    idle = run_tally(10, total([]), before, QueueCounts(done=15, dead=1))
+    assert run_over(idle, producing=False)
+    assert not run_over(idle, producing=True)
+
+
+def test_an_excess_is_shown_as_such_in_the_summary() -> None:
+    summary = RunSummary(
+        produced=1009, totals=total([]), done=1011, dead=0, elapsed_s=1.0, dead_letters=[]
+    )
+    text = format_summary(summary)
+    assert summary.unaccounted == -2
+    assert "  unaccounted   -2\n" in text
+    assert "EXCESS: 2 job(s) settled more often than produced" in text
+
+
+@pytest.mark.timeout(180)
+def test_a_run_whose_workers_are_sigkilled_settles_every_job_exactly_once(
+    queue: JobQueue,
+) -> None:
+    # Given `conveyor run` (in-process) producing 300 short jobs for 2 worker processes
+    settings = RunSettings(
+        supervisor=SupervisorSettings(
+            jobs="tests.jobs:registry",
+            shape=shape_pool(PoolKind.PROCESSES, 2, threads=2),
+            worker=WorkerSettings(poll_s=0.1, prefetch=4, retry=RetrySettings(0.01, 0.05)),
+            restart_base_s=0.05,
+            restart_cap_s=0.2,
+        ),
+        producers=2,
+        feed="tests.feeds:quick_feed",
+        feed_options={"count": 300},
+        stall_timeout_s=60,
+    )
+    pipeline = Pipeline(queue, settings)
+    pipeline.start()
+    rng, kills, next_kill = random.Random(11), 0, time.monotonic() + 0.3
+    signals = SignalLog()  # no handlers: nothing interrupts this run
+    # When a random worker process is SIGKILLed every ~0.3 s until the run ends by itself
+    deadline = time.monotonic() + 150
+    while pipeline.supervisor.exit_code is None:
+        assert time.monotonic() < deadline, "the run never ended"
+        tally = pipeline.step(signals)
+        pids = pipeline.supervisor.pids()
+        if time.monotonic() >= next_kill and pids and tally.unsettled:
+            os.kill(rng.choice(pids), signal.SIGKILL)
+            kills, next_kill = kills + 1, time.monotonic() + 0.3
+    # Then every produced job was settled exactly once, and the backend holds none of them
+    summary = pipeline.summary()
+    assert summary.produced == 300
+    assert (summary.done + summary.dead, summary.unaccounted) == (300, 0)
+    assert queue.counts("default").unsettled == 0
+    assert not pipeline.stalled
+    assert kills >= 3
