@@ -53,7 +53,7 @@ def child_main(spec: ChildSpec) -> None:
         level=spec.log_level, format=f"%(asctime)s {spec.name} %(levelname)s %(message)s"
     )
     try:
-        registry = load_registry(spec.jobs)
+        registry = load_registry(spec.jobs, max_result_bytes=spec.settings.max_result_bytes)
     except ConfigError as exc:
         log.error("cannot start: %s", exc)
         exit_now(exitcodes.BOOT_FAILURE)

@@ -6,35 +6,111 @@ only here; they become frozen settings objects passed to constructors.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import select
+import signal
 import sys
 from typing import Any
 
 import click
 
+from consumer.dead_letters_cli import dead_letters_group
 from consumer.embedded import RunSettings, run_pipeline
 from consumer.pool_options import pool_options, supervisor_settings
 from consumer.report import Progress, format_summary
 from consumer.signals import recorded_signals
-from consumer.supervisor import Supervisor
-from producer.cli import (
+from consumer.supervisor import Supervisor, SupervisorSettings
+from producer.cli import enqueue_command, parse_kwarg
+from producer.cli_options import (
     ConveyorGroup,
-    enqueue_command,
-    parse_kwarg,
+    connect_url,
+    connection_options,
+    queue_option,
     queue_options,
     queue_settings,
-    secret_url,
 )
 from producer.feeds import load_feed
+from services import exitcodes
 from services.backends import open_queue, redact_url, scheme_of
-from services.errors import ConfigError
+from services.errors import BackendUnavailableError, ConfigError
+from services.jobqueue import JobQueue
 from services.loading import load_registry
+from services.settings import DEFAULT_MAX_RESULT_BYTES
+
+log = logging.getLogger("conveyor.cli")
 
 DEMO_JOBS = "services.demo:registry"
 DEMO_FEED = "services.demo:feed"
 
 
+def result_cap_option(func: Any) -> Any:
+    """``--max-result-bytes``, shared by ``run`` and ``worker``."""
+    return click.option(
+        "--max-result-bytes",
+        type=click.IntRange(min=1),
+        default=DEFAULT_MAX_RESULT_BYTES,
+        show_default=True,
+        envvar="CONVEYOR_MAX_RESULT_BYTES",
+        metavar="BYTES",
+        help="Largest JSON-encoded return value stored as a job's result; a job returning "
+        "more fails with a clear error and is retried, then dead-lettered, like any failure.",
+    )(func)
+
+
+def pool_settings(
+    options: dict[str, Any],
+    *,
+    jobs: str,
+    queues: tuple[str, ...],
+    log_level: int,
+    burst: bool = False,
+) -> SupervisorSettings:
+    """The pool flags' ``SupervisorSettings``, with the result cap of ``--max-result-bytes``."""
+    cap = options.pop("max_result_bytes")
+    settings = supervisor_settings(
+        options, jobs=jobs, queues=queues, burst=burst, log_level=log_level
+    )
+    worker = dataclasses.replace(settings.worker, max_result_bytes=cap)
+    return dataclasses.replace(settings, worker=worker)
+
+
+def check_backend(backend: JobQueue) -> None:
+    """Ask the backend once; on any error close it and let the error reach the user."""
+    try:
+        backend.check_server()  # the backend logs its warnings itself
+    except BaseException:
+        backend.close()
+        raise
+
+
+def wait_for_backend(backend: JobQueue, *, cap_s: float = 30.0) -> bool:
+    """Check the backend, retrying while it is unreachable; False if a signal came first.
+
+    Configuration errors (wrong password, ACL) are raised at once: retrying cannot fix them.
+    The backend is closed unless this returns True.
+    """
+    pause = 0.5
+    with recorded_signals() as signals:
+        while True:
+            try:
+                backend.check_server()  # the backend logs its warnings itself
+                return True
+            except BackendUnavailableError as exc:
+                log.warning("%s; retrying in %.1f s (Ctrl+C to stop)", exc, pause)
+            except BaseException:
+                backend.close()
+                raise
+            if signals.wakeup_fd is not None:
+                select.select([signals.wakeup_fd], [], [], pause)
+            if signals.take():
+                backend.close()
+                return False
+            pause = min(pause * 2, cap_s)
+
+
 @click.group(cls=ConveyorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="conveyor", message="conveyor %(version)s")
 @click.option(
     "--log-level",
     default="INFO",
@@ -58,15 +134,8 @@ def main(ctx: click.Context, log_level: str) -> None:
 
 
 @main.command("run")
-@click.option(
-    "--url",
-    default="memory://",
-    envvar="CONVEYOR_URL",
-    show_default=True,
-    show_envvar=True,
-    help="Queue URL; the default keeps everything in this process tree.",
-)
-@click.option("--queue", default="default", show_default=True, help="Queue name.")
+@connection_options(default_url="memory://")
+@queue_option(text="Queue the feed fills and the workers consume.")
 @click.option(
     "--producers",
     type=click.IntRange(min=1),
@@ -103,6 +172,7 @@ def main(ctx: click.Context, log_level: str) -> None:
 )
 @pool_options
 @queue_options
+@result_cap_option
 @click.pass_obj
 def run_command(
     log_level: int,
@@ -127,15 +197,15 @@ def run_command(
     if count is not None:
         feed_options["count"] = count
     settings = RunSettings(
-        supervisor=supervisor_settings(
-            options, jobs=jobs, queues=(queue,), burst=False, log_level=log_level
-        ),
+        supervisor=pool_settings(options, jobs=jobs, queues=(queue,), log_level=log_level),
         producers=producers,
         feed=feed,
         feed_options=feed_options,
         queue=queue,
     )
-    backend = open_queue(secret_url(url, options), queue_settings(options))
+    backend = open_queue(connect_url(url, options), queue_settings(options))
+    if scheme_of(url) != "memory":
+        check_backend(backend)
     click.echo(
         f"conveyor run: {producers} producer(s), {settings.supervisor.shape.kind.value} "
         f"pool x{settings.supervisor.shape.concurrency}, queue {queue!r} on "
@@ -152,22 +222,8 @@ def run_command(
 
 
 @main.command("worker")
-@click.option(
-    "--url",
-    envvar="CONVEYOR_URL",
-    required=True,
-    show_envvar=True,
-    help="Queue URL: redis://[user:password@]host:port/db, rediss://..., unix://path",
-)
-@click.option(
-    "--queue",
-    "queues",
-    multiple=True,
-    default=("default",),
-    show_default=True,
-    envvar="CONVEYOR_QUEUE",
-    help="Queue to consume; repeat for several, highest priority first.",
-)
+@connection_options()
+@queue_option(multiple=True, text="Queue to consume; repeat for several, highest priority first.")
 @click.option(
     "--jobs",
     envvar="CONVEYOR_JOBS",
@@ -187,6 +243,7 @@ def run_command(
 )
 @pool_options
 @queue_options
+@result_cap_option
 @click.pass_obj
 def worker_command(
     log_level: int,
@@ -200,8 +257,13 @@ def worker_command(
 ) -> None:
     """Consume jobs with a supervised pool of worker processes.
 
+    At start the worker checks the backend: a wrong password or an ACL that denies a command
+    exits 2 with one line. A Redis that cannot be reached yet is retried, logged, with backoff
+    up to 30 s (like a worker started before its broker); stop it with Ctrl+C or SIGTERM.
+
     SIGTERM or Ctrl+C: stop fetching and let running jobs finish within --shutdown-timeout;
-    a second signal hands every unfinished job back to the queue at once.
+    a second signal hands every unfinished job back to the queue at once. SIGQUIT: that hard
+    stop at once (every unfinished job goes back to the queue, none is lost: exit 0).
     Exit codes: 0 stopped cleanly, 2 bad usage or configuration, 3 a worker cannot start.
     """
     if scheme_of(url) == "memory":
@@ -211,57 +273,22 @@ def worker_command(
             "`conveyor run`, or point both at a redis:// URL"
         )
     load_registry(jobs)  # fail fast in the parent with a clear message
-    settings = supervisor_settings(
-        options, jobs=jobs, queues=queues, burst=burst, log_level=log_level
-    )
-    backend = open_queue(secret_url(url, options), queue_settings(options, lease_s=lease))
+    settings = pool_settings(options, jobs=jobs, queues=queues, burst=burst, log_level=log_level)
+    backend = open_queue(connect_url(url, options), queue_settings(options, lease_s=lease))
+    if not wait_for_backend(backend):
+        sys.exit(exitcodes.OK)  # stopped by a signal before it could start
     supervisor = Supervisor(backend, settings)
     try:
-        with recorded_signals() as signals:
+        # The supervisor acts on them itself, before it reaps: children stopped by the same
+        # signal (sent to the whole process group) are then not taken for crashes.
+        with recorded_signals(signal.SIGTERM, signal.SIGINT, signal.SIGQUIT) as signals:
             supervisor.start()
             while supervisor.exit_code is None:
-                supervisor.run_once(0.5, wake_fds=(signals.wakeup_fd or -1,))
-                for _ in signals.take():
-                    supervisor.stop()
+                supervisor.run_once(0.5, signals=signals)
     finally:
         backend.close()
     sys.exit(supervisor.exit_code)
 
 
-@main.group("dead-letters")
-def dead_letters_group() -> None:
-    """List dead letters, or put them back on their queue."""
-
-
-@dead_letters_group.command("list")
-@click.option("--url", envvar="CONVEYOR_URL", required=True, show_envvar=True)
-@click.option("--queue", default="default", show_default=True)
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
-def dead_letters_list(url: str, queue: str, limit: int) -> None:
-    """Show the newest dead letters: job id, when, and the reason's last line."""
-    backend = open_queue(url)
-    try:
-        letters = backend.dead_letters(queue, limit=limit)
-    finally:
-        backend.close()
-    for letter in letters:
-        last = letter.reason.strip().splitlines()[-1] if letter.reason.strip() else ""
-        click.echo(f"{letter.job_id}  {letter.failed_at:.0f}  {last}")
-    click.echo(f"{len(letters)} dead letter(s) shown", err=True)
-
-
-@dead_letters_group.command("requeue")
-@click.option("--url", envvar="CONVEYOR_URL", required=True, show_envvar=True)
-@click.option("--queue", default="default", show_default=True)
-@click.argument("job_ids", nargs=-1)
-def dead_letters_requeue(url: str, queue: str, job_ids: tuple[str, ...]) -> None:
-    """Put dead letters (all, or the JOB_IDS given) back on their queue."""
-    backend = open_queue(url)
-    try:
-        count = backend.requeue_dead(queue, list(job_ids) or None)
-    finally:
-        backend.close()
-    click.echo(f"requeued {count} job(s)")
-
-
 main.add_command(enqueue_command)
+main.add_command(dead_letters_group)

@@ -2,7 +2,9 @@
 
 ``execute`` and ``execute_async`` call a registered job function and turn whatever happens into
 an ``Outcome``: a success with the encoded return value, or a failure with the traceback as text.
-A raising job never escapes into the worker.
+A raising job never escapes into the worker. A return value that cannot be encoded, or whose
+encoding is larger than the job's ``max_result_bytes`` (``--max-result-bytes``), makes the job
+a failure like a raise: it is retried, then dead-lettered, and nothing oversized is stored.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def execute(spec: JobSpec, job: Job) -> Outcome:
         value = spec.func(*job.args, **job.kwargs)
         if spec.is_async:
             value = asyncio.run(value)
-        return _success(value, time.perf_counter() - started)
+        return _success(spec, value, time.perf_counter() - started)
     except BaseException:  # a job's SystemExit or KeyboardInterrupt must not stop the worker
         return _failure(time.perf_counter() - started)
 
@@ -52,7 +54,7 @@ async def execute_async(spec: JobSpec, job: Job, loop: asyncio.AbstractEventLoop
             value = await _as_awaitable(spec.func(*job.args, **job.kwargs))
         else:
             value = await loop.run_in_executor(None, lambda: spec.func(*job.args, **job.kwargs))
-        return _success(value, time.perf_counter() - started)
+        return _success(spec, value, time.perf_counter() - started)
     except asyncio.CancelledError:
         raise
     except BaseException:
@@ -63,11 +65,18 @@ def _as_awaitable(value: Any) -> Awaitable[Any]:
     return value  # type: ignore[no-any-return]
 
 
-def _success(value: Any, duration_s: float) -> Outcome:
+def _success(spec: JobSpec, value: Any, duration_s: float) -> Outcome:
     try:
         result = encode_value(value, what="the job's return value")
     except EncodeError as exc:
         return Outcome(ok=False, error=f"{exc}", duration_s=duration_s)
+    if len(result) > spec.max_result_bytes:
+        error = (
+            f"ResultTooLargeError: the job's return value is {len(result)} bytes as JSON, over "
+            f"the limit of {spec.max_result_bytes} (--max-result-bytes); store large data "
+            "elsewhere and return a reference to it"
+        )
+        return Outcome(ok=False, error=error, duration_s=duration_s)
     return Outcome(ok=True, result=result, duration_s=duration_s)
 
 

@@ -1,8 +1,16 @@
-"""Load user objects named by ``module:attribute`` strings (``--jobs``, ``--feed``)."""
+"""Load user objects named by ``module:attribute`` strings (``--jobs``, ``--feed``).
+
+The current working directory is put first on the import path before a module is imported,
+as ``python -m`` does (and RQ and Celery): ``conveyor worker --jobs myapp.jobs:registry``
+run from the project folder finds ``myapp`` there. Worker and producer processes load their
+objects through here too, so spawned children get the same path.
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Any
 
 from services.errors import ConfigError
@@ -18,6 +26,7 @@ def load_object(path: str, *, what: str) -> Any:
     module_name, sep, attribute = path.partition(":")
     if not sep or not module_name or not attribute:
         raise ConfigError(f"{what} {path!r} must look like 'package.module:attribute'")
+    _working_directory_importable()
     try:
         target: Any = importlib.import_module(module_name)
     except Exception as exc:
@@ -30,10 +39,22 @@ def load_object(path: str, *, what: str) -> Any:
     return target
 
 
-def load_registry(path: str) -> Registry:
-    """The ``Registry`` at ``path`` (``--jobs myapp.jobs:registry``)."""
+def _working_directory_importable() -> None:
+    cwd = os.getcwd()
+    # "" is how ``python -m`` and the interactive interpreter spell the working directory.
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def load_registry(path: str, *, max_result_bytes: int | None = None) -> Registry:
+    """The ``Registry`` at ``path`` (``--jobs myapp.jobs:registry``).
+
+    With ``max_result_bytes``, a copy whose jobs may return at most that many bytes.
+    """
     registry = load_object(path, what="--jobs")
     if not isinstance(registry, Registry):
         kind = type(registry).__name__
         raise ConfigError(f"--jobs {path!r} is a {kind}, not a conveyor Registry")
+    if max_result_bytes is not None:
+        return registry.with_result_cap(max_result_bytes)
     return registry

@@ -17,10 +17,11 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar, overload
 
 from services.errors import JobArgumentsError, JobDefinitionError, UnknownJobError
+from services.settings import DEFAULT_MAX_RESULT_BYTES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,6 +37,8 @@ class JobSpec:
     is_async: bool
     max_retries: int = DEFAULT_MAX_RETRIES
     timeout_s: float | None = None
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
+    """A larger JSON-encoded return value fails the job (the worker's ``--max-result-bytes``)."""
 
     def check_arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         """Raise ``JobArgumentsError`` unless ``func(*args, **kwargs)`` would bind."""
@@ -144,6 +147,15 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._specs)
+
+    def with_result_cap(self, max_result_bytes: int) -> Registry:
+        """A copy of this registry whose jobs may return at most ``max_result_bytes``."""
+        capped = Registry()
+        capped._specs = {
+            name: replace(spec, max_result_bytes=max_result_bytes)
+            for name, spec in self._specs.items()
+        }
+        return capped
 
     def names(self) -> list[str]:
         """The registered job names, sorted."""

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.errors import ConfigError
+from services.names import check_queue_name
+
 DEFAULT_URL = "memory://"
+DEFAULT_MAX_RESULT_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -59,3 +63,13 @@ class WorkerSettings:
     burst: bool = False
     """Exit once the queues are empty instead of waiting for more jobs."""
     retry: RetrySettings = RetrySettings()
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
+    """A job whose JSON-encoded return value is larger fails (retried, then dead-lettered)."""
+
+    def __post_init__(self) -> None:
+        if not self.queues:
+            raise ConfigError("a worker needs at least one queue")
+        for name in self.queues:
+            check_queue_name(name)
+        if self.max_result_bytes < 1:
+            raise ConfigError("max_result_bytes must be at least 1")

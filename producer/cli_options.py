@@ -1,0 +1,184 @@
+"""The flags every ``conveyor`` command that opens a queue shares, and how errors are shown.
+
+One definition per flag, so ``run``, ``worker``, ``enqueue`` and ``dead-letters list|requeue``
+accept the same connection options with the same environment variables:
+
+* ``connection_options``: ``--url`` (``CONVEYOR_URL``), ``--password-file``
+  (``CONVEYOR_REDIS_PASSWORD_FILE``) and the ``CONVEYOR_REDIS_PASSWORD`` variable;
+* ``queue_option``: ``--queue`` (``CONVEYOR_QUEUE``), checked against ``services.names``;
+* ``queue_options``: how the backend keeps jobs (bounds, result TTL, poison limit).
+
+Errors Conveyor raises on purpose become one ``error: ...`` line and an exit code (2 for
+configuration), whether they come from a flag's check or from the command itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import click
+
+from services import exitcodes
+from services.backends import with_password
+from services.errors import ConfigError, ConveyorError
+from services.names import check_queue_name
+from services.settings import QueueSettings
+
+URL_HELP = (
+    "Queue URL: redis://[user@]host:port/db, rediss://... (TLS), unix:///path?db=N. Query "
+    "options that would weaken the backend's own settings (ssl_cert_reqs, socket timeouts, "
+    "retries, ...) are refused; allowed: db, ssl_ca_certs, ssl_ca_path, ssl_certfile, "
+    "ssl_keyfile, client_name. Put the password in --password-file or CONVEYOR_REDIS_PASSWORD, "
+    "not here: `ps` shows command lines."
+)
+
+
+def fail(error: ConveyorError) -> NoReturn:
+    """One clear line and an exit code instead of a traceback: 2 for configuration, else 1."""
+    click.echo(f"error: {error}", err=True)
+    raise click.exceptions.Exit(exitcodes.USAGE if isinstance(error, ConfigError) else 1)
+
+
+class ConveyorCommand(click.Command):
+    """A command that reports Conveyor's own errors (flags included) as one line."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except ConveyorError as exc:  # raised by a flag's callback, e.g. a bad queue name
+            fail(exc)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConveyorError as exc:
+            fail(exc)
+
+
+class ConveyorGroup(click.Group):
+    """A group whose commands report Conveyor's own errors as one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)  # subcommands parse their flags in here
+        except ConveyorError as exc:
+            fail(exc)
+
+
+def _apply(func: Any, options: list[Callable[[Any], Any]]) -> Any:
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def connection_options(default_url: str | None = None) -> Callable[[Any], Any]:
+    """``--url``, ``--password-file`` and ``CONVEYOR_REDIS_PASSWORD``; see ``connect_url``."""
+    return lambda func: _apply(
+        func,
+        [
+            click.option(
+                "--url",
+                envvar="CONVEYOR_URL",
+                show_envvar=True,
+                help=URL_HELP,
+                # Click 8.3 takes an explicit ``default=None`` as a value that satisfies
+                # ``required``: pass one or the other.
+                **({"default": default_url, "show_default": True} if default_url else {}),
+                required=default_url is None,
+            ),
+            click.option(
+                "--password-file",
+                type=click.File("r"),
+                default=None,
+                envvar="CONVEYOR_REDIS_PASSWORD_FILE",
+                show_envvar=True,
+                help="Read the Redis password from this file, so it never shows in `ps` "
+                "(or set the CONVEYOR_REDIS_PASSWORD variable).",
+            ),
+            click.option("--redis-password", hidden=True, envvar="CONVEYOR_REDIS_PASSWORD"),
+        ],
+    )
+
+
+def _checked_queues(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if isinstance(value, tuple):
+        if not value:
+            raise ConfigError("give at least one --queue")
+        return tuple(check_queue_name(name) for name in value)
+    return check_queue_name(value)
+
+
+def queue_option(*, multiple: bool = False, text: str = "Queue name.") -> Callable[[Any], Any]:
+    """``--queue`` (``CONVEYOR_QUEUE``; space-separated when ``multiple``), names checked."""
+    return click.option(
+        "--queue",
+        "queues" if multiple else "queue",
+        multiple=multiple,
+        default=("default",) if multiple else "default",
+        show_default=True,
+        envvar="CONVEYOR_QUEUE",
+        show_envvar=True,
+        callback=_checked_queues,
+        help=f"{text} Names: 1-128 characters from A-Z a-z 0-9 . _ - :",
+    )
+
+
+def connect_url(url: str, options: dict[str, Any]) -> str:
+    """``url`` with the password from ``--password-file``/``CONVEYOR_REDIS_PASSWORD`` if given.
+
+    Pops the two password options from ``options``.
+    """
+    password_file, password = options.pop("password_file"), options.pop("redis_password")
+    if password_file is not None:
+        password = password_file.read().strip()
+    return with_password(url, password) if password else url
+
+
+def queue_options(func: Any) -> Any:
+    """Flags that shape how the backend keeps jobs, for the commands that put or run them."""
+    return _apply(
+        func,
+        [
+            click.option(
+                "--max-depth",
+                type=click.IntRange(min=1),
+                default=None,
+                help="Bounded queue: a full queue makes enqueue wait, then fail.",
+            ),
+            click.option(
+                "--put-timeout",
+                type=click.FloatRange(min=0),
+                default=5.0,
+                show_default=True,
+                metavar="SECONDS",
+                help="How long enqueue waits for room in a full bounded queue.",
+            ),
+            click.option(
+                "--result-ttl",
+                type=click.FloatRange(min=0),
+                default=3600.0,
+                show_default=True,
+                metavar="SECONDS",
+                help="How long results and job status stay readable (0: keep none).",
+            ),
+            click.option(
+                "--max-redeliveries",
+                type=click.IntRange(min=1),
+                default=3,
+                show_default=True,
+                help="A job whose worker died this many times is quarantined.",
+            ),
+        ],
+    )
+
+
+def queue_settings(options: dict[str, Any], **more: Any) -> QueueSettings:
+    """``QueueSettings`` from the flags of ``queue_options`` (popped from ``options``)."""
+    return QueueSettings(
+        max_depth=options.pop("max_depth"),
+        put_timeout_s=options.pop("put_timeout"),
+        result_ttl_s=options.pop("result_ttl"),
+        max_redeliveries=options.pop("max_redeliveries"),
+        **more,
+    )
