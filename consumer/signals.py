@@ -60,22 +60,32 @@ def recorded_signals(*signums: signal.Signals) -> Iterator[SignalLog]:
 
 @contextlib.contextmanager
 def interrupts_ignored() -> Iterator[None]:
-    """Start children inside this block so they ignore SIGINT from their first instruction.
+    """Start children inside this block so that SIGINT cannot reach them until they ignore it.
 
-    An ignored signal stays ignored across fork and exec, and Python installs its
-    KeyboardInterrupt handler only where SIGINT is not ignored: a Ctrl+C that lands while a
-    child is still importing then cannot print a traceback from it.
+    SIGINT is *blocked* (not ignored) in this thread for the block: a Ctrl+C that lands now
+    stays pending and is delivered to this process's handler when the block ends. Ignoring it
+    instead would throw it away (and setting SIG_IGN discards a pending SIGINT too), so a run
+    interrupted while it starts a child would carry on.
+
+    A child inherits the signal mask across fork and exec, so it starts with SIGINT blocked: a
+    Ctrl+C that lands while it is still importing cannot print a traceback from it. The child
+    then calls ``ignore_interrupts``, which ignores SIGINT for good and unblocks it.
     """
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def ignore_interrupts() -> None:
-    """Children ignore SIGINT: Ctrl+C reaches them once, through the supervisor."""
+    """Children ignore SIGINT: Ctrl+C reaches them once, through the supervisor.
+
+    Ignore first, then unblock (``interrupts_ignored`` started us with it blocked): setting
+    SIG_IGN discards a SIGINT still pending, so none is delivered in between.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def describe_exit(exitcode: int | None) -> str:

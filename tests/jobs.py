@@ -122,3 +122,41 @@ def in_worker_process() -> bool:
 def gil_hog() -> int:
     """Hold the GIL in one long C call: no other thread of the process runs meanwhile."""
     return sum(range(10**12))
+
+
+class _CrashOnAccept(Registry):
+    """A registry that kills its worker process while it looks up ``crash_on_accept``: a
+    message that crashes a worker after it was fetched and before it ever starts running."""
+
+    def get(self, name: str) -> Any:
+        if name == "crash_on_accept" and in_worker_process():
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().get(name)
+
+    def with_result_cap(self, max_result_bytes: int) -> Registry:
+        capped = _CrashOnAccept()
+        capped._specs = super().with_result_cap(max_result_bytes)._specs
+        return capped
+
+
+crash_on_accept_registry = _CrashOnAccept()
+crash_on_accept_registry.job(add)
+
+
+@crash_on_accept_registry.job
+def crash_on_accept() -> None:
+    """Never runs: looking it up in ``crash_on_accept_registry`` kills the worker."""
+
+
+@registry.job(timeout=0.5)
+async def blocks_loop(seconds: float) -> float:
+    """Blocks its event loop (a sync sleep inside ``async def``), then times out."""
+    time.sleep(seconds)
+    return seconds
+
+
+@registry.job(timeout=1.0)
+async def async_nap(seconds: float) -> float:
+    """A well-behaved async job with a short timeout of its own."""
+    await asyncio.sleep(seconds)
+    return seconds

@@ -1,0 +1,308 @@
+"""Signals and supervision under pressure: start-up interrupts, process-group signals, restart
+decisions, exits that only look like boot failures, the hard stop, alarms, blocked loops."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from consumer.pools import PoolKind, shape_pool
+from consumer.restart_policy import Action, Death, RestartPolicy, decide
+from consumer.signals import interrupts_ignored, recorded_signals
+from consumer.supervisor import Supervisor, SupervisorSettings
+from producer import Producer
+from services import exitcodes
+from services.backends import open_queue
+from services.jobqueue import JobQueue
+from services.settings import QueueSettings, RetrySettings, WorkerSettings
+from services.stats import Field, total
+from tests import jobs
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICY = RestartPolicy(base_s=0.5, cap_s=30.0, stable_s=10.0)
+_started: list[Supervisor] = []
+
+
+def wait_for(what: str, done: Callable[[], bool], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture(autouse=True)
+def no_child_outlives_its_test() -> Iterator[None]:
+    yield
+    while _started:
+        supervisor = _started.pop()
+        for pid in supervisor.pids():
+            os.kill(pid, signal.SIGKILL)
+        if supervisor.exit_code is None:
+            supervisor.stop_now()
+            deadline = time.monotonic() + 10
+            while supervisor.exit_code is None and time.monotonic() < deadline:
+                supervisor.run_once(0.05)
+
+
+@pytest.fixture
+def queue() -> Iterator[JobQueue]:
+    found = open_queue("memory://", QueueSettings(result_ttl_s=60, max_redeliveries=3))
+    yield found
+    found.close()
+
+
+def supervise(
+    queue: JobQueue,
+    *,
+    pool: PoolKind = PoolKind.PROCESSES,
+    concurrency: int = 1,
+    jobs_path: str = "tests.jobs:registry",
+    **worker: object,
+) -> Supervisor:
+    options: dict[str, object] = {
+        "poll_s": 0.1,
+        "retry": RetrySettings(base_s=0.01, cap_s=0.05),
+        "shutdown_timeout_s": 5.0,
+    }
+    options.update(worker)
+    settings = SupervisorSettings(
+        jobs=jobs_path,
+        shape=shape_pool(pool, concurrency),
+        worker=WorkerSettings(**options),  # type: ignore[arg-type]
+        restart_base_s=0.05,
+        restart_cap_s=0.5,
+    )
+    supervisor = Supervisor(queue, settings)
+    _started.append(supervisor)
+    supervisor.start()
+    return supervisor
+
+
+def turn_until(supervisor: Supervisor, done: Callable[[], bool], timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, "condition not reached before the deadline"
+        supervisor.run_once(0.05)
+
+
+def count(supervisor: Supervisor, field: Field) -> int:
+    return total(s.block for s in supervisor.stats).count(field)
+
+
+def stop(supervisor: Supervisor, timeout_s: float = 20.0) -> int:
+    supervisor.stop()
+    turn_until(supervisor, lambda: supervisor.exit_code is not None, timeout_s)
+    assert supervisor.exit_code is not None
+    return supervisor.exit_code
+
+
+# -- 1. Ctrl+C during start-up ------------------------------------------------------------------
+
+
+def test_an_interrupt_while_children_start_is_delivered_afterwards() -> None:
+    # Given the parent records SIGINT, and is starting a child
+    with recorded_signals(signal.SIGINT) as signals:
+        with interrupts_ignored():
+            # When Ctrl+C lands right then
+            os.kill(os.getpid(), signal.SIGINT)
+            assert signals.take() == []
+        # Then it is not lost: it is delivered as soon as the child is started
+        wait_for("the held SIGINT", lambda: signal.SIGINT in signals.take(), 5)
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found.update(int(child) for child in (task / "children").read_text().split())
+    return found
+
+
+@pytest.mark.parametrize("attempt", range(4))
+def test_ctrl_c_right_at_start_up_always_stops_the_run(attempt: int) -> None:
+    # Given `conveyor run` on slow jobs, in its own process group like a terminal job
+    command = [
+        *(sys.executable, "-m", "consumer", "run", "--jobs", "tests.jobs:registry"),
+        *("--feed", "tests.feeds:slow_feed", "--producers", "2", "-c", "3"),
+    ]
+    with subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as parent:
+        try:
+            # When Ctrl+C hits the group as soon as the first child exists (the parent is then
+            # still starting the others)
+            wait_for("a first child", lambda: bool(_children(parent.pid)), 30)
+            os.killpg(parent.pid, signal.SIGINT)
+            out, err = parent.communicate(timeout=40)
+        finally:
+            if parent.poll() is None:
+                os.killpg(parent.pid, signal.SIGKILL)
+                parent.communicate(timeout=10)
+    # Then the run stops, interrupted, without a traceback from any child
+    assert parent.returncode == exitcodes.INTERRUPTED, err[-2000:]
+    assert "KeyboardInterrupt" not in err
+    assert "summary" in out
+
+
+# -- 4. Restart decisions -----------------------------------------------------------------------
+
+
+def crash(**fields: object) -> Death:
+    base: dict[str, object] = {
+        "exitcode": -signal.SIGKILL,
+        "booted": True,
+        "settled": 0,
+        "running": 0,
+        "lived_s": 1.0,
+        "failures": 0,
+        "idle_deaths": 0,
+    }
+    base.update(fields)
+    return Death(**base)  # type: ignore[arg-type]
+
+
+def test_forty_kills_of_working_children_never_back_off() -> None:
+    # Given a seat whose child is killed 40 times, each time after it settled jobs
+    failures, delays = 0, []
+    for _ in range(40):
+        decision = decide(crash(settled=25, running=2, failures=failures), POLICY)
+        failures = decision.failures
+        delays.append(decision.delay_s)
+        # Then each is restarted at once, and reported as a crash
+        assert decision.action is Action.RESTART
+        assert decision.crashed
+    assert delays == [0.0] * 40
+
+
+def test_children_dying_before_any_work_back_off_exponentially_up_to_the_cap() -> None:
+    failures, delays = 0, []
+    for _ in range(10):
+        decision = decide(crash(failures=failures, lived_s=0.2), POLICY, rng=lambda: 1.0)
+        failures = decision.failures
+        delays.append(decision.delay_s)
+    assert delays[:3] == [1.0, 2.0, 4.0]
+    assert delays[-1] == POLICY.cap_s
+    assert delays == sorted(delays)
+
+
+def test_a_child_that_lived_long_resets_the_backoff() -> None:
+    decision = decide(crash(failures=6, lived_s=POLICY.stable_s + 1), POLICY)
+    assert (decision.failures, decision.delay_s) == (0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("death", "action"),
+    [
+        (crash(exitcode=exitcodes.BOOT_FAILURE, booted=False), Action.HALT),
+        (crash(exitcode=exitcodes.BOOT_FAILURE, booted=True, settled=3), Action.RESTART),
+        (crash(exitcode=exitcodes.RECYCLE, settled=3), Action.RESTART),
+        (crash(exitcode=-signal.SIGTERM, stopping=True), Action.RETIRE),
+        (crash(exitcode=exitcodes.OK, burst=True), Action.RETIRE),
+        (crash(exitcode=exitcodes.OK), Action.RESTART),
+    ],
+)
+def test_how_a_child_ended_decides_halt_retire_or_restart(death: Death, action: Action) -> None:
+    decision = decide(death, POLICY)
+    assert decision.action is action
+    if action is Action.HALT:
+        assert decision.exit_code == exitcodes.BOOT_FAILURE
+    if death.exitcode == exitcodes.RECYCLE:
+        assert (decision.crashed, decision.delay_s) == (False, 0.0)
+
+
+def test_the_second_idle_death_in_a_row_counts_every_held_delivery() -> None:
+    # Given a child that died holding deliveries it never started
+    first = decide(crash(), POLICY)
+    assert not first.count_all_held
+    # When the next one dies the same way
+    second = decide(crash(failures=first.failures, idle_deaths=first.idle_deaths), POLICY)
+    # Then what it held counts as crash redeliveries, until a child runs something again
+    assert second.count_all_held
+    again = decide(crash(idle_deaths=second.idle_deaths, running=1), POLICY)
+    assert not again.count_all_held
+    assert again.idle_deaths == 0
+
+
+def test_sigkilled_working_children_restart_without_backoff(
+    queue: JobQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given one worker process busy on a long stream of short jobs
+    caplog.set_level(logging.WARNING, logger="conveyor.supervisor")
+    producer = Producer(queue, registry=jobs.registry)
+    producer.enqueue_many([("sleep", (0.01,), {}) for _ in range(400)])
+    supervisor = supervise(queue, prefetch=0)
+    # When it is SIGKILLed four times, each time after it settled a few jobs
+    for kills in range(4):
+        done = count(supervisor, Field.DONE)
+        turn_until(supervisor, lambda done=done: count(supervisor, Field.DONE) >= done + 3)  # type: ignore[misc]
+        os.kill(supervisor.pids()[0], signal.SIGKILL)
+        turn_until(supervisor, lambda kills=kills: _restarts(caplog) == kills + 1)  # type: ignore[misc]
+    # Then every restart was immediate: an external kill of a working child is no crash loop
+    assert [line.endswith("restarting in 0.0 s") for line in _restart_lines(caplog)] == [True] * 4
+    assert stop(supervisor) == exitcodes.OK
+
+
+def _restart_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "restarting in" in r.getMessage()]
+
+
+def _restarts(caplog: pytest.LogCaptureFixture) -> int:
+    return len(_restart_lines(caplog))
+
+
+# -- 5. Exits that only look like boot failures; messages that crash before starting -----------
+
+
+def test_a_job_exiting_with_the_boot_failure_code_does_not_stop_the_consumer(
+    queue: JobQueue,
+) -> None:
+    # Given jobs that run, and one that calls os._exit(3) (BOOT_FAILURE's code) mid-run
+    producer = Producer(queue, registry=jobs.registry)
+    first = [producer.enqueue("add", n, 1) for n in range(3)]
+    bad = producer.enqueue("exit_process", exitcodes.BOOT_FAILURE)
+    later = [producer.enqueue("add", n, 2) for n in range(3)]
+    supervisor = supervise(queue, prefetch=0)
+    # When the workers run them
+    turn_until(supervisor, lambda: bool(queue.dead_letters("default")), 60)
+    # Then the supervisor kept going: the job is quarantined like any job killing its worker
+    assert supervisor.exit_code is None
+    [letter] = queue.dead_letters("default")
+    assert letter.job_id == bad.id
+    assert "worker died: exit code 3" in letter.reason
+    turn_until(supervisor, lambda: count(supervisor, Field.DONE) == len(first) + len(later))
+    assert stop(supervisor) == exitcodes.OK
+
+
+def test_a_message_that_kills_workers_before_it_starts_is_quarantined(queue: JobQueue) -> None:
+    # Given a message whose worker dies after fetching it and before starting it (so it is
+    # never on the running board), and a normal job behind it
+    producer = Producer(queue, registry=jobs.crash_on_accept_registry)
+    bad = producer.enqueue("crash_on_accept")
+    good = producer.enqueue("add", 1, 2)
+    supervisor = supervise(queue, prefetch=0, jobs_path="tests.jobs:crash_on_accept_registry")
+    # When workers keep dying on it
+    turn_until(supervisor, lambda: bool(queue.dead_letters("default")), 60)
+    # Then it is counted after the second death in a row, and quarantined: no endless loop
+    [letter] = queue.dead_letters("default")
+    assert letter.job_id == bad.id
+    assert "worker died: signal 9" in letter.reason
+    turn_until(supervisor, lambda: count(supervisor, Field.DONE) == 1)
+    status = queue.status(good.id)
+    assert status is not None
+    assert status.status == "done"
+    assert stop(supervisor) == exitcodes.OK
