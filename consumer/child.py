@@ -2,7 +2,8 @@
 
 Build in the parent, act in the child: ``ChildSpec`` is plain picklable data; the child loads the
 registry, opens its own queue connection through the connector and runs its worker until told
-to stop, until its supervisor is gone, or until it must be recycled.
+to stop, until its supervisor is gone, or until it must be recycled. It marks itself booted
+(``Field.BOOTED``) once it could load, connect and start: a later exit is not a boot failure.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from services.jobqueue import Connector
 from services.lifecycle import die_with_parent, exit_now, parent_alive
 from services.loading import load_registry
 from services.settings import WorkerSettings
-from services.stats import Stats
+from services.stats import Field, Stats
 
 log = logging.getLogger("conveyor.child")
 
@@ -61,8 +62,10 @@ def child_main(spec: ChildSpec) -> None:
         queue = spec.connector.open()
         executor = spec.shape.make_executor()
         executor.mailbox.board = RunningBoard(spec.board_block)
-        worker = Worker(queue, registry, executor, spec.settings, stats=Stats(spec.stats_block))
+        stats = Stats(spec.stats_block)
+        worker = Worker(queue, registry, executor, spec.settings, stats=stats)
         worker.start()
+        stats.set(Field.BOOTED, 1)
         code = run_worker(worker, signals, spec)
     exit_now(code)
 
@@ -76,8 +79,7 @@ def run_worker(worker: Worker, signals: SignalLog, spec: ChildSpec) -> int:
     deadline: float | None = None
     while worker.state is not State.STOPPED:
         if not parent_alive(spec.parent_pid):
-            log.warning("supervisor is gone; handing back my jobs and exiting")
-            worker.stop_now()  # one attempt: with the memory backend the queue died with it
+            orphaned(worker, durable=spec.connector.durable)
             return exitcodes.ERROR
         received = signals.take()
         if received:
@@ -105,6 +107,20 @@ def run_worker(worker: Worker, signals: SignalLog, spec: ChildSpec) -> int:
     if worker.recycle_reason is not None or _recycle_reason(worker, spec.settings):
         return exitcodes.RECYCLE
     return exitcodes.OK
+
+
+def orphaned(worker: Worker, *, durable: bool) -> None:
+    """The supervisor is gone: hand back this worker's jobs, or say plainly they are lost."""
+    if durable:
+        log.warning("supervisor is gone; handing back my %d job(s) and exiting", worker.held)
+        worker.stop_now()
+        return
+    # The queue lived in the parent: nothing to hand back to, and nothing queued survived it.
+    log.error(
+        "the memory queue died with its parent: every job still queued there is lost; "
+        "this worker held %d (lost too); exiting",
+        worker.held,
+    )
 
 
 def _recycle_reason(worker: Worker, settings: WorkerSettings) -> str | None:

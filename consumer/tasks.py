@@ -1,4 +1,8 @@
-"""What passes between the worker loop and an executor: tasks in, finished tasks out."""
+"""What passes between the worker loop and an executor: tasks in, finished tasks out.
+
+Before a task starts, the mailbox asks its ``StartGate`` (``consumer.gate``): a refused task
+stays pending, the executor waits, and the worker loop sees the refusal (``take_refusal``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from dataclasses import dataclass
 
 from consumer.board import RunningBoard
 from consumer.execution import Outcome
+from consumer.gate import StartGate, Verdict, is_suspect
 from services.job import Job
 from services.jobqueue import Delivery
 from services.registry import JobSpec
@@ -43,6 +48,8 @@ class Mailbox:
     def __init__(self, board: RunningBoard | None = None) -> None:
         self.board = board
         """Where running job ids are published for the supervisor (None: nowhere)."""
+        self.gate: StartGate | None = None
+        """Asked before each start (None: everything starts)."""
         # Two conditions on one lock: a finished task wakes only the worker loop, a new task
         # wakes one executor thread, so hundreds of idle threads are never woken in a herd.
         self._lock = threading.Lock()
@@ -52,6 +59,8 @@ class Mailbox:
         self._finished: list[Finished] = []
         self._running: set[int] = set()
         self._tasks: dict[int, Task] = {}
+        self._suspects_running = 0
+        self._refusal: Verdict | None = None
         self._closed = False
 
     def push_many(self, tasks: list[Task]) -> None:
@@ -61,20 +70,37 @@ class Mailbox:
             self._has_pending.notify(len(tasks))
 
     def next_task(self, clock_now: float) -> Task | None:
-        """Block until a task is pending (marks it running) or the mailbox closes (None)."""
+        """Block until a pending task may start (marks it running) or the mailbox closes."""
         with self._lock:
-            while not self._pending and not self._closed:
+            while not self._closed:
+                if self._pending and self._may_start_locked():
+                    return self._start_locked(clock_now)
                 self._has_pending.wait()
-            if self._closed:
+            return None
+
+    def try_next_task(self, clock_now: float) -> Task | None:
+        """A pending task marked running, or None at once if none waits or may start."""
+        with self._lock:
+            if not self._pending or self._closed or not self._may_start_locked():
                 return None
             return self._start_locked(clock_now)
 
-    def try_next_task(self, clock_now: float) -> Task | None:
-        """A pending task marked running, or None at once if none waits."""
+    def take_refusal(self) -> Verdict | None:
+        """Why the gate last refused a start since the previous call (None: it did not)."""
         with self._lock:
-            if not self._pending or self._closed:
-                return None
-            return self._start_locked(clock_now)
+            refusal, self._refusal = self._refusal, None
+            return refusal
+
+    def _may_start_locked(self) -> bool:
+        if self.gate is None:
+            return True
+        verdict = self.gate.verdict(
+            self._pending[0], running=len(self._running), suspects_running=self._suspects_running
+        )
+        if verdict is Verdict.START:
+            return True
+        self._refusal = verdict
+        return False
 
     def _start_locked(self, clock_now: float) -> Task:
         task = self._pending.popleft()
@@ -83,6 +109,10 @@ class Mailbox:
             task.board_slot = self.board.claim(task.job.id)
         self._running.add(id(task))
         self._tasks[id(task)] = task
+        if is_suspect(task.delivery):
+            self._suspects_running += 1
+        if self.gate is not None:
+            self.gate.started(task)
         return task
 
     def finish(self, task: Task, outcome: Outcome) -> None:
@@ -91,6 +121,8 @@ class Mailbox:
             if not task.abandoned:
                 self._finished.append(Finished(task, outcome))
             self._has_finished.notify_all()
+            if self._pending:  # only gate-refused slots wait while tasks are pending
+                self._has_pending.notify_all()
 
     def take_finished(self) -> list[Finished]:
         with self._lock:
@@ -118,10 +150,18 @@ class Mailbox:
         with self._lock:
             task.abandoned = True
             self._unboard(task)
+            if self._pending:  # its slot counts as free now: a refused start may go ahead
+                self._has_pending.notify_all()
 
     def _unboard(self, task: Task) -> None:
-        if id(task) in self._running and self.board is not None:
+        if id(task) not in self._running:
+            return
+        if self.board is not None:
             self.board.clear(task.board_slot)
+        if is_suspect(task.delivery):
+            self._suspects_running -= 1
+        if self.gate is not None:
+            self.gate.ended(task)
         self._running.discard(id(task))
         self._tasks.pop(id(task), None)
 

@@ -2,11 +2,14 @@
 
 ``run_once`` is one turn, public so tests step it instead of sleeping::
 
-    settle finished jobs -> enforce timeouts -> flush settlements -> fetch (or wait)
+    settle finished jobs -> enforce timeouts -> confirm a lapsed hold -> flush settlements
+    -> fetch (or wait)
 
 Jobs run in an executor (threads or an event loop), never in this loop, so the loop keeps
-fetching, acknowledging and watching deadlines while they run. The worker knows the queue
-protocol only, never which backend is behind it.
+fetching, acknowledging and watching deadlines while they run. Whether a fetched job may start
+is the ``StartGate``'s call (``consumer.gate``): not after a stop, not without ownership, a
+crash suspect alone. Done and dead count once the backend accepted them (``consumer.settling``).
+The worker knows the queue protocol only, never which backend is behind it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from enum import Enum
 from consumer.backoff import backoff_s
 from consumer.execution import Outcome
 from consumer.executors import Executor
+from consumer.fetching import QUICK_JOB_S, next_extra, queue_order
+from consumer.gate import StartGate, Verdict, split_confirmed
 from consumer.settling import Ledger
 from consumer.tasks import Task
 from services.codec import decode_job, encode_job
@@ -29,15 +34,6 @@ from services.settings import WorkerSettings
 from services.stats import Field, Stats
 
 log = logging.getLogger("conveyor.worker")
-
-FAIR_EVERY = 10
-"""One fetch in this many starts below the highest-priority queue (no queue starves)."""
-
-MAX_EXTRA = 128
-"""Most jobs a worker holds beyond its slots when it grows its prefetch (deep queue)."""
-QUICK_JOB_S = 0.002
-"""Jobs that run shorter than this may grow the prefetch (at most ``MAX_EXTRA`` of them held,
-so a worker hoards no more than ~0.25 s of other workers' work per slot)."""
 
 
 class State(Enum):
@@ -69,6 +65,7 @@ class Worker:
         self._stats = stats
         self._clock = clock
         self._ledger = Ledger(queue, stats=stats, clock=clock)
+        executor.mailbox.gate = StartGate(queue, stopping=self.stopping)
         self._held: dict[str, Task] = {}
         self._fetch_failures = 0
         self._fetches = 0
@@ -88,6 +85,10 @@ class Worker:
         """Jobs fetched and not yet settled with the backend (waiting, running or finished)."""
         return len(self._held) + len(self._ledger)
 
+    def stopping(self) -> bool:
+        """Whether the supervisor asked this process to stop (no job may start any more)."""
+        return self._stats is not None and self._stats.get(Field.STOPPING) == 1
+
     def start(self) -> None:
         """Start the executor's threads or loop."""
         self._executor.start()
@@ -98,8 +99,11 @@ class Worker:
         for finished in self._executor.mailbox.take_finished():
             self._settle(finished.task, finished.outcome)
         self._enforce_timeouts()
+        self._confirm_if_lapsed()
+        if self._executor.mailbox.take_refusal() is Verdict.WAIT:
+            self._executor.submit_many([])  # wake the executor: a slot may be free for it now
         self._ledger.flush()
-        if self.state is State.RUNNING and self.recycle_reason is None:
+        if self.state is State.RUNNING and self.recycle_reason is None and not self.stopping():
             self._fetch()
         elif self.state is State.DRAINING and not self.held:
             self.state = State.STOPPED
@@ -158,7 +162,14 @@ class Worker:
         if deliveries is None:
             return
         full = len(deliveries) == room
-        self._adapt_prefetch(full=full)
+        self._extra = next_extra(
+            self._extra,
+            self._settings.prefetch,
+            full=full,
+            quick=self._seen_quick,
+            slow=self._seen_slow,
+        )
+        self._seen_quick = self._seen_slow = False
         self.idle = not deliveries and not self.held
         accepted = [task for task in map(self._accept, deliveries) if task is not None]
         if accepted:
@@ -168,20 +179,12 @@ class Worker:
             # acked at once (and the job just handed over gets the GIL straight away).
             mailbox.wait_finished(min(0.05, poll_s))
 
-    def _queue_order(self) -> tuple[str, ...]:
-        """Earlier queues first; but every FAIR_EVERY-th fetch starts one queue further down,
-        so a busy high-priority queue slows lower ones down without starving them."""
-        queues = self._settings.queues
-        self._fetches += 1
-        if len(queues) < 2 or self._fetches % FAIR_EVERY:
-            return queues
-        shift = (self._fetches // FAIR_EVERY) % len(queues) or 1
-        return queues[shift:] + queues[:shift]
-
     def _get(self, room: int, wait_s: float) -> list[Delivery] | None:
         """Up to ``room`` deliveries; None while the backend is away (after a backoff)."""
         try:
-            deliveries = self._queue.get(self._queue_order(), max_count=room, timeout_s=wait_s)
+            self._fetches += 1
+            queues = queue_order(self._settings.queues, self._fetches)
+            deliveries = self._queue.get(queues, max_count=room, timeout_s=wait_s)
         except BackendUnavailableError as exc:
             self._fetch_failures += 1
             delay = backoff_s(self._fetch_failures, base_s=0.2, cap_s=5.0)
@@ -192,21 +195,6 @@ class Worker:
             log.info("fetching again after %d failed attempt(s)", self._fetch_failures)
             self._fetch_failures = 0
         return deliveries
-
-    def _adapt_prefetch(self, *, full: bool) -> None:
-        """Fetch more per round trip while the queue is deep and the jobs are quick.
-
-        A fetch that came back full, after only quick jobs settled since the previous one,
-        doubles the extra jobs taken (up to ``MAX_EXTRA``); a short fetch or a slow job falls
-        back to ``settings.prefetch``. Slow jobs never grow it, so a worker does not hoard jobs
-        that other workers could run; prefetch 0 turns it off.
-        """
-        prefetch = self._settings.prefetch
-        if not full or self._seen_slow or prefetch == 0:
-            self._extra = prefetch
-        elif self._seen_quick:
-            self._extra = min(self._extra * 2, max(MAX_EXTRA, prefetch))
-        self._seen_quick = self._seen_slow = False
 
     def _accept(self, delivery: Delivery) -> Task | None:
         """The task for a delivery, or None when it cannot run (dead-lettered here)."""
@@ -226,6 +214,32 @@ class Worker:
         task = Task(delivery=delivery, job=job, spec=spec, timeout_s=timeout)
         self._held[delivery.receipt] = task
         return task
+
+    def _confirm_if_lapsed(self) -> None:
+        """Once the hold may have lapsed (a pause), ask the backend which waiting jobs are
+        still ours: run those, drop the others (another consumer has them), unrun, unsettled."""
+        if self._clock() < self._queue.held_until():
+            return
+        pending = self._executor.mailbox.take_pending()
+        if not pending:
+            return
+        try:
+            kept = self._queue.confirm([task.delivery for task in pending])
+        except BackendUnavailableError as exc:
+            self._executor.mailbox.push_many(pending)  # the gate keeps refusing them meanwhile
+            log.debug("cannot confirm %d job(s) yet: %s", len(pending), exc)
+            return
+        ours, lost = split_confirmed(pending, kept)
+        for task in lost:
+            self._held.pop(task.delivery.receipt, None)
+        if lost:
+            log.warning(
+                "dropped %d prefetched job(s), not run: paused past the lease, another "
+                "consumer holds them now (%s)",
+                len(lost),
+                ", ".join(task.job.id for task in lost[:5]),
+            )
+        self._executor.submit_many(ours)
 
     # -- settling ---------------------------------------------------------------------------
     def _settle(self, task: Task, outcome: Outcome) -> None:
@@ -282,6 +296,7 @@ class Worker:
             self._stats.set(Field.HEARTBEAT, self._clock())
             self._stats.set(Field.RUNNING, len(self._held))
             self._stats.set(Field.FENCED, self._ledger.fenced)
+            self._stats.set(Field.ALARMS, len(self._queue.alarms()))
 
     def _count(self, field: Field) -> None:
         if self._stats is not None:

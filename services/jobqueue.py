@@ -211,5 +211,10 @@ class JobQueue(Protocol):
 class Connector(Protocol):
     """A picklable recipe with which a child process opens its own ``JobQueue``."""
 
+    @property
+    def durable(self) -> bool:
+        """False when the queue lives in the process that made this connector (``memory://``):
+        if that process dies, every job queued there is lost, and nothing can be handed back."""
+
     def open(self) -> JobQueue:
         """Connect (in the child) and return the queue, owned by this connector's consumer."""

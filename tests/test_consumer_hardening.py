@@ -7,6 +7,7 @@ backend and on a real redis-server; a ledger file outside the queue records what
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import signal
@@ -17,6 +18,7 @@ from typing import Any, cast
 
 import pytest
 
+from consumer.child import ChildSpec, run_worker
 from consumer.embedded import Pipeline, RunSettings, run_over, run_tally
 from consumer.executors import ThreadExecutor
 from consumer.pools import PoolKind, PoolShape, shape_pool
@@ -25,6 +27,7 @@ from consumer.signals import SignalLog
 from consumer.supervisor import Supervisor, SupervisorSettings
 from consumer.worker import Worker
 from producer import Producer
+from services import exitcodes
 from services.backends import open_queue
 from services.codec import decode_job
 from services.errors import BackendUnavailableError, DecodeError
@@ -288,3 +291,64 @@ def test_a_run_whose_workers_are_sigkilled_settles_every_job_exactly_once(
     assert queue.counts("default").unsettled == 0
     assert not pipeline.stalled
     assert kills >= 3
+
+
+# -- 6. a memory queue's children say plainly that its jobs died with it ------------------------
+
+
+class _Connector:
+    """A connector stub: only its durability matters to a child whose parent is gone."""
+
+    def __init__(self, durable: bool) -> None:
+        self.durable = durable
+
+    def open(self) -> JobQueue:
+        raise AssertionError("not opened in this test")
+
+
+def orphan_spec(durable: bool) -> ChildSpec:
+    return ChildSpec(
+        name="worker-0",
+        connector=_Connector(durable),
+        jobs="tests.jobs:registry",
+        shape=shape_pool(PoolKind.THREADS, 1),
+        settings=WorkerSettings(poll_s=0.05),
+        stats_block=new_block(),
+        board_block=None,
+        parent_pid=-1,  # never our parent: the supervisor is gone
+    )
+
+
+@pytest.mark.parametrize("durable", [False, True])
+def test_a_worker_whose_parent_died_says_what_became_of_its_jobs(
+    durable: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a worker holding 3 jobs (one running, two prefetched)
+    queue = open_queue("memory://", QueueSettings(result_ttl_s=60))
+    try:
+        Producer(queue, registry=jobs.registry).enqueue_many([("sleep", (0.5,), {})] * 3)
+        executor = ThreadExecutor(1)
+        worker = Worker(queue, jobs.registry, executor, WorkerSettings(poll_s=0.05, prefetch=2))
+        worker.start()
+        deadline = time.monotonic() + 10
+        while worker.held < 3:
+            assert time.monotonic() < deadline
+            worker.run_once()
+        # When its loop finds the parent gone
+        with caplog.at_level(logging.INFO, logger="conveyor.child"):
+            code = run_worker(worker, SignalLog(), orphan_spec(durable))
+        # Then it exits with an error and says what became of the jobs
+        assert code == exitcodes.ERROR
+        if durable:
+            assert "supervisor is gone; handing back my 3 job(s)" in caplog.text
+            assert queue.depth("default") == 3  # running and prefetched, all handed back
+        else:
+            assert (
+                "the memory queue died with its parent: every job still queued there is lost; "
+                "this worker held 3 (lost too)" in caplog.text
+            )
+            assert "handing back" not in caplog.text
+            assert queue.depth("default") == 0  # nothing was handed back
+        executor.stop()
+    finally:
+        queue.close()

@@ -8,7 +8,8 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from consumer.executors import ThreadExecutor
-from consumer.worker import MAX_EXTRA, Worker
+from consumer.fetching import MAX_EXTRA
+from consumer.worker import Worker
 from producer import Producer
 from services.backends import open_queue
 from services.jobqueue import Completion, Delivery, JobQueue

@@ -44,6 +44,10 @@ class MemoryConnector:
     owner_pid: int
     """The process that holds the state; when it is gone, so is every queued job."""
 
+    @property
+    def durable(self) -> bool:
+        return False  # the queue lives in owner_pid and dies with it
+
     def open(self) -> JobQueue:
         return ChannelQueue(self)
 

@@ -93,6 +93,10 @@ class RedisConnector:
     settings: QueueSettings
     consumer_id: str
 
+    @property
+    def durable(self) -> bool:
+        return True  # the jobs live in Redis, whoever started this process
+
     def open(self) -> JobQueue:
         """Connect in the child."""
         return RedisQueue(self.url, self.settings, consumer_id=self.consumer_id)

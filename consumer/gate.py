@@ -1,0 +1,112 @@
+"""Whether a task may start now: the pure decision, and the gate the mailbox asks before a start.
+
+Three rules, checked by the executor thread itself right before it starts a job, so they hold
+even when that thread is the first to wake after the process was paused:
+
+* **Stop means stop.** Once the supervisor has asked this process to stop, nothing new starts.
+* **Ownership before start.** A prefetched job starts only while the backend's hold on this
+  consumer's deliveries is certain (``held_until``). After a pause past the lease (SIGSTOP, GC,
+  a network cut) another consumer may have the job: the worker loop asks the backend
+  (``confirm``) in one call, runs what is still ours and drops the rest, unrun and unsettled.
+* **A suspect runs alone.** A job handed back because a process died while running it
+  (``redeliveries > 0``) starts only when nothing else runs in this process, and nothing starts
+  beside it: a crasher then dies alone, and its former neighbours are not blamed again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from enum import Enum
+from typing import TYPE_CHECKING, Protocol
+
+from services.jobqueue import Delivery
+
+if TYPE_CHECKING:
+    from consumer.tasks import Task
+
+log = logging.getLogger("conveyor.worker")
+
+
+class Verdict(Enum):
+    """What the gate says about starting the next task."""
+
+    START = "start"
+    WAIT = "wait"
+    """Not while other jobs run here (a suspect must run alone): ask again when one finishes."""
+    CONFIRM = "confirm"
+    """This consumer's hold may have lapsed: the worker loop must confirm ownership first."""
+    STOP = "stop"
+    """A stop was received: start nothing more."""
+
+
+def decide(
+    *,
+    now: float,
+    held_until: float,
+    stopping: bool,
+    suspect: bool,
+    running: int,
+    suspect_running: bool,
+) -> Verdict:
+    """The verdict on starting a task (``suspect``: it was redelivered after a crash)."""
+    if stopping:
+        return Verdict.STOP
+    if now >= held_until:
+        return Verdict.CONFIRM
+    if suspect_running or (suspect and running > 0):
+        return Verdict.WAIT
+    return Verdict.START
+
+
+def is_suspect(delivery: Delivery) -> bool:
+    """Whether a process died while running this job before (it may be what kills processes)."""
+    return delivery.redeliveries > 0
+
+
+class Holder(Protocol):
+    """The part of ``JobQueue`` the gate uses."""
+
+    def held_until(self) -> float: ...
+
+    def started(self, deliveries: Sequence[Delivery], *, running: bool = True) -> None: ...
+
+
+class StartGate:
+    """Asked by the mailbox, under its lock, before each start; told of each start and end."""
+
+    def __init__(
+        self,
+        queue: Holder,
+        *,
+        stopping: Callable[[], bool] = lambda: False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._queue = queue
+        self._stopping = stopping
+        self._clock = clock  # read here, at the decision: a waiting thread's time may be stale
+
+    def verdict(self, task: Task, *, running: int, suspects_running: int) -> Verdict:
+        return decide(
+            now=self._clock(),
+            held_until=self._queue.held_until(),
+            stopping=self._stopping(),
+            suspect=is_suspect(task.delivery),
+            running=running,
+            suspect_running=suspects_running > 0,
+        )
+
+    def started(self, task: Task) -> None:
+        self._queue.started([task.delivery])
+
+    def ended(self, task: Task) -> None:
+        self._queue.started([task.delivery], running=False)
+
+
+def split_confirmed(tasks: list[Task], kept: Sequence[Delivery]) -> tuple[list[Task], list[Task]]:
+    """``(still ours, handed to someone else)`` given the deliveries ``confirm`` returned."""
+    receipts = {delivery.receipt for delivery in kept}
+    ours = [task for task in tasks if task.delivery.receipt in receipts]
+    lost = [task for task in tasks if task.delivery.receipt not in receipts]
+    return ours, lost
