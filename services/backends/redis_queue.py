@@ -39,11 +39,14 @@ without removing it (every waiter sees it) and wakes when ``ACK``/``DEAD`` push 
     ACL SETUSER conveyor on >secret resetkeys ~cv:* resetchannels -@all
       +ping +auth +hello +select +info +config|get +time
       +evalsha +script|load +blpop +blmove +llen +lindex +lrange +lpush +rpush +lpop
-      +zadd +zrem +zrange +zrevrange +zrangebyscore +zcard +zremrangebyscore
-      +zremrangebyrank +hset +hget +hdel +hgetall +hincrby +hexists +incr +incrby +get +set +del
-      +pexpire
+      +zadd +zrem +zrange +zrevrange +zrangebyscore +zcard +zscore +zremrangebyscore
+      +zremrangebyrank +hset +hget +hmget +hdel +hgetall +hkeys +hincrby +hexists
+      +sadd +scard +sismember +smembers +incr +incrby +get +set +del +exists +expire +pexpire
 
-(``config|get`` is optional: without it the RDB-snapshot check is skipped.)
+(``config|get`` is optional: without it the RDB-snapshot check is skipped. On Redis 7.2 and
+later also add ``+client|setinfo``: redis-py sends it on connect and ignores a refusal, which
+``ACL LOG`` would still record. ``tests/test_redis_acl.py`` parses this very line and runs a
+worker under it.)
 """
 
 from __future__ import annotations
