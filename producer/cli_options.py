@@ -77,15 +77,23 @@ def connection_options(default_url: str | None = None) -> Callable[[Any], Any]:
     return lambda func: _apply(
         func,
         [
+            # Click 8.3 takes an explicit ``default=None`` as a value that satisfies
+            # ``required``: a required --url gets no default at all.
             click.option(
                 "--url",
                 envvar="CONVEYOR_URL",
                 show_envvar=True,
                 help=URL_HELP,
-                # Click 8.3 takes an explicit ``default=None`` as a value that satisfies
-                # ``required``: pass one or the other.
-                **({"default": default_url, "show_default": True} if default_url else {}),
-                required=default_url is None,
+                required=True,
+            )
+            if default_url is None
+            else click.option(
+                "--url",
+                envvar="CONVEYOR_URL",
+                show_envvar=True,
+                help=URL_HELP,
+                default=default_url,
+                show_default=True,
             ),
             click.option(
                 "--password-file",
