@@ -73,8 +73,8 @@ def child_main(spec: ChildSpec) -> None:
 def run_worker(worker: Worker, signals: SignalLog, spec: ChildSpec) -> int:
     """Turn the worker's loop until it stops; returns the child's exit code.
 
-    SIGTERM drains (finish running jobs within the shutdown timeout); SIGQUIT, a second
-    SIGTERM or the deadline hands every unfinished job back at once.
+    SIGTERM drains (finish running jobs within the shutdown timeout); SIGQUIT or the
+    deadline hands every unfinished job back at once.
     """
     deadline: float | None = None
     while worker.state is not State.STOPPED:
@@ -83,14 +83,15 @@ def run_worker(worker: Worker, signals: SignalLog, spec: ChildSpec) -> int:
             return exitcodes.ERROR
         received = signals.take()
         if received:
-            # SIGQUIT, or SIGTERM after SIGTERM (even in one batch): stop now.
-            hard = signal.SIGQUIT in received or len(received) > 1
-            if worker.state is State.RUNNING and not hard:
-                worker.drain()
-                deadline = time.monotonic() + spec.settings.shutdown_timeout_s
-            else:
+            # SIGQUIT: stop now. Every SIGTERM only drains: a SIGTERM sent to the whole process
+            # group reaches us twice (directly, then through the supervisor); the supervisor
+            # answers a real second stop request with SIGQUIT.
+            if signal.SIGQUIT in received:
                 worker.stop_now()
                 break
+            if worker.state is State.RUNNING:
+                worker.drain()
+                deadline = time.monotonic() + spec.settings.shutdown_timeout_s
         if deadline is not None and time.monotonic() > deadline:
             worker.stop_now()
             break

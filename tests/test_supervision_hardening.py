@@ -306,3 +306,89 @@ def test_a_message_that_kills_workers_before_it_starts_is_quarantined(queue: Job
     assert status is not None
     assert status.status == "done"
     assert stop(supervisor) == exitcodes.OK
+
+
+# -- 2 and 6. Signals from outside: the whole process group, SIGQUIT ---------------------------
+
+# The system-test machinery (real `conveyor worker` processes on the real redis-server).
+from tests.test_redis_system import (  # noqa: E402
+    QUEUE as REDIS_QUEUE,
+)
+from tests.test_redis_system import (  # noqa: E402
+    WorkerProcess,
+    admin,
+    enqueue_ledger,
+    inspect,
+    launch,
+    ledger_keys,
+    read_runs,
+    running_keys,
+    wait_settled,
+)
+
+__all__ = ["admin", "inspect", "launch"]  # fixtures, used by name
+
+
+@pytest.mark.redis
+@pytest.mark.timeout(90)
+def test_sigterm_to_the_whole_process_group_drains_and_exits_0_without_restarts(
+    launch: Callable[..., WorkerProcess], inspect: object, tmp_path: Path
+) -> None:
+    # Given `conveyor worker` (own process group) with two processes, each running a 2 s job
+    path = tmp_path / "ledger"
+    worker = launch("--pool", "processes", "--concurrency", "2", "--shutdown-timeout", "30")
+    worker.wait_workers(2)
+    batch = enqueue_ledger(inspect, path, ledger_keys("pg", 6), lambda i: 2.0)  # type: ignore[arg-type]
+    wait_for("two jobs running", lambda: len(running_keys(path)) == 2, 30)
+    running = running_keys(path)
+    # When SIGTERM reaches the supervisor and its children at once (systemd, kill -TERM -PGID)
+    worker.send_group(signal.SIGTERM)
+    # Then it exits 0, the running jobs finished (a drain, not a hard stop), nothing else
+    # started, and no child was taken for a crash or restarted
+    assert worker.wait_exit(60) == exitcodes.OK, worker.tail()
+    log = worker.log()
+    assert "died:" not in log
+    assert "restarting" not in log
+    runs = read_runs(path)
+    assert {run.key for run in runs} == running
+    assert all(run.ended is not None for run in runs), log
+    finished = [job_id for job_id, key in batch.keys.items() if key in running]
+    final = wait_settled(inspect, finished, timeout_s=5)  # type: ignore[arg-type]
+    assert {status.status for status in final.values()} == {"done"}
+    assert inspect.depth(REDIS_QUEUE) == len(batch.keys) - 2  # type: ignore[attr-defined]
+
+
+@pytest.mark.redis
+@pytest.mark.timeout(90)
+def test_sigquit_to_conveyor_worker_hands_everything_back_at_once_and_exits_0(
+    launch: Callable[..., WorkerProcess], inspect: object, tmp_path: Path
+) -> None:
+    # Given `conveyor worker` running two 30 s jobs, with more waiting (30 s lease)
+    path = tmp_path / "ledger"
+    worker = launch("--concurrency", "2", "--lease", "30", "--shutdown-timeout", "30")
+    worker.wait_workers(2)
+    batch = enqueue_ledger(inspect, path, ledger_keys("q", 4), lambda i: 30.0)  # type: ignore[arg-type]
+    wait_for("two jobs running", lambda: len(running_keys(path)) == 2, 30)
+    # When the supervisor alone gets SIGQUIT
+    worker.send(signal.SIGQUIT)
+    # Then it stops hard at once: exit 0 (nothing lost), every job back on the queue
+    assert worker.wait_exit(15) == exitcodes.OK, worker.tail()
+    assert "stopping now" in worker.log()
+    wait_for(
+        "every job back on the queue",
+        lambda: inspect.depth(REDIS_QUEUE) == len(batch.keys),  # type: ignore[attr-defined]
+        5,
+    )
+
+
+def test_stop_marks_every_child_stopping_before_it_signals(queue: JobQueue) -> None:
+    # Given two running children
+    supervisor = supervise(queue, concurrency=2)
+    turn_until(supervisor, lambda: len(supervisor.pids()) == 2)
+    assert [s.get(Field.STOPPING) for s in supervisor.stats] == [0.0, 0.0]
+    # When the stop is received (no turn of the loop in between)
+    supervisor.stop()
+    # Then every child's block says STOPPING already
+    assert [s.get(Field.STOPPING) for s in supervisor.stats] == [1.0, 1.0]
+    turn_until(supervisor, lambda: supervisor.exit_code is not None)
+    assert supervisor.exit_code == exitcodes.OK
