@@ -8,6 +8,7 @@ backend and on a real redis-server; a ledger file outside the queue records what
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import signal
@@ -25,13 +26,13 @@ from consumer.pools import PoolKind, PoolShape, shape_pool
 from consumer.report import RunSummary, format_summary
 from consumer.signals import SignalLog
 from consumer.supervisor import Supervisor, SupervisorSettings
-from consumer.worker import Worker
+from consumer.worker import State, Worker
 from producer import Producer
 from services import exitcodes
 from services.backends import open_queue
 from services.codec import decode_job
 from services.errors import BackendUnavailableError, DecodeError
-from services.jobqueue import Completion, JobQueue, JobStatus, QueueCounts
+from services.jobqueue import Completion, Delivery, JobQueue, JobStatus, QueueCounts
 from services.registry import JobSpec, Registry
 from services.settings import QueueSettings, RetrySettings, WorkerSettings
 from services.stats import Field, Stats, new_block, total
@@ -132,6 +133,9 @@ def test_undecodable_bodies_are_dead_lettered_and_the_worker_process_keeps_going
     try:
         poll("a worker process", lambda: len(supervisor.pids()) == 1, 30, supervisor.run_once)
         [pid] = supervisor.pids()
+        # (it says it booted once it loaded its jobs, connected and started its executor)
+        booted = supervisor.stats[0]
+        poll("the child to boot", lambda: booted.get(Field.BOOTED) == 1, 30, supervisor.run_once)
         every = ["big", "latin", *good]
         poll("every job settled", lambda: all_final(queue, every), 60, supervisor.run_once)
         # Then the bad ones are dead-lettered with precise reasons, the rest done, same process
@@ -352,3 +356,165 @@ def test_a_worker_whose_parent_died_says_what_became_of_its_jobs(
         executor.stop()
     finally:
         queue.close()
+
+
+# -- 3. only the job that kills its worker is quarantined ---------------------------------------
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("kind", [PoolKind.THREADS, PoolKind.ASYNCIO])
+def test_crashers_die_alone_and_their_neighbours_all_finish(
+    queue: JobQueue, kind: PoolKind, tmp_path: Path
+) -> None:
+    # Given 3 jobs that SIGKILL their process, among 20 quick and 3 slow jobs
+    path = tmp_path / "ledger"
+    producer = Producer(queue, registry=jobs_system.registry)
+    calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+    for i in range(26):
+        if i in (3, 11, 19):
+            calls.append(("kill_self", (str(path), f"crash{i}"), {}))
+        else:
+            seconds = 0.4 if i in (1, 9, 17) else 0.01 + (i % 4) * 0.01
+            calls.append(("ledger", (str(path), f"n{i}", seconds), {}))
+    job_ids = [job.id for job in producer.enqueue_many(calls)]
+    crashers = {job_ids[i] for i in (3, 11, 19)}
+    # When one process with 4 slots (threads, or an event loop) runs them
+    supervisor = start_supervisor(queue, shape_pool(kind, 4), prefetch=4)
+    try:
+        poll("every job settled", lambda: all_final(queue, job_ids), 180, supervisor.run_once)
+    finally:
+        stop_supervisor(supervisor)
+    # Then only the crashers are dead-lettered, each for killing its process 3 times
+    letters = {d.job_id: d.reason for d in queue.dead_letters("default", limit=100)}
+    assert set(letters) == crashers, letters
+    assert all(reason.endswith(", 3 times") for reason in letters.values()), letters
+    final = statuses(queue, job_ids)
+    assert {job_id for job_id, s in final.items() if s and s.status == "done"} == (
+        set(job_ids) - crashers
+    )
+    assert starts(path).count("crash3") == 3
+
+
+# -- 4. ownership before start ------------------------------------------------------------------
+
+
+class _Paused:
+    """A memory queue whose hold can lapse (``until``) and whose ``confirm`` loses some jobs."""
+
+    def __init__(self, inner: JobQueue) -> None:
+        self.inner = inner
+        self.until = math.inf
+        self.lost: set[str] = set()
+        self.confirmed: list[list[str]] = []
+        self.running: set[str] = set()
+        self.alarm_list: list[str] = []
+
+    def held_until(self) -> float:
+        return self.until
+
+    def confirm(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        self.confirmed.append([d.job_id for d in deliveries])
+        self.until = math.inf  # confirming renews the hold
+        return [d for d in deliveries if d.job_id not in self.lost]
+
+    def started(self, deliveries: Sequence[Delivery], *, running: bool = True) -> None:
+        for delivery in deliveries:
+            (self.running.add if running else self.running.discard)(delivery.job_id)
+
+    def alarms(self) -> list[str]:
+        return self.alarm_list
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def paused_worker(
+    tmp_path: Path, **settings: Any
+) -> Iterator[tuple[_Paused, Worker, Stats, Producer]]:
+    inner = open_queue("memory://", QueueSettings(result_ttl_s=60))
+    fake = _Paused(inner)
+    stats = Stats(new_block())
+    executor = ThreadExecutor(1)
+    options: dict[str, Any] = {"poll_s": 0.05, "prefetch": 3}
+    options.update(settings)
+    worker = Worker(
+        cast(JobQueue, fake), jobs.registry, executor, WorkerSettings(**options), stats=stats
+    )
+    worker.start()
+    try:
+        yield fake, worker, stats, Producer(inner, registry=jobs.registry)
+    finally:
+        executor.stop()
+        inner.close()
+
+
+@pytest.fixture
+def paused(tmp_path: Path) -> Iterator[tuple[_Paused, Worker, Stats, Producer]]:
+    yield from paused_worker(tmp_path)
+
+
+def step(worker: Worker, done: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    poll("the worker's condition", done, timeout_s, worker.run_once)
+
+
+def test_after_a_pause_past_the_lease_only_confirmed_jobs_start(
+    paused: tuple[_Paused, Worker, Stats, Producer], tmp_path: Path
+) -> None:
+    fake, worker, stats, producer = paused
+    path = str(tmp_path / "ledger")
+    # Given one slot busy with a job and three jobs prefetched behind it
+    calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
+        ("ledger", (path, key, 0.3 if key == "a" else 0.0), {}) for key in "abcd"
+    ]
+    a, b, c, d = (job.id for job in producer.enqueue_many(calls))
+    step(worker, lambda: worker.held == 4 and "start a" in jobs.read_ledger(path))
+    assert fake.running == {a}  # the backend was told which job runs
+    # When the hold lapses (the process was paused) and the backend gave job c to another
+    fake.until, fake.lost = 0.0, {c}
+    # Then, once the running job ends, one confirm asks about all three waiting jobs
+    step(worker, lambda: stats.get(Field.DONE) == 3 and worker.held == 0)
+    assert fake.confirmed == [[b, c, d]]
+    # ... b and d ran; c neither ran nor was settled here
+    assert jobs.read_ledger(path) == ["start a", "end a", "start b", "end b", "start d", "end d"]
+    assert (fake.inner.status(c) or JobStatus("", "")).status != "done"
+    assert fake.running == set()
+
+
+# -- 5. stop means stop; boot and alarms are published ------------------------------------------
+
+
+def test_once_stopping_is_set_no_job_starts_and_nothing_is_fetched(
+    paused: tuple[_Paused, Worker, Stats, Producer], tmp_path: Path
+) -> None:
+    fake, worker, stats, producer = paused
+    path = str(tmp_path / "ledger")
+    # Given one job running and two prefetched
+    calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
+        ("ledger", (path, key, 0.3 if key == "a" else 0.0), {}) for key in "abc"
+    ]
+    producer.enqueue_many(calls)
+    step(worker, lambda: worker.held == 3 and "start a" in jobs.read_ledger(path))
+    # When the supervisor marks the process as stopping (before its SIGTERM arrives)
+    stats.set(Field.STOPPING, 1)
+    more = producer.enqueue("add", 1, 1)
+    step(worker, lambda: stats.get(Field.DONE) == 1)
+    for _ in range(10):
+        worker.run_once()
+    # Then the running job finished, but nothing else started and nothing more was fetched
+    assert jobs.read_ledger(path) == ["start a", "end a"]
+    assert worker.held == 2
+    assert fake.inner.depth("default") == 1
+    assert (fake.inner.status(more.id) or JobStatus("", "")).status != "done"
+    # ... and the drain that follows the signal hands the two waiting jobs back
+    worker.drain()
+    step(worker, lambda: worker.state is State.STOPPED)
+    assert fake.inner.depth("default") == 3
+
+
+def test_the_worker_publishes_how_many_backend_alarms_it_has_seen(
+    paused: tuple[_Paused, Worker, Stats, Producer],
+) -> None:
+    fake, worker, stats, _ = paused
+    fake.alarm_list = ["Redis restarted empty", "Redis evicts keys"]
+    worker.run_once()
+    assert stats.get(Field.ALARMS) == 2
