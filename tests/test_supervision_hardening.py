@@ -392,3 +392,43 @@ def test_stop_marks_every_child_stopping_before_it_signals(queue: JobQueue) -> N
     assert [s.get(Field.STOPPING) for s in supervisor.stats] == [1.0, 1.0]
     turn_until(supervisor, lambda: supervisor.exit_code is not None)
     assert supervisor.exit_code == exitcodes.OK
+
+
+# -- 3. Running counts ---------------------------------------------------------------------------
+
+
+def test_a_dead_childs_running_count_is_cleared(queue: JobQueue, tmp_path: Path) -> None:
+    # Given a child running a long job, its running count published
+    ledger = str(tmp_path / "ledger")
+    Producer(queue, registry=jobs.registry).enqueue("ledger", ledger, "long", 30)
+    supervisor = supervise(queue)
+    turn_until(supervisor, lambda: "start long" in jobs.read_ledger(ledger))
+    turn_until(supervisor, lambda: count(supervisor, Field.RUNNING) == 1)
+    assert supervisor.running() == 1
+    # When the supervisor is stopping and the child dies (SIGKILL)
+    supervisor.stop()
+    os.kill(supervisor.pids()[0], signal.SIGKILL)
+    turn_until(supervisor, lambda: supervisor.exit_code is not None)
+    # Then no child is alive and none is counted as running anything
+    assert supervisor.pids() == []
+    assert count(supervisor, Field.RUNNING) == 0
+    assert supervisor.running() == 0
+
+
+def test_draining_counts_only_jobs_that_run_not_those_prefetched(
+    queue: JobQueue, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given one single-slot child running one job and holding ten more it prefetched
+    caplog.set_level(logging.INFO, logger="conveyor.supervisor")
+    ledger = str(tmp_path / "ledger")
+    producer = Producer(queue, registry=jobs.registry)
+    producer.enqueue_many([("ledger", (ledger, f"k{n}", 0.5), {}) for n in range(11)])
+    supervisor = supervise(queue, prefetch=10)
+    turn_until(supervisor, lambda: "start k0" in jobs.read_ledger(ledger))
+    turn_until(supervisor, lambda: queue.depth("default") == 0)  # all fetched: 1 runs, 10 wait
+    # When it is asked to drain
+    supervisor.stop()
+    # Then it says how many jobs run (1), not how many the child holds
+    drains = [r.getMessage() for r in caplog.records if "draining" in r.getMessage()]
+    assert drains == ["draining 1 running job(s) (deadline 5 s)"]
+    turn_until(supervisor, lambda: supervisor.exit_code is not None)
