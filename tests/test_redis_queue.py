@@ -280,9 +280,9 @@ def test_no_keys_leak_after_jobs_finish(make_queue: MakeQueue, redis_url: str) -
         got = queue.get(["q"], max_count=10, timeout_s=0.2)
         queue.ack([Completion(d) for d in got])
         done += len(got)
-    # Then only the fixed keys remain, plus per-job status keys that expire
+    # Then only the fixed keys remain (no waiting marker is left), plus keys that expire
     client = redis.Redis.from_url(redis_url)
-    per_job = {b"cv:j:", b"cv:f:"}
+    per_job = {b"cv:j:", b"cv:f:", b"cv:h:"}
     leftover = set()
     for key in client.keys("*"):
         if key[:5] in per_job:
@@ -290,7 +290,7 @@ def test_no_keys_leak_after_jobs_finish(make_queue: MakeQueue, redis_url: str) -
         else:
             leftover.add(key)
     assert done == 6
-    fixed = {b"cv:seq", b"cv:leases", b"cv:marker", b"cv:stats", b"cv:b:q", b"cv:dl:q"}
+    fixed = {b"cv:seq", b"cv:leases", b"cv:marker", b"cv:stats", b"cv:b:q", b"cv:dl:q", b"cv:n:q"}
     assert leftover <= fixed
     assert client.hlen("cv:running") == 0
     client.close()
@@ -302,7 +302,9 @@ def test_status_results_and_wait_finished(make_queue: MakeQueue) -> None:
 
     producer, consumer = make_queue(), make_queue()
     producer.put("q", "w", b"x")
-    assert producer.status("w") is None  # queued: not tracked
+    queued = producer.status("w")
+    assert queued is not None
+    assert queued.status == "queued"
     [delivery] = consumer.get(["q"], timeout_s=1)
     running = producer.status("w")
     assert running is not None

@@ -2,15 +2,23 @@
 
 A queue needs ``maxmemory-policy noeviction`` (any other policy may evict queued jobs under
 memory pressure) and some persistence (AOF or RDB snapshots), else a restart loses every job.
-A Redis that restarted empty is recognised by two facts together: its ``run_id`` changed
-since we last looked, and the marker key that we set in the database is gone. Without this
-check a worker would see empty queues and report a clean drain.
+Those setup warnings are logged only when ``check`` is called (the supervisor does, once per
+process tree), never on a connection's first put or get.
+
+**Lost data.** The marker key holds a random *epoch*, created once per database with ``SET
+NX``. Every connection remembers the epoch it first saw (silently, on first use); the consumer
+heartbeat reads it each beat and ``check`` reads it too. A marker that vanished or holds another
+value means the database lost its data (restarted empty, or flushed): whoever re-created it
+first, every connection that saw the old epoch notices. That is an *alarm*: logged at ERROR
+once, and sticky, so health and status keep showing it.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
+from typing import cast
 
 import redis
 
@@ -21,34 +29,55 @@ log = logging.getLogger("conveyor.redis")
 
 @dataclass
 class ServerWatch:
-    """What we remember of the server between checks (its run id)."""
+    """The epoch this connection first saw, and the alarms it raised since."""
 
-    run_id: str | None = None
+    epoch: bytes | None = None
+    alarms: list[str] = field(default_factory=list)
+
+    def baseline(self, client: redis.Redis) -> None:
+        """Remember the current epoch (creating it in a fresh database); logs nothing."""
+        if self.epoch is None:
+            self.observe(_claim(client), "")
+
+    def observe(self, value: bytes | None, where: str) -> None:
+        """Compare the marker's current value with the epoch first seen; alarm on a change."""
+        if self.epoch is None:
+            self.epoch = value
+            return
+        if value != self.epoch:
+            how = "vanished" if value is None else "was re-created with another value"
+            self.alarm(
+                f"Redis at {where} restarted EMPTY or was flushed (the queue marker {how}): "
+                "jobs queued or in flight before then were lost"
+            )
+
+    def alarm(self, text: str) -> None:
+        """Add a sticky alarm, logged at ERROR the first time."""
+        if text not in self.alarms:
+            log.error("%s", text)
+            self.alarms.append(text)
 
     def check(self, client: redis.Redis, where: str) -> list[str]:
-        """Warnings about ``client``'s server; logs them too (errors for lost data)."""
+        """Setup warnings about ``client``'s server (logged), then every alarm so far."""
         info = client.info()
         warnings = _config_warnings(client, info, where)
         for text in warnings:
             log.warning("%s", text)
-        lost = self._lost_data(client, str(info.get("run_id", "")), where)
-        if lost:
-            log.error("%s", lost)
-            warnings.append(lost)
-        return warnings
+        self.observe(_claim(client), where)
+        return warnings + self.alarms
 
-    def _lost_data(self, client: redis.Redis, run_id: str, where: str) -> str | None:
-        previous, self.run_id = self.run_id, run_id
-        if client.set(MARKER_KEY, run_id, nx=True) is None:
-            return None  # the marker survived: whatever restarted kept its data
-        if previous is None:
-            return None  # first look at a fresh database: nothing to compare with
-        if previous != run_id:
-            return (
-                f"Redis at {where} restarted EMPTY (run_id {previous[:8]} -> {run_id[:8]}, "
-                "queue marker gone): queued and in-flight jobs were lost"
-            )
-        return f"Redis at {where} lost the queue marker: the database was flushed"
+
+def _claim(client: redis.Redis) -> bytes:
+    """The marker's value, set to a new random epoch first if it is missing."""
+    fresh = secrets.token_hex(8).encode()
+    try:
+        # SET NX GET (Redis 7): one step, so two processes claiming at once agree on the value.
+        old = client.set(MARKER_KEY, fresh, nx=True, get=True)
+    except redis.ResponseError:  # Redis 6.2 refuses NX with GET: two steps, same outcome
+        client.set(MARKER_KEY, fresh, nx=True)
+        old = client.get(MARKER_KEY)
+        return cast(bytes, old) if old is not None else fresh
+    return fresh if old is None else cast(bytes, old)
 
 
 def _config_warnings(client: redis.Redis, info: dict[str, object], where: str) -> list[str]:

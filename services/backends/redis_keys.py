@@ -9,7 +9,13 @@ key                    type    content
 ``cv:d:<queue>``       zset    delayed jobs: ``<seq>:<element>`` scored by due time (ms)
 ``cv:b:<queue>``       list    the queue's doorbell (at most one item) that idle consumers
                                BLPOP; rung by every push
+``cv:u:<bucket>``      string  *waiting markers* of jobs queued or delayed (see below)
+``cv:n:<queue>``       hash    counters: ``inflight`` now, ``done`` and ``dead`` in total
 ``cv:i:<consumer>``    hash    the consumer's in-flight jobs: ``token -> <len>:<queue><element>``
+``cv:p:<consumer>``    set     tokens it holds but is not running (prefetched), per heartbeat
+``cv:h:<consumer>``    set     tokens taken from it by release or lease recovery (1 day TTL):
+                               a late settlement of one of these is *fenced*, of any other
+                               token a repeat of one that already worked
 ``cv:leases``          zset    consumer id scored by its lease expiry (ms, Redis clock)
 ``cv:running``         hash    job id key -> consumer id, for ``status`` (in-flight jobs only)
 ``cv:dl:<queue>``      zset    dead letters: ``<seq>\\n<len>\\n<reason><element>`` by time (ms)
@@ -18,17 +24,34 @@ key                    type    content
 ``cv:seq``             string  counter for delivery tokens and unique delayed members
 ``cv:stats``           hash    counters: fenced (rejected late settlements), recovered,
                                quarantined
-``cv:marker``          string  set once per database, to tell a Redis that restarted empty
+``cv:marker``          string  a random *epoch*, set once per database (``SET NX``): a value
+                               that changed or vanished means Redis lost its data
 =====================  ======  ==============================================================
 
 An *element* is ``[redeliveries: 1 byte][id length: 1 byte][id][body]``; an id of 32 lowercase
 hex digits (``new_job_id``) is stored as 16 raw bytes with length byte 0, which keeps a queued
-job's overhead at 18 bytes over its body. A *status record* is
-``<state>\\n<attempts>\\n<len>\\n<error><0 | 1 + result>``.
+job's overhead at 18 bytes over its body. Elements that break this shape (written by someone
+else) are dead-lettered by the script that meets them, with the reason, never delivered. A
+*status record* is ``<state>\\n<attempts>\\n<len>\\n<error><0 | 1 + result>``.
+
+**Waiting markers** make put-if-absent and ``status`` of a waiting job possible at ~11 bytes a
+job. A job's *fingerprint* is 10 bytes: the first 10 bytes of a hex id (random already), else of
+the SHA-1 of the id. Its first 14 bits pick one of 16,384 buckets ``cv:u:<4 hex digits>``; the
+bucket is a string of 10-byte records, ``[fingerprint bytes 2-10][state]`` with state ``q``
+(queued) or ``d`` (delayed), found by an aligned substring search. PUT/NACK/RETRY/HANDBACK and
+REQUEUE_DEAD add or update a record, FETCH deletes it. Why this and not the alternatives
+(measured on Redis 7.0, 1,000,000 queued jobs, against a budget of 15 bytes a job over today's
+235): a key per job costs ~65 bytes; a hash per bucket with the full id as field ~25 bytes
+(listpack entries carry 2-3 bytes of framing each, and the value is an entry too); with an
+8-byte field still ~14 bytes. Plain strings carry no framing at all. The price: two different
+ids clash only if 80 bits of their fingerprints agree (about n / 2^80 per put with n jobs
+waiting, e.g. 1e-18 for a million), and a bucket is rewritten whole when it changes (~2 KB at a
+million waiting jobs, ~20 KB at ten million; script calls are capped in size to bound that).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -44,6 +67,11 @@ _HEX_ID = re.compile(r"[0-9a-f]{32}")
 def queue_key(queue: str) -> str:
     """The list of jobs waiting in ``queue``."""
     return f"{PREFIX}q:{queue}"
+
+
+def delayed_key(queue: str) -> str:
+    """The delayed jobs of ``queue``, by due time."""
+    return f"{PREFIX}d:{queue}"
 
 
 def bell_key(queue: str) -> str:
@@ -69,6 +97,35 @@ def done_key(job_id: str) -> str:
 def failed_key(job_id: str) -> str:
     """The status record of ``job_id`` while it waits for its next attempt."""
     return f"{PREFIX}f:{job_id}"
+
+
+def counts_key(queue: str) -> str:
+    """The counters of ``queue``: ``inflight``, ``done``, ``dead``."""
+    return f"{PREFIX}n:{queue}"
+
+
+def marker_at(job_id: str) -> tuple[str, bytes]:
+    """The bucket key of ``job_id``'s waiting marker and the 9 bytes its record starts with."""
+    key = id_key(job_id)
+    sign = key[:10] if _HEX_ID.fullmatch(job_id) else _sha1(key)[:10]
+    return f"{PREFIX}u:{sign[0] << 6 | sign[1] >> 2:04x}", sign[1:10]
+
+
+def _sha1(data: bytes) -> bytes:
+    # A spreading function, not a security one (ids are the caller's own).
+    return hashlib.sha1(data, usedforsecurity=False).digest()
+
+
+def marker_state(bucket: bytes | None, record: bytes) -> str | None:
+    """``"queued"``, ``"scheduled"`` or None: the state a bucket records for ``record``."""
+    if not bucket:
+        return None
+    at = bucket.find(record)
+    while at >= 0 and at % 10:
+        at = bucket.find(record, at + 1)
+    if at < 0:
+        return None
+    return {b"q": "queued", b"d": "scheduled"}.get(bucket[at + 9 : at + 10])
 
 
 RUNNING_KEY = f"{PREFIX}running"
@@ -105,11 +162,23 @@ class Element:
 
 
 def unpack_element(element: bytes) -> Element:
-    """Split an element made by ``pack_element`` (or rewritten by the Lua scripts)."""
+    """Split an element made by ``pack_element`` (or rewritten by the Lua scripts).
+
+    Never raises: a malformed element (the scripts dead-letter those, never deliver them)
+    comes back whole as the body of an empty id, and an id that is not UTF-8 is decoded with
+    backslash escapes, so whoever holds it can still settle it by its receipt.
+    """
+    if len(element) < 2:
+        return Element("", element, 0)
     length = element[1]
     if length == 0:
+        if len(element) < 18:
+            return Element("", element, 0)
         return Element(element[2:18].hex(), element[18:], element[0])
-    return Element(element[2 : 2 + length].decode(), element[2 + length :], element[0])
+    if len(element) < 2 + length:
+        return Element("", element, 0)
+    job_id = element[2 : 2 + length].decode(errors="backslashreplace")
+    return Element(job_id, element[2 + length :], element[0])
 
 
 @dataclass(frozen=True)
@@ -137,9 +206,12 @@ def result_arg(result: bytes | None) -> bytes:
 
 
 def parse_dead(member: bytes) -> tuple[str, Element]:
-    """Split a dead-letter member into its reason and element."""
-    _seq, length, rest = member.split(b"\n", 2)
-    size = int(length)
+    """Split a dead-letter member into its reason and element (never raises)."""
+    try:
+        _seq, length, rest = member.split(b"\n", 2)
+        size = int(length)
+    except ValueError:
+        return "unreadable dead letter", Element("", member, 0)
     return rest[:size].decode(errors="replace"), unpack_element(rest[size:])
 
 

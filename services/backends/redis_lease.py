@@ -1,4 +1,5 @@
-"""The heartbeat thread that keeps a consumer's lease on its in-flight jobs alive.
+"""The heartbeat thread that keeps a consumer's lease on its in-flight jobs alive, and the
+consumer's own view of that hold (``Hold``: until when may a prefetched job start).
 
 One daemon thread per consuming ``RedisQueue``, with its own connection, so a beat never waits
 behind a blocked ``get`` and keeps going while a job runs pure Python in the main thread (the
@@ -14,6 +15,7 @@ else's jobs, which gives live consumers time to renew theirs first.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -79,3 +81,53 @@ class Heartbeat:
         if self._failing:
             log.info("heartbeat restored")
             self._failing = False
+
+
+class Hold:
+    """What a consumer knows of its hold on its deliveries; read by the main thread, updated
+    by whichever thread saw a reply (a FETCH, a heartbeat, a confirm).
+
+    ``until()`` is the ``time.monotonic()`` at which the last renewal known to have kept this
+    consumer's deliveries was *sent*, plus the lease, less a safety margin. A renewal that finds
+    the deliveries taken (the count of tokens handed back from this consumer grew, or its lease
+    had to be created while it held deliveries) makes the hold *lost*: ``until()`` stays in the
+    past until ``confirmed`` says which deliveries are still ours.
+    """
+
+    def __init__(self, lease_s: float) -> None:
+        self._lease_s = lease_s
+        self._margin_s = min(lease_s / 10, 1.0)
+        self._until = -math.inf
+        self._handed: int | None = None
+        self._lost = False
+        self._lock = threading.Lock()
+
+    def until(self) -> float:
+        """The monotonic time up to which every delivery held is certainly still ours."""
+        with self._lock:
+            return -math.inf if self._lost else self._until
+
+    def renewed(self, *, sent_at: float, lease: int, handed: int, holding: bool) -> bool:
+        """Record a renewal's reply (``lease``: 1 existed, 0 created, -1 not renewed); returns
+        True when it shows, for the first time, that deliveries were taken from us."""
+        with self._lock:
+            grew = self._handed is not None and handed > self._handed
+            self._handed = handed
+            if grew or (lease == 0 and holding):
+                first = not self._lost
+                self._lost = True
+                return first
+            if lease >= 0 and not self._lost:
+                self._until = max(self._until, sent_at + self._lease_s - self._margin_s)
+            return False
+
+    def confirmed(self, *, sent_at: float, lease: int, handed: int) -> None:
+        """A confirm sorted out what is still held: the hold is sound again (renewed if the
+        lease was still there)."""
+        with self._lock:
+            self._handed = handed
+            self._lost = False
+            if lease == 1:
+                self._until = max(self._until, sent_at + self._lease_s - self._margin_s)
+            else:
+                self._until = -math.inf

@@ -2,9 +2,10 @@
 
 Why lists and Lua, not Streams or BLMOVE alone:
 
-* **Memory.** A waiting job is one list element (18 bytes of header + the body) in a listpack;
-  a stream entry costs more per entry and XACK alone leaves it in the stream (XDEL too).
-* **Several queues in priority order, batched.** One ``FETCH`` script pops up to ``max_count``
+* **Memory.** A waiting job is one list element (18 bytes of header + the body) in a listpack,
+  plus a ~11-byte waiting marker (``redis_keys``); a stream entry costs more per entry and XACK
+  alone leaves it in the stream (XDEL too).
+* **Several queues in priority order, batched.** One ``FETCH`` script pops up to its cap of
   jobs from the queues in order (``LPOP key count``, Redis 6.2) and records them as in flight in
   the same atomic step; no BRPOP-then-write window. BLMOVE can wait on one source only.
 * **Blocking without polling.** A script cannot block, so an idle consumer BLPOPs the queues'
@@ -13,6 +14,9 @@ Why lists and Lua, not Streams or BLMOVE alone:
   trip for a waiting consumer. Waits are cut into chunks of at most ``BLOCK_CHUNK_S`` (and
   until the next delayed job is due), so delayed jobs are moved in time and a dead Redis is
   noticed.
+* **Bounded calls.** No script call handles more than ``CAPS[name]`` jobs; a bigger batch is
+  several calls in one pipeline (still one round trip), so Redis, which runs nothing else while
+  a script runs, never stalls other clients for long.
 * **Time** is the Redis clock (``TIME`` in scripts), so hosts' clocks do not matter.
 
 Data flow (key layout in ``redis_keys``)::
@@ -23,14 +27,30 @@ Data flow (key layout in ``redis_keys``)::
                                            \\--HANDBACK (release, lease expired)--> cv:q front
                                                 (redeliveries + 1, or cv:dl when past the limit)
 
+**Put if absent.** PUT stores a job only if its id has no waiting marker (queued or delayed),
+is not in ``cv:running``, and has no ``cv:f``/``cv:j`` record (waiting for a retry, finished
+within the result TTL); it answers one flag per job. A put whose reply was lost is sent again
+with the same elements until ``put_timeout_s``, which put-if-absent makes safe; only then does
+it raise ``BackendUnavailableError`` saying the jobs may or may not be stored. (An id stored by
+the lost attempt is then reported as present.)
+
 **Leases and fencing.** ``FETCH`` gives each delivery a token from ``cv:seq`` and stores it in
 the consumer's hash ``cv:i:<consumer>``; the receipt is ``<token>:<consumer>``. The consumer's
-lease (``cv:leases``) is renewed by a heartbeat thread (``redis_lease``), which also recovers
-expired consumers. Recovery deletes the expired consumer's hash, so a settlement that arrives
-later finds no token and is rejected (counted in ``cv:stats`` field ``fenced``).
+lease (``cv:leases``) is renewed by FETCH and by a heartbeat thread (``redis_lease``), which
+also publishes the tokens held but not started (``cv:p``) and recovers expired consumers,
+counting only their started jobs as crash suspects. Recovery and ``release`` delete the tokens
+from the hash and note them in ``cv:h:<consumer>``: a settlement that misses its token is
+*fenced* (rejected, counted in ``cv:stats``) if the token is there, and otherwise a repeat of a
+settlement that already worked (accepted, not counted).
 
-**Status** is cheap: nothing is written per queued job; ``cv:running`` maps in-flight ids to
-their consumer; settled jobs get a record with a TTL. ``cv:j:<id>`` is a one-item list so that
+**Ownership before start.** ``held_until`` is when the last renewal that found this consumer's
+deliveries intact was sent, plus the lease, less a margin. A renewal that finds tokens taken
+(``cv:h`` grew) or its lease gone while holding deliveries raises a sticky alarm and keeps
+``held_until`` in the past until ``confirm`` drops the deliveries that are no longer ours.
+
+**Status and counts** are cheap: waiting markers say queued/scheduled, ``cv:running`` maps
+in-flight ids to their consumer, settled jobs get a record with a TTL, and ``cv:n:<queue>``
+holds the in-flight/done/dead counters. ``cv:j:<id>`` is a one-item list so that
 ``wait_finished`` can block on it with ``BLMOVE key key LEFT LEFT``, which returns the item
 without removing it (every waiter sees it) and wakes when ``ACK``/``DEAD`` push it.
 
@@ -51,12 +71,13 @@ worker under it.)
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
 import socket
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,15 +88,17 @@ from services.backends import redis_keys as keys
 from services.backends import redis_scripts as lua
 from services.backends.redis_conn import guarded, make_client
 from services.backends.redis_health import ServerWatch
-from services.backends.redis_lease import Heartbeat
-from services.backends.redis_reads import BLOCK_CHUNK_S, Reader
-from services.errors import ConveyorError, QueueFullError
+from services.backends.redis_lease import Heartbeat, Hold
+from services.backends.redis_reads import BLOCK_CHUNK_S, Reader, call_many
+from services.errors import BackendUnavailableError, ConveyorError, QueueFullError
 from services.jobqueue import Completion, Connector, Delivery, JobQueue
 from services.settings import QueueSettings
 
 log = logging.getLogger("conveyor.redis")
 
 MAX_BATCH = 1000
+CAPS = {"PUT": 250, "FETCH": 100, "ACK": 50, "NACK": 100, "HANDBACK": 100}
+"""Most jobs one script call handles; a bigger batch is several calls in one pipeline."""
 
 
 def open_url(url: str, settings: QueueSettings) -> JobQueue:
@@ -88,6 +111,11 @@ def new_consumer_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
+def chunked(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    """``items`` cut into runs of at most ``size``."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
 @dataclass(frozen=True, repr=False)
 class RedisConnector:
     """A picklable recipe for a child to consume as ``consumer_id``."""
@@ -98,7 +126,8 @@ class RedisConnector:
 
     @property
     def durable(self) -> bool:
-        return True  # the jobs live in Redis, whoever started this process
+        """Jobs live in Redis, not in the process that made this connector."""
+        return True
 
     def open(self) -> JobQueue:
         """Connect in the child."""
@@ -126,7 +155,7 @@ class RedisQueue(Reader):
         self._beat_client = make_client(url, timeout_s=op_s)
         self._scripts = {
             name: self._client.register_script(getattr(lua, name))
-            for name in ("PUT", "FETCH", "ACK", "RETRY", "NACK", "DEAD", "HANDBACK")
+            for name in ("PUT", "FETCH", "ACK", "RETRY", "NACK", "DEAD", "HANDBACK", "CONFIRM")
         }
         self._beat_scripts = {
             name: self._beat_client.register_script(getattr(lua, name))
@@ -138,10 +167,12 @@ class RedisQueue(Reader):
             interval_s=min(settings.lease_s / 3, BLOCK_CHUNK_S),
             grace_s=settings.lease_s,
         )
+        self._hold = Hold(settings.lease_s)
         self._watch = ServerWatch()
-        self._checked = False
         self._outstanding: set[str] = set()
         """Tokens of deliveries ``get`` returned and this process has not settled yet."""
+        self._running: set[str] = set()
+        """Tokens of those that ``started`` says are running (the others are prefetched)."""
         self._unsure = False
         """A FETCH failed on the way back: Redis may have moved jobs we never saw."""
 
@@ -158,54 +189,76 @@ class RedisQueue(Reader):
             except redis.exceptions.NoScriptError:  # Redis restarted, or SCRIPT FLUSH
                 return script(args=[keys.PREFIX, *args])
 
+    def _run_many(self, name: str, what: str, calls: Sequence[Sequence[Any]]) -> list[Any]:
+        """Several calls of one script, pipelined: one round trip, each call bounded."""
+        if len(calls) == 1:
+            return [self._run(name, what, *calls[0])]
+        return call_many(self._client, self._scripts[name], what, self.where, calls)
+
     def _ms(self, seconds: float) -> int:
         return max(round(seconds * 1000), 0)
 
     def check_server(self) -> list[str]:
-        """Warnings about the server (eviction policy, persistence, restarted empty); logged.
-
-        Call it at start and now and then (the worker does): a Redis that restarted without
-        its data is reported here instead of looking like a drained queue.
-        """
-        self._checked = True
+        """Warnings about the server (eviction policy, persistence), then this connection's
+        alarms (e.g. Redis restarted empty); the warnings are logged here, and only here."""
         with guarded("check_server", self.where):
             return self._watch.check(self._client, self.where)
 
+    def alarms(self) -> list[str]:
+        """Sticky alarms this connection raised (lost data, lost lease), oldest first."""
+        return list(self._watch.alarms)
+
     def _first_use(self) -> None:
-        if not self._checked:
-            self.check_server()
+        if self._watch.epoch is None:
+            with guarded("check_server", self.where):
+                self._watch.baseline(self._client)
 
     # -- producing ---------------------------------------------------------------------------
 
-    def put(self, queue: str, job_id: str, body: bytes, *, delay_s: float = 0.0) -> None:
-        """Store one job in one round trip (see ``JobQueue.put``)."""
-        self.put_many(queue, [(job_id, body)], delay_s=delay_s)
+    def put(self, queue: str, job_id: str, body: bytes, *, delay_s: float = 0.0) -> bool:
+        """Store one job unless its id is present, in one round trip (see ``JobQueue.put``)."""
+        return self.put_many(queue, [(job_id, body)], delay_s=delay_s)[0]
 
     def put_many(
         self, queue: str, items: Sequence[tuple[str, bytes]], *, delay_s: float = 0.0
-    ) -> None:
-        """Store all ``items`` with one script call; all or nothing for a bounded queue."""
+    ) -> list[bool]:
+        """Store the ``items`` whose ids are absent; one flag per item (False: was present).
+
+        A bounded queue takes all or nothing, in one call; an unbounded one in capped calls,
+        pipelined. Lost replies and a full queue are retried until ``put_timeout_s``.
+        """
         if not items:
-            return
+            return []
         self._first_use()
         elements = [keys.pack_element(job_id, body) for job_id, body in items]
         max_depth = self.settings.max_depth or 0
         if max_depth and len(elements) > max_depth and delay_s <= 0:
             raise QueueFullError(f"{len(elements)} jobs can never fit {queue!r} ({max_depth})")
-        args = (queue, max_depth, self._ms(delay_s), *elements)
-        if self._run("PUT", "put", *args) >= 0:
-            return
+        size = len(elements) if max_depth else CAPS["PUT"]
+        head = (queue, max_depth, self._ms(delay_s))
+        calls = [(*head, *chunk) for chunk in chunked(elements, size)]
         deadline = time.monotonic() + self.settings.put_timeout_s
         pause = 0.005
-        while time.monotonic() < deadline:
+        while True:
+            try:
+                replies = self._run_many("PUT", "put", calls)
+            except BackendUnavailableError as exc:
+                if time.monotonic() >= deadline:
+                    raise BackendUnavailableError(
+                        f"{exc} (retried for {self.settings.put_timeout_s}s): the put was not "
+                        "confirmed, the jobs may or may not be stored; putting the same ids "
+                        "again is safe, nothing is stored twice"
+                    ) from exc
+            else:
+                if all(not isinstance(reply, int) for reply in replies):
+                    return [flag == ord("1") for reply in replies for flag in reply]
+                if time.monotonic() >= deadline:
+                    raise QueueFullError(
+                        f"queue {queue!r} stayed at its limit of {max_depth} for "
+                        f"{self.settings.put_timeout_s}s; nothing was enqueued"
+                    )
             time.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
-            if self._run("PUT", "put", *args) >= 0:
-                return
             pause = min(pause * 2, 0.2)
-        raise QueueFullError(
-            f"queue {queue!r} stayed at its limit of {max_depth} for "
-            f"{self.settings.put_timeout_s}s; nothing was enqueued"
-        )
 
     # -- consuming ---------------------------------------------------------------------------
 
@@ -234,47 +287,70 @@ class RedisQueue(Reader):
         with guarded("get", self.where):
             found = self._client.hkeys(keys.inflight_key(self.consumer_id))
         tokens = {t.decode() if isinstance(t, bytes) else str(t) for t in found}
-        unseen = tokens - self._outstanding
+        unseen = sorted(tokens - self._outstanding)
         if unseen:
-            args = [part for token in sorted(unseen) for part in (self.consumer_id, token)]
-            self._run("NACK", "get", *args)
+            pairs = [(self.consumer_id, token) for token in unseen]
+            self._run_many("NACK", "get", self._settle_calls("NACK", pairs))
             log.warning("handed back %d job(s) whose fetch reply was lost", len(unseen))
         self._unsure = False
+
+    def _fetch_calls(self, queues: Sequence[str], max_count: int) -> list[tuple[Any, ...]]:
+        lease, dl_max, dl_age = self._ms(self.settings.lease_s), *self._dead_limits()[1:]
+        wants = chunked(range(min(max_count, MAX_BATCH)), CAPS["FETCH"])
+        return [(self.consumer_id, len(w), lease, dl_max, dl_age, *queues) for w in wants]
 
     def _get(self, queues: Sequence[str], max_count: int, timeout_s: float) -> list[Delivery]:
         deadline = time.monotonic() + timeout_s
         bells = [keys.bell_key(queue) for queue in queues]
-        args = (self.consumer_id, min(max_count, MAX_BATCH), self._ms(self.settings.lease_s))
-        now_ms, due_ms, flat = self._run("FETCH", "get", *args, *queues)
+        calls = self._fetch_calls(queues, max_count)
+        fetch = functools.partial(self._run_many, "FETCH", "get", calls)
+        now_ms, due_ms, flat = self._fetched(fetch)
         while not flat:
             wait_s = min(deadline - time.monotonic(), BLOCK_CHUNK_S)
             if due_ms >= 0:
                 wait_s = min(wait_s, (due_ms - now_ms) / 1000)
             if wait_s > 0:
-                now_ms, due_ms, flat = self._wait_then_fetch(bells, wait_s, (*args, *queues))
+                now_ms, due_ms, flat = self._fetched(
+                    functools.partial(self._wait_then_fetch, bells, wait_s, calls)
+                )
             elif deadline <= time.monotonic():
                 return []
             else:  # a delayed job is due now
-                now_ms, due_ms, flat = self._run("FETCH", "get", *args, *queues)
+                now_ms, due_ms, flat = self._fetched(fetch)
         return self._deliveries(queues, flat)
 
-    def _wait_then_fetch(self, bells: list[str], wait_s: float, args: tuple[Any, ...]) -> Any:
-        """BLPOP the doorbells and FETCH in one round trip; returns FETCH's reply.
+    def _fetched(self, send: Callable[[], list[Any]]) -> tuple[int, int, list[Any]]:
+        """Send FETCH calls, merge their replies, and note what they say about our lease."""
+        holding, sent_at = bool(self._outstanding), time.monotonic()
+        replies = send()
+        flat: list[Any] = []
+        due = -1
+        for _now, due_ms, lease, handed, items in replies:
+            flat.extend(items)
+            due = due_ms if due < 0 or 0 <= due_ms < due else due
+            self._note_renewal(sent_at, lease, handed, holding)
+        return int(replies[0][0]), int(due), flat
 
-        Both go in one pipeline on the blocking connection: Redis holds a blocked client's
+    def _wait_then_fetch(
+        self, bells: list[str], wait_s: float, calls: Sequence[Sequence[Any]]
+    ) -> list[Any]:
+        """BLPOP the doorbells and FETCH in one round trip; returns FETCH's replies.
+
+        They go in one pipeline on the blocking connection: Redis holds a blocked client's
         later commands and runs them the moment the BLPOP returns (rung or timed out), so a
         woken consumer has its jobs without a second round trip.
         """
         pipe = self._blocking.pipeline(transaction=False)
         # Redis reads the timeout in milliseconds; 0 would mean "forever".
         pipe.blpop(bells, timeout=max(round(wait_s, 3), 0.001))
-        pipe.evalsha(self._scripts["FETCH"].sha, 0, keys.PREFIX, *args)
+        for args in calls:
+            pipe.evalsha(self._scripts["FETCH"].sha, 0, keys.PREFIX, *args)
         with guarded("get", self.where):
             try:
-                return pipe.execute()[1]
+                return list(pipe.execute()[1:])
             except redis.exceptions.NoScriptError:  # Redis restarted, or SCRIPT FLUSH
                 pass
-        return self._run("FETCH", "get", *args)
+        return self._run_many("FETCH", "get", calls)
 
     def _deliveries(self, queues: Sequence[str], flat: list[Any]) -> list[Delivery]:
         out = []
@@ -294,39 +370,44 @@ class RedisQueue(Reader):
 
     def _settled(self, receipts: Sequence[str]) -> None:
         for receipt in receipts:
-            self._outstanding.discard(keys.parse_receipt(receipt)[1])
+            token = keys.parse_receipt(receipt)[1]
+            self._outstanding.discard(token)
+            self._running.discard(token)
+
+    def _settle_calls(self, name: str, parts: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        """Capped calls of a settling script: its limits, then the flattened ``parts``."""
+        limits = self._dead_limits()
+        return [
+            (*limits, *(x for part in chunk for x in part)) for chunk in chunked(parts, CAPS[name])
+        ]
 
     def ack(self, completions: Sequence[Completion]) -> int:
         """Settle finished jobs in one round trip; returns how many were fenced."""
         if not completions:
             return 0
-        args: list[Any] = [self._ms(self.settings.result_ttl_s)]
+        parts = []
         for completion in completions:
             delivery = completion.delivery
-            args.extend(keys.parse_receipt(delivery.receipt))
-            args.append(delivery.job_id)
-            args.append(keys.result_arg(completion.result))
-        fenced = int(self._run("ACK", "ack", *args))
+            consumer, token = keys.parse_receipt(delivery.receipt)
+            parts.append((consumer, token, delivery.job_id, keys.result_arg(completion.result)))
+        replies = self._run_many("ACK", "ack", self._settle_calls("ACK", parts))
         self._settled([c.delivery.receipt for c in completions])
-        return fenced
+        return sum(int(reply) for reply in replies)
 
     def nack(self, deliveries: Sequence[Delivery]) -> None:
         """Hand jobs back to the front of their queues (in their order), not as failures."""
-        args: list[str] = []
-        for delivery in reversed(deliveries):
-            args.extend(keys.parse_receipt(delivery.receipt))
-        if args:
-            self._run("NACK", "nack", *args)
+        parts = [keys.parse_receipt(d.receipt) for d in reversed(deliveries)]
+        if parts:
+            self._run_many("NACK", "nack", self._settle_calls("NACK", parts))
             self._settled([d.receipt for d in deliveries])
 
     def retry(self, delivery: Delivery, body: bytes, *, delay_s: float, error: str) -> bool:
         """Replace the in-flight job by ``body``, visible after ``delay_s``; False if fenced."""
         element = keys.pack_element(delivery.job_id, body, delivery.redeliveries)
         consumer, token = keys.parse_receipt(delivery.receipt)
-        ttl, delay = self._ms(self.settings.result_ttl_s), self._ms(delay_s)
         reason = keys.bound_reason(error).encode()
-        args = (ttl, consumer, token, delivery.job_id, delivery.queue, delay, element, reason)
-        accepted = bool(self._run("RETRY", "retry", *args))
+        args = (consumer, token, delivery.job_id, delivery.queue, self._ms(delay_s), element)
+        accepted = bool(self._run("RETRY", "retry", *self._dead_limits(), *args, reason))
         self._settled([delivery.receipt])
         return accepted
 
@@ -353,20 +434,80 @@ class RedisQueue(Reader):
         were.
         """
         marks = [b"0"] if suspects is None else [b"1", *map(keys.id_key, suspects)]
-        args = (*self._dead_limits(), self.settings.max_redeliveries, consumer_id, reason)
-        return int(self._run("HANDBACK", "release", *args, *marks))
+        return self._hand_back(self._run, "release", consumer_id, reason, marks)
+
+    def _hand_back(
+        self, run: Any, what: str, consumer_id: str, reason: str, marks: list[bytes]
+    ) -> int:
+        """HANDBACK calls until nothing is left (each call capped)."""
+        settings = self.settings
+        args = (*self._dead_limits(), settings.max_redeliveries, consumer_id, reason)
+        total = 0
+        for _ in range(1_000_000):  # bounded: each call hands back jobs or ends the loop
+            done, left = run("HANDBACK", what, *args, CAPS["HANDBACK"], *marks)
+            total += int(done)
+            if not int(left):
+                break
+        return total
+
+    # -- ownership ---------------------------------------------------------------------------
+
+    def held_until(self) -> float:
+        """``time.monotonic()`` until which every delivery held is certainly still ours."""
+        return self._hold.until()
+
+    def confirm(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """Renew the lease and keep those of ``deliveries`` still ours (one round trip)."""
+        tokens = sorted(self._outstanding | {self._token(d) for d in deliveries})
+        sent_at = time.monotonic()
+        lease = self._ms(self.settings.lease_s)
+        existed, handed, flags = self._run("CONFIRM", "confirm", self.consumer_id, lease, *tokens)
+        gone = {token for token, flag in zip(tokens, flags, strict=True) if not flag}
+        self._outstanding -= gone
+        self._running -= gone
+        self._hold.confirmed(sent_at=sent_at, lease=int(existed), handed=int(handed))
+        return [d for d in deliveries if self._token(d) not in gone]
+
+    def started(self, deliveries: Sequence[Delivery], *, running: bool = True) -> None:
+        """Note which deliveries run (the heartbeat publishes the others as prefetched)."""
+        tokens = {self._token(d) for d in deliveries}
+        if running:
+            self._running |= tokens
+        else:
+            self._running -= tokens
+
+    def _token(self, delivery: Delivery) -> str:
+        return keys.parse_receipt(delivery.receipt)[1]
+
+    def _note_renewal(self, sent_at: float, lease: int, handed: int, holding: bool) -> None:
+        if self._hold.renewed(sent_at=sent_at, lease=int(lease), handed=int(handed),
+                              holding=holding):  # fmt: skip
+            self._watch.alarm(
+                f"consumer {self.consumer_id} lost its hold at {self.where}: its in-flight "
+                "jobs were handed to others (paused past its lease, or Redis lost them); "
+                "prefetched jobs are confirmed before they start"
+            )
 
     # -- leases ------------------------------------------------------------------------------
 
     def _renew(self) -> None:
+        prefetched = sorted(self._outstanding - self._running)
+        holding = set(self._outstanding)
+        lease = self._ms(self.settings.lease_s)
+        sent_at = time.monotonic()
         with guarded("heartbeat", self.where):
-            lease = self._ms(self.settings.lease_s)
-            self._beat_scripts["HEARTBEAT"](args=[keys.PREFIX, self.consumer_id, lease])
+            script = self._beat_scripts["HEARTBEAT"]
+            reply = script(args=[keys.PREFIX, self.consumer_id, lease, *prefetched])
+        existed, handed, epoch = reply
+        self._note_renewal(sent_at, existed, handed, bool(holding & self._outstanding))
+        self._watch.observe(epoch, self.where)
 
     def _recover(self) -> int:
-        args = (*self._dead_limits(), self.settings.max_redeliveries, "", "lease expired", "0")
-        with guarded("recover", self.where):
-            return int(self._beat_scripts["HANDBACK"](args=[keys.PREFIX, *args]))
+        def run(name: str, what: str, *args: Any) -> Any:
+            with guarded(what, self.where):
+                return self._beat_scripts[name](args=[keys.PREFIX, *args])
+
+        return self._hand_back(run, "recover", "", "lease expired", [b"p"])
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -1,23 +1,53 @@
-"""The read side of the Redis backend: depth, status, waiting for a job, dead letters.
+"""The read side of the Redis backend: depth, counts, status, waiting for a job, dead letters.
 
 Kept apart from the state changes in ``redis_queue``; the only write here is ``requeue_dead``,
-one script like every other state change.
+a script like every other state change (in capped calls, see ``call_many``).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import redis
+from redis.commands.core import Script
 
 from services.backends import redis_keys as keys
 from services.backends import redis_scripts as lua
 from services.backends.redis_conn import command, guarded
-from services.jobqueue import DeadLetter, JobStatus
+from services.jobqueue import DeadLetter, JobStatus, QueueCounts
 
 BLOCK_CHUNK_S = 1.0
 """Longest single blocking wait; also bounds how late a delayed job can be noticed."""
+REQUEUE_CAP = 100
+"""Most dead letters one REQUEUE_DEAD call moves."""
+
+
+def call_many(
+    client: redis.Redis, script: Script, what: str, where: str, calls: Sequence[Sequence[Any]]
+) -> list[Any]:
+    """Several calls of ``script`` in one pipeline (one round trip); their replies in order.
+
+    A call that found the script missing (Redis restarted, SCRIPT FLUSH) is run again on its
+    own, and only that one: the others ran, and must not run twice.
+    """
+    with guarded(what, where):
+        pipe = client.pipeline(transaction=False)
+        for args in calls:
+            pipe.evalsha(script.sha, 0, keys.PREFIX, *args)
+        replies = pipe.execute(raise_on_error=False)
+    out = []
+    for args, reply in zip(calls, replies, strict=True):
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            with guarded(what, where):
+                out.append(script(args=[keys.PREFIX, *args]))
+            continue
+        if isinstance(reply, Exception):
+            with guarded(what, where):
+                raise reply
+        out.append(reply)
+    return out
 
 
 class Reader:
@@ -34,6 +64,22 @@ class Reader:
         with guarded("depth", self.where):
             return int(self._client.llen(keys.queue_key(queue)))
 
+    def counts(self, queue: str) -> QueueCounts:
+        """Waiting, delayed, in flight, done and dead for ``queue``, in one round trip."""
+        with guarded("counts", self.where):
+            pipe = self._client.pipeline(transaction=False)
+            pipe.llen(keys.queue_key(queue))
+            pipe.zcard(keys.delayed_key(queue))
+            pipe.hmget(keys.counts_key(queue), ["inflight", "done", "dead"])
+            waiting, delayed, (inflight, done, dead) = pipe.execute()
+        return QueueCounts(
+            waiting=int(waiting),
+            delayed=int(delayed),
+            in_flight=int(inflight or 0),
+            done=int(done or 0),
+            dead=int(dead or 0),
+        )
+
     def stats(self) -> dict[str, int]:
         """Backend counters: ``fenced`` (late settlements rejected), ``recovered``, ..."""
         with guarded("stats", self.where):
@@ -41,17 +87,23 @@ class Reader:
         return {_text(name): int(value) for name, value in raw.items()}
 
     def status(self, job_id: str) -> JobStatus | None:
-        """Done/dead (with result or reason), running, failed (retry pending), else None."""
+        """Done/dead (with result or reason), running, failed (retry pending), queued,
+        scheduled (delayed), else None."""
+        bucket, mark = keys.marker_at(job_id)
         with guarded("status", self.where):
             pipe = self._client.pipeline(transaction=False)
             pipe.lindex(keys.done_key(job_id), 0)
             pipe.hexists(keys.RUNNING_KEY, keys.id_key(job_id))
             pipe.get(keys.failed_key(job_id))
-            done, running, failed = pipe.execute()
+            pipe.get(bucket)
+            done, running, failed, marks = pipe.execute()
         if done is not None:
             return _status(job_id, done)
+        waiting = keys.marker_state(marks, mark)
         if failed is None:
-            return JobStatus(job_id, "running") if running else None
+            if running:
+                return JobStatus(job_id, "running")
+            return JobStatus(job_id, waiting) if waiting else None
         record = keys.parse_status(failed)
         state = "running" if running else record.state
         return JobStatus(job_id, state, record.attempts, record.error)
@@ -97,18 +149,23 @@ class Reader:
         return letters
 
     def requeue_dead(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
-        """Put dead letters (all, or those ids) back at the end of ``queue``, crash count 0."""
+        """Put dead letters (all, or those ids) back at the end of ``queue``, crash count 0.
+
+        Malformed ones stay dead (they would only die again).
+        """
+        wanted = None if job_ids is None else set(job_ids)
+        if wanted is not None and not wanted:
+            return 0
         with guarded("requeue_dead", self.where):
-            members: list[bytes] = []
-            if job_ids is not None:
-                wanted = set(job_ids)
-                if not wanted:
-                    return 0
-                every: list[bytes] = command(self._client, "ZRANGE", keys.dead_key(queue), 0, -1)
-                members = [m for m in every if keys.parse_dead(m)[1].job_id in wanted]
-                if not members:
-                    return 0
-            return int(self._requeue(args=[keys.PREFIX, queue, *members]))
+            every: list[bytes] = command(self._client, "ZRANGE", keys.dead_key(queue), 0, -1)
+        members = [m for m in every if wanted is None or keys.parse_dead(m)[1].job_id in wanted]
+        calls = [
+            (queue, *members[i : i + REQUEUE_CAP]) for i in range(0, len(members), REQUEUE_CAP)
+        ]
+        if not calls:
+            return 0
+        replies = call_many(self._client, self._requeue, "requeue_dead", self.where, calls)
+        return sum(int(reply) for reply in replies)
 
 
 def _text(value: bytes | str) -> str:
