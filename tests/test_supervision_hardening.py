@@ -17,14 +17,16 @@ import pytest
 
 from consumer.pools import PoolKind, shape_pool
 from consumer.restart_policy import Action, Death, RestartPolicy, decide
+from consumer.seats import Seat
 from consumer.signals import interrupts_ignored, recorded_signals
+from consumer.supervision_watch import Watch
 from consumer.supervisor import Supervisor, SupervisorSettings
 from producer import Producer
 from services import exitcodes
 from services.backends import open_queue
 from services.jobqueue import JobQueue
 from services.settings import QueueSettings, RetrySettings, WorkerSettings
-from services.stats import Field, total
+from services.stats import Field, Stats, new_block, total
 from tests import jobs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -432,3 +434,48 @@ def test_draining_counts_only_jobs_that_run_not_those_prefetched(
     drains = [r.getMessage() for r in caplog.records if "draining" in r.getMessage()]
     assert drains == ["draining 1 running job(s) (deadline 5 s)"]
     turn_until(supervisor, lambda: supervisor.exit_code is not None)
+
+
+# -- 6. Backend alarms ---------------------------------------------------------------------------
+
+
+class AlarmingQueue:
+    """The two calls ``Watch`` makes, scripted by the test."""
+
+    def __init__(self) -> None:
+        self.setup: list[str] = []
+        self.own_alarms: list[str] = []
+
+    def check_server(self) -> list[str]:
+        return list(self.setup)
+
+    def alarms(self) -> list[str]:
+        return list(self.own_alarms)
+
+
+def test_backend_alarms_are_logged_as_errors_and_kept_for_good(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given a watch over two seats on a fixed clock
+    now = [0.0]
+    backend = AlarmingQueue()
+    seats = [Seat(0, Stats(new_block())), Seat(1, Stats(new_block()))]
+    watch = Watch(backend, seats, clock=lambda: now[0], check_every_s=30)  # type: ignore[arg-type]
+    caplog.set_level(logging.INFO, logger="conveyor.supervisor")
+    watch.turn(running=0)
+    assert watch.warnings == []
+    # When a child counts a backend alarm, and the supervisor's own connection sees lost data
+    seats[1].stats.set(Field.ALARMS, 1)
+    backend.own_alarms = ["Redis restarted EMPTY: jobs were lost"]
+    now[0] += 31
+    watch.turn(running=0)
+    # Then both are logged at ERROR once and stay in the warnings after later checks
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 2
+    assert any("worker-1" in text for text in errors)
+    backend.own_alarms = []
+    now[0] += 31
+    watch.turn(running=0)
+    assert len(watch.warnings) == 2
+    assert "Redis restarted EMPTY: jobs were lost" in watch.warnings
+    assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 2
