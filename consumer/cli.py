@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import select
 import signal
 import sys
 from typing import Any
@@ -20,6 +19,7 @@ from consumer.embedded import RunSettings, run_pipeline
 from consumer.pool_options import pool_options, supervisor_settings
 from consumer.report import Progress, format_summary
 from consumer.signals import recorded_signals
+from consumer.startup import check_backend, wait_for_backend
 from consumer.supervisor import Supervisor, SupervisorSettings
 from producer.cli import enqueue_command, parse_kwarg
 from producer.cli_options import (
@@ -33,12 +33,9 @@ from producer.cli_options import (
 from producer.feeds import load_feed
 from services import exitcodes
 from services.backends import open_queue, redact_url, scheme_of
-from services.errors import BackendUnavailableError, ConfigError
-from services.jobqueue import JobQueue
+from services.errors import ConfigError
 from services.loading import load_registry
 from services.settings import DEFAULT_MAX_RESULT_BYTES
-
-log = logging.getLogger("conveyor.cli")
 
 DEMO_JOBS = "services.demo:registry"
 DEMO_FEED = "services.demo:feed"
@@ -73,40 +70,6 @@ def pool_settings(
     )
     worker = dataclasses.replace(settings.worker, max_result_bytes=cap)
     return dataclasses.replace(settings, worker=worker)
-
-
-def check_backend(backend: JobQueue) -> None:
-    """Ask the backend once; on any error close it and let the error reach the user."""
-    try:
-        backend.check_server()  # the backend logs its warnings itself
-    except BaseException:
-        backend.close()
-        raise
-
-
-def wait_for_backend(backend: JobQueue, *, cap_s: float = 30.0) -> bool:
-    """Check the backend, retrying while it is unreachable; False if a signal came first.
-
-    Configuration errors (wrong password, ACL) are raised at once: retrying cannot fix them.
-    The backend is closed unless this returns True.
-    """
-    pause = 0.5
-    with recorded_signals() as signals:
-        while True:
-            try:
-                backend.check_server()  # the backend logs its warnings itself
-                return True
-            except BackendUnavailableError as exc:
-                log.warning("%s; retrying in %.1f s (Ctrl+C to stop)", exc, pause)
-            except BaseException:
-                backend.close()
-                raise
-            if signals.wakeup_fd is not None:
-                select.select([signals.wakeup_fd], [], [], pause)
-            if signals.take():
-                backend.close()
-                return False
-            pause = min(pause * 2, cap_s)
 
 
 @click.group(cls=ConveyorGroup, context_settings={"help_option_names": ["-h", "--help"]})
