@@ -33,7 +33,7 @@ class _Waiting:
     redeliveries: int
 
 
-@dataclass
+@dataclass(slots=True)
 class _Tally:
     """One queue's numbers other than its waiting jobs (the length of its deque)."""
 
@@ -70,27 +70,21 @@ class MemoryState:
         per item, False where the id was present (earlier in the batch included)."""
         with self._lock:
             flags = self._wait_for_room(queue, items)
-            for (job_id, body), fresh in zip(items, flags, strict=True):
-                if fresh:
-                    self._add(queue, _Waiting(job_id, body, 0), delay_s)
-                    self._statuses.set(job_id, "scheduled" if delay_s > 0 else "queued")
+            fresh = [item for item, absent in zip(items, flags, strict=True) if absent]
+            for job_id, body in fresh:
+                self._add(queue, _Waiting(job_id, body, 0), delay_s)
+            self._statuses.add(
+                (job_id for job_id, _ in fresh), "scheduled" if delay_s > 0 else "queued"
+            )
             self._lock.notify_all()
             return flags
-
-    def _absent(self, items: Sequence[tuple[str, bytes]]) -> list[bool]:
-        """Per item: its id is absent, and not earlier in ``items`` either."""
-        seen: set[str] = set()
-        flags = []
-        for job_id, _ in items:
-            flags.append(job_id not in seen and not self._statuses.present(job_id))
-            seen.add(job_id)
-        return flags
 
     def _wait_for_room(self, queue: str, items: Sequence[tuple[str, bytes]]) -> list[bool]:
         limit = self._settings.max_depth
         deadline = self._clock() + self._settings.put_timeout_s
         while True:
-            flags = self._absent(items)  # again after each wait: others may have put them
+            # Again after each wait: others may have put some of these ids meanwhile.
+            flags = self._statuses.absent(job_id for job_id, _ in items)
             if limit is None or self._depth(queue) + sum(flags) <= limit:
                 return flags
             remaining = deadline - self._clock()
@@ -114,7 +108,10 @@ class MemoryState:
             waiting.append(item)
 
     def _tally(self, queue: str) -> _Tally:
-        return self._tallies.setdefault(queue, _Tally())
+        found = self._tallies.get(queue)
+        if found is None:
+            found = self._tallies[queue] = _Tally()
+        return found
 
     # -- consuming -------------------------------------------------------------------------
     def get(
@@ -137,6 +134,9 @@ class MemoryState:
         taken: list[Delivery] = []
         for queue in queues:
             waiting = self._queues.get(queue)
+            if not waiting:
+                continue
+            tally = self._tally(queue)
             while waiting and len(taken) < max_count:
                 item = waiting.popleft()
                 delivery = Delivery(
@@ -147,7 +147,7 @@ class MemoryState:
                     redeliveries=item.redeliveries,
                 )
                 self._inflight.add(consumer_id, delivery)
-                self._tally(queue).in_flight += 1
+                tally.in_flight += 1
                 self._statuses.set(item.job_id, "running")
                 taken.append(delivery)
         if taken:

@@ -13,7 +13,7 @@ Not thread-safe: ``MemoryState`` calls it under its lock.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from services.jobqueue import JobStatus
 
@@ -30,12 +30,22 @@ class Statuses:
     def __init__(self, result_ttl_s: float, clock: Callable[[], float]) -> None:
         self._ttl_s = result_ttl_s
         self._clock = clock
-        self._held: dict[str, JobStatus] = {}
+        self._held: dict[str, tuple[str, int, str | None]] = {}
+        """``(status, attempts, error)`` by id: plain tuples, cheaper than records on the hot
+        path; ``get`` makes the record."""
         self._finished: OrderedDict[str, tuple[float, JobStatus]] = OrderedDict()
 
-    def present(self, job_id: str) -> bool:
-        """Whether a put of ``job_id`` must store nothing (held, or finished within the TTL)."""
-        return job_id in self._held or self._finished_status(job_id) is not None
+    def absent(self, job_ids: Iterable[str]) -> list[bool]:
+        """Per id: whether a put of it may store it (not held, not finished within the TTL,
+        not earlier in ``job_ids``)."""
+        self._expire()
+        held, finished = self._held, self._finished
+        seen: set[str] = set()
+        flags = []
+        for job_id in job_ids:
+            flags.append(job_id not in held and job_id not in finished and job_id not in seen)
+            seen.add(job_id)
+        return flags
 
     def held(self, job_id: str) -> bool:
         """Whether the backend holds ``job_id`` (waiting, scheduled, in flight, retrying)."""
@@ -45,23 +55,34 @@ class Statuses:
         """The status of ``job_id``; None if unknown, or with a TTL of 0 (no status kept)."""
         if self._ttl_s <= 0:
             return None
-        return self._held.get(job_id) or self._finished_status(job_id)
+        held = self._held.get(job_id)
+        if held is None:
+            return self._finished_status(job_id)
+        return JobStatus(job_id, *held)
+
+    def add(self, job_ids: Iterable[str], status: str) -> None:
+        """Record the first status of absent ids (a put): no attempts, no error yet."""
+        entry = (status, 0, None)
+        self._held.update((job_id, entry) for job_id in job_ids)
 
     def set(
         self, job_id: str, status: str, *, error: str | None = None, result: bytes | None = None
     ) -> None:
         """Record ``status``; attempts and the last error carry over from the previous one."""
-        old = self._held.pop(job_id, None)
-        if old is None:
+        held = self._held.pop(job_id, None)
+        if held is not None:
+            _, attempts, old_error = held
+        else:
             old = self._finished_status(job_id)
             self._finished.pop(job_id, None)
-        attempts = (old.attempts if old else 0) + (status in _ATTEMPTS)
-        if error is None and old is not None and status != "done":
-            error = old.error
-        new = JobStatus(job_id, status, attempts, error, result)
+            attempts, old_error = (0, None) if old is None else (old.attempts, old.error)
+        attempts += status in _ATTEMPTS
+        if error is None and status != "done":
+            error = old_error
         if status not in FINISHED:
-            self._held[job_id] = new
+            self._held[job_id] = (status, attempts, error)
         elif self._ttl_s > 0:
+            new = JobStatus(job_id, status, attempts, error, result)
             self._finished[job_id] = (self._clock(), new)
             while len(self._finished) > MAX_FINISHED:
                 self._finished.popitem(last=False)
