@@ -127,7 +127,8 @@ class JobQueue(Protocol):
         self, queue: str, items: Sequence[tuple[str, bytes]], *, delay_s: float = 0.0
     ) -> list[bool]:
         """Store ``(job_id, body)`` pairs in one batch (one round trip where the backend can);
-        one flag per item, False where the id was present and nothing was stored."""
+        one flag per item, False where the id was present and nothing was stored. An id
+        repeated within the batch is stored once: its first item wins, the others are False."""
 
     def get(
         self, queues: Sequence[str], *, max_count: int = 1, timeout_s: float = 1.0
@@ -176,7 +177,8 @@ class JobQueue(Protocol):
         """Renew this consumer's hold and return those of ``deliveries`` it still holds.
 
         The others were handed to another consumer (this one was paused past its lease): they
-        must not run here, and settling them would be fenced.
+        must not run here, and settling them would be fenced. Deliveries already settled are
+        not held either, and are dropped too. Order is kept.
         """
 
     def started(self, deliveries: Sequence[Delivery], *, running: bool = True) -> None:
