@@ -30,6 +30,7 @@ from consumer.worker import State, Worker
 from producer import Producer
 from services import exitcodes
 from services.backends import open_queue
+from services.backends.redis_queue import RedisQueue
 from services.codec import decode_job
 from services.errors import BackendUnavailableError, DecodeError
 from services.jobqueue import Completion, Delivery, JobQueue, JobStatus, QueueCounts
@@ -37,8 +38,25 @@ from services.registry import JobSpec, Registry
 from services.settings import QueueSettings, RetrySettings, WorkerSettings
 from services.stats import Field, Stats, new_block, total
 from tests import jobs, jobs_system
+from tests import test_redis_system as system
+from tests.test_redis_system import (
+    QUEUE,
+    WorkerProcess,
+    _proc_state,
+    enqueue_gated,
+    enqueue_ledger,
+    ledger_keys,
+    logged_since,
+    quick,
+    read_runs,
+    runs_a_job,
+    wait_for,
+    wait_settled,
+)
 
 JOBS = "tests.jobs_system:registry"
+system_launch = system.launch  # fixtures of the system tests: conveyor worker processes
+system_queue = system.inspect
 FINAL = ("done", "dead")
 
 
@@ -518,3 +536,41 @@ def test_the_worker_publishes_how_many_backend_alarms_it_has_seen(
     fake.alarm_list = ["Redis restarted empty", "Redis evicts keys"]
     worker.run_once()
     assert stats.get(Field.ALARMS) == 2
+
+
+@pytest.mark.redis
+@pytest.mark.timeout(90)
+def test_prefetched_jobs_of_a_worker_paused_past_its_lease_run_exactly_once(
+    system_launch: Callable[..., WorkerProcess], system_queue: RedisQueue, tmp_path: Path
+) -> None:
+    launch, inspect = system_launch, system_queue
+    # Given worker A (1 slot, 1 s lease) running a gated job with five jobs prefetched behind it
+    path, gate = tmp_path / "ledger", tmp_path / "gate"
+    a = launch("--pool", "threads", "--concurrency", "1", "--lease", "1", "--prefetch", "5")
+    [a_child] = a.wait_workers(1)
+    held = enqueue_gated(inspect, path, gate, ["held"])
+    wait_for("A to start the gated job", lambda: runs_a_job(path, a_child), timeout_s=20)
+    batch = enqueue_ledger(inspect, path, ledger_keys("p", 5), quick)
+    wait_for("A to prefetch all five", lambda: inspect.counts(QUEUE).waiting == 0, timeout_s=10)
+    # When A's process group is SIGSTOPped, and worker B takes the jobs once A's lease expires
+    a.send_group(signal.SIGSTOP)
+    wait_for("A to stop", lambda: _proc_state(a_child) == "T", timeout_s=5, poll_s=0.005)
+    gate.touch()
+    b = launch("--pool", "threads", "--concurrency", "2", "--lease", "1")
+    [b_child] = b.wait_workers(1)
+    every = [*held.keys, *batch.keys]
+    final = wait_settled(inspect, every, timeout_s=30)
+    mark = len(a.log())
+    # ... and then A resumes: its running job ends, and it looks at the five it prefetched
+    a.send_group(signal.SIGCONT)
+    wait_for(
+        "A to drop the jobs it no longer holds",
+        lambda: logged_since(a, mark, "dropped 5 prefetched job(s), not run"),
+        timeout_s=20,
+    )
+    # Then each prefetched job ran exactly once, on B, and is done
+    runs = read_runs(path)
+    for key in batch.keys.values():
+        assert [(r.pid, r.ended is not None) for r in runs if r.key == key] == [(b_child, True)]
+    assert {s.status for s in final.values()} == {"done"}
+    assert a.proc.poll() is None and b.proc.poll() is None
