@@ -52,6 +52,7 @@ class Producer:
         it already (queued, scheduled, running, waiting for a retry, or finished within the
         result TTL). If it does, nothing is stored and the returned ``Job`` carries that id but
         this call's name and arguments, not necessarily those of the job that will run.
+        (``job_id`` is taken by Conveyor: pass a job argument of that name via ``enqueue_many``.)
 
         Raises:
             InvalidNameError: ``job_id`` breaks the rules of ``services.names``; nothing sent.
