@@ -20,6 +20,7 @@ import time
 from typing import Protocol
 
 from consumer.execution import execute, execute_async
+from consumer.loop_watchdog import LoopWatchdog, Stall
 from consumer.tasks import Mailbox, Task
 
 
@@ -65,15 +66,25 @@ class ThreadExecutor:
 
 
 class AsyncioExecutor:
-    """One event loop in its own thread, up to ``capacity`` jobs at once."""
+    """One event loop in its own thread, up to ``capacity`` jobs at once.
+
+    A ``LoopWatchdog`` names a job that blocks the loop and keeps the other jobs' timeouts
+    from running meanwhile (``stall``).
+    """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.mailbox = Mailbox()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
-        self._jobs: set[asyncio.Task[None]] = set()
+        self._jobs: dict[asyncio.Task[None], Task] = {}
         self._stopped = False
+        self._watchdog = LoopWatchdog(self.mailbox, self._running_now)
+
+    @property
+    def stall(self) -> Stall | None:
+        """The job blocking the event loop now, and since when; None while the loop turns."""
+        return self._watchdog.stall
 
     def start(self) -> None:
         ready = threading.Event()
@@ -82,6 +93,7 @@ class AsyncioExecutor:
         )
         thread.start()
         ready.wait()
+        self._watchdog.start()
 
     def submit_many(self, tasks: list[Task]) -> None:
         self.mailbox.push_many(tasks)
@@ -89,8 +101,17 @@ class AsyncioExecutor:
 
     def stop(self) -> None:
         self._stopped = True
+        self._watchdog.stop()
         self.mailbox.close()
         self._notify()
+
+    def _running_now(self) -> Task | None:
+        """The job whose code the loop is running right now (called from the watchdog)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return None
+        current = asyncio.current_task(loop)
+        return self._jobs.get(current) if current is not None else None
 
     def _notify(self) -> None:
         loop, wake = self._loop, self._wake
@@ -106,10 +127,13 @@ class AsyncioExecutor:
         self._loop = loop
         self._wake = asyncio.Event()
         ready.set()
+        beating = loop.create_task(self._watchdog.beating())
         try:
             loop.run_until_complete(self._pump(self._wake))
             loop.run_until_complete(self._cancel_jobs())
         finally:
+            beating.cancel()
+            loop.run_until_complete(asyncio.gather(beating, return_exceptions=True))
             loop.close()
 
     async def _pump(self, wake: asyncio.Event) -> None:
@@ -125,8 +149,11 @@ class AsyncioExecutor:
             if task is None:
                 return
             job = asyncio.get_running_loop().create_task(self._run(task, slots))
-            self._jobs.add(job)
-            job.add_done_callback(self._jobs.discard)
+            self._jobs[job] = task
+            job.add_done_callback(self._forget)
+
+    def _forget(self, job: asyncio.Task[None]) -> None:
+        self._jobs.pop(job, None)
 
     async def _cancel_jobs(self) -> None:
         for job in self._jobs:

@@ -148,9 +148,9 @@ def crash_on_accept() -> None:
     """Never runs: looking it up in ``crash_on_accept_registry`` kills the worker."""
 
 
-@registry.job(timeout=0.5)
+@registry.job(timeout=0.5, max_retries=0)
 async def blocks_loop(seconds: float) -> float:
-    """Blocks its event loop (a sync sleep inside ``async def``), then times out."""
+    """Blocks its event loop (a sync sleep inside ``async def``); times out, no retry."""
     time.sleep(seconds)
     return seconds
 

@@ -479,3 +479,69 @@ def test_backend_alarms_are_logged_as_errors_and_kept_for_good(
     assert len(watch.warnings) == 2
     assert "Redis restarted EMPTY: jobs were lost" in watch.warnings
     assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 2
+
+
+# -- 7. A job that blocks its event loop ---------------------------------------------------------
+
+
+def test_a_job_blocking_the_event_loop_is_named_and_its_neighbours_are_not_charged(
+    queue: JobQueue,
+) -> None:
+    # Given an asyncio executor running three well-behaved jobs (timeout 1 s) and one that
+    # blocks the loop for 2 s (timeout 0.5 s)
+    from consumer.executors import AsyncioExecutor
+    from consumer.worker import Worker
+
+    producer = Producer(queue, registry=jobs.registry)
+    naps = [producer.enqueue("async_nap", 0.3) for _ in range(3)]
+    blocker = producer.enqueue("blocks_loop", 2.0)
+    executor = AsyncioExecutor(4)
+    stats = Stats(new_block())
+    settings = WorkerSettings(poll_s=0.05, prefetch=4, retry=RetrySettings(0.01, 0.05))
+    worker = Worker(queue, jobs.registry, executor, settings, stats=stats)
+    worker.start()
+    try:
+        # When the blocker holds the loop
+        deadline = time.monotonic() + 20
+        while executor.stall is None:
+            assert time.monotonic() < deadline, "the stall was never noticed"
+            worker.run_once()
+        # Then the watchdog names it
+        assert executor.stall.task.job.id == blocker.id
+        # And only the blocker times out; its neighbours finish once the loop is free
+        while stats.get(Field.DONE) < len(naps):
+            assert time.monotonic() < deadline, "the neighbours never finished"
+            worker.run_once()
+        assert stats.get(Field.TIMED_OUT) == 1
+        for job in naps:
+            status = queue.status(job.id)
+            assert status is not None
+            assert status.status == "done"
+    finally:
+        worker.stop_now()
+
+
+def test_neighbours_of_a_loop_blocked_for_good_go_back_uncharged_when_it_is_recycled(
+    queue: JobQueue,
+) -> None:
+    # Given an asyncio pool, three well-behaved jobs and one that blocks the loop for 30 s
+    producer = Producer(queue, registry=jobs.registry)
+    naps = [producer.enqueue("async_nap", 0.3) for _ in range(3)]
+    blocker = producer.enqueue("blocks_loop", 30.0)
+    supervisor = supervise(
+        queue, pool=PoolKind.ASYNCIO, concurrency=4, prefetch=4, shutdown_timeout_s=1.0
+    )
+    # When the blocker times out and its process is recycled while the loop is still blocked
+    turn_until(supervisor, lambda: bool(queue.dead_letters("default")), 60)
+    turn_until(supervisor, lambda: count(supervisor, Field.DONE) == len(naps), 60)
+    # Then the blocker alone was timed out and dead-lettered (no retries); the others were
+    # handed back, not failed, and ran to the end
+    [letter] = queue.dead_letters("default")
+    assert letter.job_id == blocker.id
+    assert count(supervisor, Field.TIMED_OUT) == 1
+    assert count(supervisor, Field.FAILED) == 1
+    for job in naps:
+        status = queue.status(job.id)
+        assert status is not None
+        assert status.status == "done"
+    assert stop(supervisor) == exitcodes.OK
