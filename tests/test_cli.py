@@ -81,13 +81,48 @@ def assert_one_line_error(result_stderr: str, *needles: str) -> None:
 @pytest.mark.parametrize(
     ("command", "mentions"),
     [
-        ([], ["run", "worker", "enqueue", "dead-letters", "--log-level"]),
-        (["run"], ["--count", "--producers", "--feed", "--jobs", "--concurrency", "--pool"]),
-        (["worker"], ["--url", "--jobs", "--queue", "--burst", "--lease", "CONVEYOR_URL"]),
-        (["enqueue"], ["NAME", "--url", "--kwarg", "--delay", "--jobs", "--queue"]),
+        ([], ["run", "worker", "enqueue", "dead-letters", "--log-level", "--version"]),
+        (
+            ["run"],
+            [
+                "--count",
+                "--producers",
+                "--feed",
+                "--jobs",
+                "--concurrency",
+                "--pool",
+                "--password-file",
+                "--max-result-bytes",
+            ],
+        ),
+        (
+            ["worker"],
+            [
+                "--url",
+                "--jobs",
+                "--queue",
+                "--burst",
+                "--lease",
+                "CONVEYOR_URL",
+                "--password-file",
+                "--max-result-bytes",
+                "retried",
+                "ssl_cert_reqs",
+            ],
+        ),
+        (
+            ["enqueue"],
+            ["NAME", "--url", "--kwarg", "--delay", "--jobs", "--queue", "--password-file"],
+        ),
         (["dead-letters"], ["list", "requeue"]),
-        (["dead-letters", "list"], ["--url", "--queue", "--limit"]),
-        (["dead-letters", "requeue"], ["--url", "--queue", "JOB_IDS"]),
+        (
+            ["dead-letters", "list"],
+            ["--url", "--queue", "--limit", "--password-file", "CONVEYOR_QUEUE"],
+        ),
+        (
+            ["dead-letters", "requeue"],
+            ["--url", "--queue", "JOB_IDS", "--password-file", "CONVEYOR_QUEUE"],
+        ),
     ],
     ids=["conveyor", "run", "worker", "enqueue", "dead-letters", "list", "requeue"],
 )

@@ -127,6 +127,12 @@ def test_a_worker_with_a_wrong_password_exits_2_at_once(password_server: RedisSe
     assert SECRET not in result.stderr
 
 
+def test_run_on_a_redis_that_refuses_the_password_exits_2(password_server: RedisServer) -> None:
+    env = {"CONVEYOR_REDIS_PASSWORD": "wrong-" + SECRET}
+    result = conveyor("run", "--url", password_server.url, "--count", "1", env=env)
+    assert_one_line_error(result, "refused the credentials")
+
+
 def test_a_worker_with_no_password_for_a_protected_redis_exits_2(
     password_server: RedisServer,
 ) -> None:

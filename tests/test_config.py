@@ -21,7 +21,7 @@ from click.testing import CliRunner, Result
 
 from consumer.cli import main
 from consumer.execution import execute
-from services.backends.redis_conn import make_client
+from services.backends.redis_conn import make_client, phrase
 from services.errors import ConfigError
 from services.job import Job
 from services.names import InvalidNameError
@@ -69,6 +69,20 @@ def test_the_cli_refuses_a_weakening_url_option_in_one_line() -> None:
     assert "--url" in invoke("worker", "--help").output and "ssl_cert_reqs" in (
         invoke("worker", "--help").output
     )
+
+
+def test_redis_errors_name_the_operation_in_words() -> None:
+    assert phrase("check_server") == "cannot check the Redis server"
+    assert phrase("put") == "cannot enqueue"
+    assert phrase("some_new_call") == "cannot some new call"  # never a bare method name
+
+
+def test_with_result_cap_copies_the_registry() -> None:
+    registry = Registry()
+    registry.add(big)
+    capped = registry.with_result_cap(10)
+    assert capped.get("big").max_result_bytes == 10
+    assert registry.get("big").max_result_bytes == 1024 * 1024
 
 
 # -- names ------------------------------------------------------------------------------------
