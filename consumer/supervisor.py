@@ -158,7 +158,7 @@ class Supervisor:
         if not self._stopping:
             self._mark_stopping()
             timeout = self._settings.worker.shutdown_timeout_s
-            log.info("draining %d running job(s) (deadline %g s)", self.running(), timeout)
+            log.info("draining: %d job(s) running, deadline %g s", self.running(), timeout)
             self._hard_at = self._clock() + timeout
             self._signal_all(signal.SIGTERM)
         elif not self._hard_stopped:

@@ -432,7 +432,7 @@ def test_draining_counts_only_jobs_that_run_not_those_prefetched(
     supervisor.stop()
     # Then it says how many jobs run (1), not how many the child holds
     drains = [r.getMessage() for r in caplog.records if "draining" in r.getMessage()]
-    assert drains == ["draining 1 running job(s) (deadline 5 s)"]
+    assert drains == ["draining: 1 job(s) running, deadline 5 s"]
     turn_until(supervisor, lambda: supervisor.exit_code is not None)
 
 
