@@ -229,7 +229,6 @@ class RedisQueue(Reader):
         """
         if not items:
             return []
-        self._first_use()
         elements = [keys.pack_element(job_id, body) for job_id, body in items]
         max_depth = self.settings.max_depth or 0
         if max_depth and len(elements) > max_depth and delay_s <= 0:
@@ -241,6 +240,7 @@ class RedisQueue(Reader):
         pause = 0.005
         while True:
             try:
+                self._first_use()
                 replies = self._run_many("PUT", "put", calls)
             except BackendUnavailableError as exc:
                 if time.monotonic() >= deadline:

@@ -195,12 +195,14 @@ local function take(c, tok)
     bury('', v, 'malformed in-flight record', now_ms())
     return 'bad'
   end
-  count(q, 'inflight', -1)
+  -- FETCH records well-formed elements only, so a malformed one was written raw and was never
+  -- counted in flight.
   local why = bad(e)
   if why then
     bury(q, e, why, now_ms())
     return 'bad'
   end
+  count(q, 'inflight', -1)
   redis.call('HDEL', P .. 'running', id_key(e))
   return 'ok', q, e
 end
@@ -431,7 +433,8 @@ return 1
 #       '1' + suspect id keys... (only those count as crashes) | '0' (all count)
 #       | 'p' (all but the tokens in cv:p:<consumer>, its prefetched ones)
 # With a consumer: release it. Without: recover one consumer whose lease expired.
-# Hands back at most cap jobs -> {handed back, jobs or expired consumers left}
+# Takes at most cap records -> {jobs handed back or quarantined, records or expired consumers
+# left} (malformed records are dead-lettered and not counted)
 HANDBACK = (
     _COMMON
     + r"""
@@ -455,7 +458,7 @@ local k = P .. 'i:' .. c
 local held = redis.call('HGETALL', k)
 local total = #held / 2
 local n = math.min(total, cap)
-local toks = {}
+local toks, back = {}, 0
 for j = 1, n do
   local tok, v = held[2 * j - 1], held[2 * j]
   toks[j] = tok
@@ -464,9 +467,9 @@ for j = 1, n do
   if not q then
     bury('', v, 'malformed in-flight record', now)
   elseif why then
-    count(q, 'inflight', -1)
     bury(q, e, why, now)
   else
+    back = back + 1
     count(q, 'inflight', -1)
     local key = id_key(e)
     redis.call('HDEL', P .. 'running', key)
@@ -494,7 +497,7 @@ if n > 0 then
   -- Remember what was taken: a late settlement of these is fenced, not a repeat.
   redis.call('SADD', P .. 'h:' .. c, unpack(toks))
   redis.call('EXPIRE', P .. 'h:' .. c, 86400)
-  if ARGV[6] == '' then redis.call('HINCRBY', P .. 'stats', 'recovered', n) end
+  if ARGV[6] == '' and back > 0 then redis.call('HINCRBY', P .. 'stats', 'recovered', back) end
 end
 marks_save()
 counts_save()
@@ -506,7 +509,7 @@ if left == 0 then
     left = #redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now, 'LIMIT', 0, 1)
   end
 end
-return {n, left}
+return {back, left}
 """
 )
 

@@ -1,0 +1,372 @@
+"""The Redis backend keeps its books straight: malformed elements, put-if-absent, counts,
+exact fencing, ownership before start and lost-data alarms, all on a real redis-server.
+
+Every test reads Given / When / Then; waits poll with a deadline, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from services.backends import redis_keys as keys
+from services.backends.redis_queue import RedisQueue
+from services.errors import BackendUnavailableError
+from services.jobqueue import Completion, Delivery
+from services.settings import QueueSettings
+from tests.redis_fixtures import RedisServer
+
+pytestmark = pytest.mark.redis
+
+MakeQueue = Callable[..., RedisQueue]
+
+BAD = {
+    b"": "malformed element: empty, no 2-byte header",
+    b"x": "malformed element: 1 byte, shorter than its 2-byte header",
+    b"\x00\x00short-hex": (
+        "malformed element: 11 bytes, shorter than the 18-byte header of a hex id"
+    ),
+    b"\x00\x10abc": "malformed element: id length 16 runs past its end (5 bytes)",
+    b"\x00\x03\xff\xfe\xfd{}": "malformed element: job id is not UTF-8",
+}
+"""Elements no producer of ours writes, with the reason each is dead-lettered with."""
+
+
+@pytest.fixture
+def make_queue(redis_url: str) -> Iterator[MakeQueue]:
+    """Opens RedisQueues with the given settings; closes them after the test."""
+    opened: list[RedisQueue] = []
+
+    def make(consumer_id: str | None = None, **settings: object) -> RedisQueue:
+        queue = RedisQueue(redis_url, QueueSettings(**settings), consumer_id=consumer_id)  # type: ignore[arg-type]
+        opened.append(queue)
+        return queue
+
+    yield make
+    for queue in opened:
+        queue.close()
+
+
+@pytest.fixture
+def admin(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def drain(queue: RedisQueue, want: int, max_count: int, deadline_s: float = 10.0) -> list[Delivery]:
+    """Get until ``want`` deliveries came or the deadline passed; acks none."""
+    got: list[Delivery] = []
+    deadline = time.monotonic() + deadline_s
+    while len(got) < want and time.monotonic() < deadline:
+        got += queue.get(["q"], max_count=max_count, timeout_s=0.1)
+    return got
+
+
+def reasons(queue: RedisQueue) -> list[str]:
+    return sorted(letter.reason for letter in queue.dead_letters("q", limit=1000))
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+# -- 1. malformed elements -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_count", [1, 3, 50])
+def test_malformed_elements_are_dead_lettered_alone(
+    make_queue: MakeQueue, admin: redis.Redis, max_count: int
+) -> None:
+    # Given every kind of malformed element interleaved with 20 good jobs, pushed raw
+    good = [f"good{i}" for i in range(20)]
+    raw: list[bytes] = []
+    bad = list(BAD)
+    for i, job_id in enumerate(good):
+        raw.append(keys.pack_element(job_id, b"{}"))
+        if i % 4 == 0:
+            raw.append(bad[i // 4])
+    admin.rpush(keys.queue_key("q"), *raw)
+    admin.rpush(keys.bell_key("q"), "1")
+    queue = make_queue()
+    # When a consumer drains the queue in batches of max_count
+    got = drain(queue, 20, max_count)
+    # Then every good job is delivered once, every bad one dead-lettered once with its reason
+    assert sorted(d.job_id for d in got) == sorted(good)
+    assert reasons(queue) == sorted(BAD.values())
+    bodies = sorted(keys.unpack_element(e).body for e in BAD)
+    assert sorted(d.body for d in queue.dead_letters("q")) == bodies
+    counts = queue.counts("q")
+    assert (counts.waiting, counts.in_flight, counts.dead) == (0, 20, 5)
+    assert queue.ack([Completion(d) for d in got]) == 0
+    assert queue.counts("q").done == 20
+
+
+def test_malformed_delayed_member_and_in_flight_records(
+    make_queue: MakeQueue, admin: redis.Redis
+) -> None:
+    # Given a delayed member without a separator, and a consumer holding two good jobs plus
+    # in-flight records that were written raw: an unparseable one and two malformed elements
+    admin.zadd(keys.delayed_key("q"), {b"no-separator": 0})
+    queue, child = make_queue(), make_queue("child")
+    queue.put_many("q", [("a", b"1"), ("b", b"2"), ("c", b"3")])
+    held = child.get(["q"], max_count=3, timeout_s=1)
+    assert sorted(d.job_id for d in held) == ["a", "b", "c"]
+    admin.hset(
+        keys.inflight_key("child"),
+        mapping={"900": b"garbage", "901": b"1:q" + b"x", "902": b"1:q" + b"\x00\x05ab"},
+    )
+    # When one good and one malformed delivery are nacked, and then the child is released
+    fake = Delivery(job_id="", queue="q", body=b"", receipt=keys.make_receipt(901, "child"))
+    child.nack([held[0], fake])
+    handed = queue.release("child", "worker died: signal 9")
+    # Then good jobs went back, each malformed one was dead-lettered alone with its reason
+    assert handed == 2
+    again = drain(queue, 3, 10)
+    assert sorted(d.job_id for d in again) == ["a", "b", "c"]
+    assert reasons(queue) == sorted(
+        [
+            "malformed element: 1 byte, shorter than its 2-byte header",
+            "malformed element: id length 111 runs past its end (12 bytes)",
+            "malformed element: id length 5 runs past its end (4 bytes)",
+        ]
+    )
+    assert [d.reason for d in queue.dead_letters("")] == ["malformed in-flight record"]
+    assert queue.counts("q").in_flight == 3  # the three redelivered, nothing else
+
+
+def test_requeue_dead_leaves_malformed_letters_and_listing_never_raises(
+    make_queue: MakeQueue, admin: redis.Redis
+) -> None:
+    # Given a good dead letter, one with a malformed element, and an unreadable member
+    queue = make_queue()
+    queue.put("q", "fine", b"1")
+    [delivery] = queue.get(["q"], timeout_s=1)
+    assert queue.dead_letter(delivery, "boom")
+    admin.zadd(keys.dead_key("q"), {b"000000000000099\n3\nbad" + b"x": 1, b"unreadable": 2})
+    # When they are listed and all requeued
+    listed = {(d.job_id, d.reason) for d in queue.dead_letters("q")}
+    requeued = queue.requeue_dead("q")
+    # Then listing showed all three, and only the good one went back
+    assert listed == {("fine", "boom"), ("", "bad"), ("", "unreadable dead letter")}
+    assert requeued == 1
+    assert [d.job_id for d in queue.get(["q"], timeout_s=1)] == ["fine"]
+    assert len(queue.dead_letters("q")) == 2
+
+
+@pytest.mark.parametrize("element", [*BAD, b"\x00", b"\x01\xff" + b"z" * 10])
+def test_unpack_element_never_raises(element: bytes) -> None:
+    unpacked = keys.unpack_element(element)
+    assert isinstance(unpacked.job_id, str)
+    assert isinstance(unpacked.body, bytes)
+
+
+# -- 2. put-if-absent ------------------------------------------------------------------------
+
+
+def test_put_if_absent_in_every_state(make_queue: MakeQueue) -> None:
+    # Given one job queued, one delayed, one running and one done
+    queue = make_queue()
+    assert queue.put_many("q", [("run", b"r"), ("done", b"d")]) == [True, True]
+    run, done = queue.get(["q"], max_count=2, timeout_s=1)
+    assert queue.ack([Completion(done)]) == 0
+    assert queue.put("q", "queued", b"q")
+    assert queue.put("q", "later", b"l", delay_s=60)
+    # When each id is put again (and a fresh one twice in one batch)
+    again = [queue.put("q", job_id, b"again") for job_id in ("queued", "later", "run", "done")]
+    batch = queue.put_many("q", [("new", b"1"), ("new", b"2")])
+    # Then nothing was stored twice, and status names each state
+    assert again == [False] * 4
+    assert batch == [True, False]
+    assert queue.depth("q") == 2
+    states = {i: queue.status(i) for i in ("queued", "later", "run", "done")}
+    assert {i: s.status if s else None for i, s in states.items()} == {
+        "queued": "queued", "later": "scheduled", "run": "running", "done": "done",
+    }  # fmt: skip
+    assert [d.body for d in queue.get(["q"], max_count=5, timeout_s=1)] == [b"q", b"1"]
+    assert run.job_id == "run"
+
+
+def test_markers_follow_the_job_and_leave_no_key(make_queue: MakeQueue, admin: redis.Redis) -> None:
+    # Given a job retried with a delay, and one nacked
+    queue = make_queue(result_ttl_s=0)
+    queue.put_many("q", [("r", b"1"), ("n", b"2")])
+    first, second = queue.get(["q"], max_count=2, timeout_s=1)
+    assert queue.retry(first, b"1b", delay_s=0.2, error="e")
+    queue.nack([second])
+    # Then both are present again for put-if-absent (no status records are kept here)
+    assert queue.put_many("q", [("r", b"x"), ("n", b"x")]) == [False, False]
+    # When both are drained and acked
+    got = drain(queue, 2, 5)
+    assert queue.ack([Completion(d) for d in got]) == 0
+    # Then the ids can be put again, and no marker bucket is left behind
+    assert not admin.keys("cv:u:*")
+    assert queue.put_many("q", [("r", b"x"), ("n", b"x")]) == [True, True]
+
+
+def test_a_put_whose_reply_is_lost_is_retried_and_stored_once(
+    make_queue: MakeQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a connection that loses the reply of the first PUT it sends
+    queue = make_queue()
+    real = queue._client.evalsha
+    lost: list[Any] = []
+
+    def evalsha(*args: Any) -> Any:
+        reply = real(*args)
+        if not lost:
+            lost.append(reply)
+            raise redis.ConnectionError("reply lost")
+        return reply
+
+    monkeypatch.setattr(queue._client, "evalsha", evalsha)
+    # When a job is put
+    flag = queue.put("q", "once", b"x")
+    # Then the put was retried with the same id and the job is stored exactly once
+    assert lost == [b"1"]
+    assert flag is False  # the retry found it stored by the lost attempt
+    assert queue.depth("q") == 1
+
+
+def test_an_unconfirmed_put_says_so(redis_server: RedisServer, redis_url: str) -> None:
+    # Given a Redis that is down
+    queue = RedisQueue(redis_url, QueueSettings(op_timeout_s=0.2, put_timeout_s=0.4))
+    redis_server.kill()
+    try:
+        # When a put is attempted, Then it gives up after its timeout saying what it means
+        with pytest.raises(BackendUnavailableError, match="may or may not be stored"):
+            queue.put("q", "j", b"x")
+    finally:
+        queue.close()
+        redis_server.start()
+
+
+# -- 3. counts -------------------------------------------------------------------------------
+
+
+def test_counts_survive_a_killed_consumer(make_queue: MakeQueue) -> None:
+    # Given 30 jobs, 10 held by a consumer that dies, 2 delayed
+    producer, child = make_queue(max_redeliveries=1), make_queue("child")
+    producer.put_many("q", [(f"j{i}", b"x") for i in range(30)])
+    producer.put_many("q", [("d1", b"x"), ("d2", b"x")], delay_s=0.2)
+    held = child.get(["q"], max_count=10, timeout_s=1)
+    assert producer.counts("q").in_flight == 10
+    assert (producer.counts("q").waiting, producer.counts("q").delayed) == (20, 2)
+    # When it is released (max_redeliveries=1: its jobs are quarantined), the rest acked
+    assert producer.release("child", "worker died: signal 9", suspects=[held[0].job_id]) == 10
+    rest = drain(producer, 31, 50)
+    producer.ack([Completion(d) for d in rest])
+    # Then nothing is in flight, and done + dead accounts for every job put
+    counts = producer.counts("q")
+    assert (counts.in_flight, counts.waiting, counts.delayed) == (0, 0, 0)
+    assert (counts.done, counts.dead) == (31, 1)
+
+
+# -- 4. exact fencing ------------------------------------------------------------------------
+
+
+def test_a_repeated_settlement_is_not_fenced_but_a_handed_back_one_is(
+    make_queue: MakeQueue,
+) -> None:
+    # Given three deliveries settled once
+    queue, other = make_queue("A"), make_queue("B")
+    queue.put_many("q", [("a", b"1"), ("b", b"2"), ("c", b"3"), ("d", b"4")])
+    a, b, c, d = queue.get(["q"], max_count=4, timeout_s=1)
+    assert queue.ack([Completion(a)]) == 0
+    assert queue.retry(b, b"2b", delay_s=60, error="e")
+    assert queue.dead_letter(c, "x")
+    # When each settlement is sent again (its first reply lost), and d is handed back first
+    repeats = (queue.ack([Completion(a)]), queue.retry(b, b"2c", delay_s=0, error="e"),
+               queue.dead_letter(c, "x"))  # fmt: skip
+    assert other.release("A", "worker died") == 1
+    late = queue.ack([Completion(d)])
+    # Then the repeats are accepted and not counted; only the handed-back one is fenced
+    assert repeats == (0, True, True)
+    assert late == 1
+    assert queue.stats().get("fenced") == 1
+    assert queue.depth("q") == 1  # d only: the repeated retry did not add b again
+
+
+# -- 5. ownership before start, alarms ----------------------------------------------------------
+
+
+def expire_lease(admin: redis.Redis, consumer_id: str) -> None:
+    """Make ``consumer_id``'s lease look expired (as if it had been paused past it)."""
+    admin.zadd(keys.LEASES_KEY, {consumer_id: 0})
+
+
+def test_a_consumer_whose_jobs_were_recovered_confirms_none(
+    make_queue: MakeQueue, admin: redis.Redis
+) -> None:
+    # Given A holds two jobs, one started and one prefetched, and its hold is fresh
+    a, b = make_queue("A", lease_s=1.5), make_queue("B", lease_s=1.5)
+    a.put_many("q", [("ran", b"1"), ("waiting", b"2")])
+    ran, waiting = a.get(["q"], max_count=2, timeout_s=1)
+    assert a.held_until() > time.monotonic()
+    a.started([ran])
+    a._heartbeat.beat_once()  # publishes "waiting" as prefetched
+    a._heartbeat.stop()
+    # When A's lease expires and B's recovery hands its jobs back
+    expire_lease(admin, "A")
+    assert b._recover() == 2
+    # Then A's next renewal sees it, A's hold is in the past, and confirm keeps nothing
+    a._renew()
+    assert a.held_until() == -math.inf
+    assert any("lost its hold" in alarm for alarm in a.alarms())
+    assert a.confirm([waiting]) == []
+    # And only the job that was running counts as a crash suspect
+    again = b.get(["q"], max_count=2, timeout_s=1)
+    assert sorted((d.job_id, d.redeliveries) for d in again) == [("ran", 1), ("waiting", 0)]
+
+
+def test_confirm_renews_and_keeps_what_is_still_held(make_queue: MakeQueue) -> None:
+    queue = make_queue("A", lease_s=5)
+    queue.put_many("q", [("x", b"1"), ("y", b"2")])
+    held = queue.get(["q"], max_count=2, timeout_s=1)
+    before = queue.held_until()
+    assert queue.confirm(held) == held
+    assert queue.held_until() >= before
+
+
+def test_restart_empty_raises_a_sticky_alarm_no_fresh_process_clears(
+    redis_server: RedisServer, redis_url: str, make_queue: MakeQueue
+) -> None:
+    # Given a consumer holding a job (heartbeat every 0.3 s)
+    consumer = make_queue("C", lease_s=0.9)
+    consumer.put("q", "j", b"x")
+    assert consumer.get(["q"], timeout_s=1)
+    # When Redis restarts empty and a fresh producer puts a job first
+    redis_server.kill()
+    redis_server.start()
+    fresh = make_queue()
+    fresh.put("q", "k", b"y")
+    # Then the consumer raises an alarm within about a heartbeat, and it stays
+    wait_until("the alarm", lambda: bool(consumer.alarms()), timeout_s=5)
+    assert any("restarted EMPTY" in text for text in consumer.alarms())
+    fresh.put("q", "l", b"z")
+    assert any("restarted EMPTY" in text for text in consumer.check_server())
+    assert fresh.alarms() == []
+
+
+def test_setup_warnings_only_when_checked(
+    make_queue: MakeQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a Redis without persistence (the test server)
+    with caplog.at_level(logging.WARNING, logger="conveyor.redis"):
+        # When a connection puts and gets
+        queue = make_queue()
+        queue.put("q", "j", b"x")
+        queue.get(["q"], timeout_s=1)
+        # Then nothing is logged until check_server is called
+        assert not caplog.records
+        assert any("no persistence" in w for w in queue.check_server())
+    assert any("no persistence" in r.message for r in caplog.records)
