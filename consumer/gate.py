@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Protocol
 
+from consumer.backoff import backoff_s
+from services.errors import BackendUnavailableError
 from services.jobqueue import Delivery
 
 if TYPE_CHECKING:
@@ -110,3 +112,47 @@ def split_confirmed(tasks: list[Task], kept: Sequence[Delivery]) -> tuple[list[T
     ours = [task for task in tasks if task.delivery.receipt in receipts]
     lost = [task for task in tasks if task.delivery.receipt not in receipts]
     return ours, lost
+
+
+class Confirmer(Holder, Protocol):
+    """The part of ``JobQueue`` the ownership check uses."""
+
+    def confirm(self, deliveries: Sequence[Delivery]) -> list[Delivery]: ...
+
+
+class OwnershipCheck:
+    """Once the hold may have lapsed, asks the backend (one call) which waiting tasks are ours;
+    backs off while the backend is away (the gate keeps refusing those tasks meanwhile)."""
+
+    def __init__(self, queue: Confirmer, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._queue = queue
+        self._clock = clock
+        self._failures = 0
+        self._not_before = 0.0
+
+    def due(self) -> bool:
+        now = self._clock()
+        return now >= self._queue.held_until() and now >= self._not_before
+
+    def confirm(self, tasks: list[Task]) -> tuple[list[Task], list[Task]] | None:
+        """``(ours, lost)``, or None when the backend cannot tell now (ask again later)."""
+        try:
+            kept = self._queue.confirm([task.delivery for task in tasks])
+        except BackendUnavailableError as exc:
+            self._failures += 1
+            delay = backoff_s(self._failures, base_s=0.2, cap_s=5.0)
+            self._not_before = self._clock() + delay
+            log.warning(
+                "cannot confirm %d waiting job(s) (%s); again in %.1f s", len(tasks), exc, delay
+            )
+            return None
+        self._failures = 0
+        ours, lost = split_confirmed(tasks, kept)
+        if lost:
+            log.warning(
+                "dropped %d prefetched job(s), not run: paused past the lease, another "
+                "consumer holds them now (%s)",
+                len(lost),
+                ", ".join(task.job.id for task in lost[:5]),
+            )
+        return ours, lost

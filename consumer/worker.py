@@ -23,7 +23,7 @@ from consumer.backoff import backoff_s
 from consumer.execution import Outcome
 from consumer.executors import Executor
 from consumer.fetching import QUICK_JOB_S, next_extra, queue_order
-from consumer.gate import StartGate, Verdict, split_confirmed
+from consumer.gate import OwnershipCheck, StartGate, Verdict
 from consumer.settling import Ledger
 from consumer.tasks import Task
 from services.codec import decode_job, encode_job
@@ -66,6 +66,7 @@ class Worker:
         self._clock = clock
         self._ledger = Ledger(queue, stats=stats, clock=clock)
         executor.mailbox.gate = StartGate(queue, stopping=self.stopping)
+        self._ownership = OwnershipCheck(queue, clock=clock)
         self._held: dict[str, Task] = {}
         self._fetch_failures = 0
         self._fetches = 0
@@ -216,29 +217,18 @@ class Worker:
         return task
 
     def _confirm_if_lapsed(self) -> None:
-        """Once the hold may have lapsed (a pause), ask the backend which waiting jobs are
-        still ours: run those, drop the others (another consumer has them), unrun, unsettled."""
-        if self._clock() < self._queue.held_until():
+        """Once the hold may have lapsed (a pause), run only the waiting jobs still ours; the
+        others (another consumer has them) are dropped here, neither run nor settled."""
+        if not self._ownership.due():
             return
         pending = self._executor.mailbox.take_pending()
-        if not pending:
+        found = self._ownership.confirm(pending) if pending else None
+        if found is None:
+            self._executor.mailbox.push_many(pending)
             return
-        try:
-            kept = self._queue.confirm([task.delivery for task in pending])
-        except BackendUnavailableError as exc:
-            self._executor.mailbox.push_many(pending)  # the gate keeps refusing them meanwhile
-            log.debug("cannot confirm %d job(s) yet: %s", len(pending), exc)
-            return
-        ours, lost = split_confirmed(pending, kept)
+        ours, lost = found
         for task in lost:
             self._held.pop(task.delivery.receipt, None)
-        if lost:
-            log.warning(
-                "dropped %d prefetched job(s), not run: paused past the lease, another "
-                "consumer holds them now (%s)",
-                len(lost),
-                ", ".join(task.job.id for task in lost[:5]),
-            )
         self._executor.submit_many(ours)
 
     # -- settling ---------------------------------------------------------------------------
