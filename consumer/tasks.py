@@ -61,6 +61,8 @@ class Mailbox:
         self._tasks: dict[int, Task] = {}
         self._suspects_running = 0
         self._refusal: Verdict | None = None
+        self._held_back = False
+        """A start was refused since the last finish: wake the waiting slots on the next one."""
         self._closed = False
 
     def push_many(self, tasks: list[Task]) -> None:
@@ -100,7 +102,14 @@ class Mailbox:
         if verdict is Verdict.START:
             return True
         self._refusal = verdict
+        self._held_back = True
         return False
+
+    def _wake_held_back_locked(self) -> None:
+        """A task ended: slots that the gate refused may start now (a suspect waits for it)."""
+        if self._held_back:
+            self._held_back = False
+            self._has_pending.notify_all()
 
     def _start_locked(self, clock_now: float) -> Task:
         task = self._pending.popleft()
@@ -121,8 +130,7 @@ class Mailbox:
             if not task.abandoned:
                 self._finished.append(Finished(task, outcome))
             self._has_finished.notify_all()
-            if self._pending:  # only gate-refused slots wait while tasks are pending
-                self._has_pending.notify_all()
+            self._wake_held_back_locked()
 
     def take_finished(self) -> list[Finished]:
         with self._lock:
@@ -150,8 +158,7 @@ class Mailbox:
         with self._lock:
             task.abandoned = True
             self._unboard(task)
-            if self._pending:  # its slot counts as free now: a refused start may go ahead
-                self._has_pending.notify_all()
+            self._wake_held_back_locked()  # its slot counts as free now
 
     def _unboard(self, task: Task) -> None:
         if id(task) not in self._running:

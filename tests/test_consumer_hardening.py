@@ -300,7 +300,7 @@ def test_a_run_whose_workers_are_sigkilled_settles_every_job_exactly_once(
     # When a random worker process is SIGKILLed every ~0.3 s until the run ends by itself
     deadline = time.monotonic() + 150
     while pipeline.supervisor.exit_code is None:
-        assert time.monotonic() < deadline, "the run never ended"
+        assert time.monotonic() < deadline, f"the run never ended: {pipeline.tally()}"
         tally = pipeline.step(signals)
         pids = pipeline.supervisor.pids()
         if time.monotonic() >= next_kill and pids and tally.unsettled:
@@ -309,7 +309,7 @@ def test_a_run_whose_workers_are_sigkilled_settles_every_job_exactly_once(
     # Then every produced job was settled exactly once, and the backend holds none of them
     summary = pipeline.summary()
     assert summary.produced == 300
-    assert (summary.done + summary.dead, summary.unaccounted) == (300, 0)
+    assert (summary.done + summary.dead, summary.unaccounted) == (300, 0), format_summary(summary)
     assert queue.counts("default").unsettled == 0
     assert not pipeline.stalled
     assert kills >= 3
