@@ -72,7 +72,9 @@ class Pipeline:
         self._before = queue.counts(settings.queue)
         self.producer_failures = 0
         self.started = time.monotonic()
-        self._started_wall = time.time()
+        newest = queue.dead_letters(settings.queue, limit=1)
+        self._newest_before = newest[0] if newest else None
+        """The newest dead letter before the run (letters are listed newest first)."""
         self._last_settled = (0, time.monotonic())
         self.stalled = False
         self.interrupted = False
@@ -130,7 +132,10 @@ class Pipeline:
 
     def _letters_of_this_run(self) -> list[DeadLetter]:
         letters = self._queue.dead_letters(self._settings.queue, limit=SUMMARY_LETTERS)
-        return [letter for letter in letters if letter.failed_at >= self._started_wall]
+        # Cut at the newest letter from before the run (the backend's clock may not be ours).
+        if self._newest_before in letters:
+            return letters[: letters.index(self._newest_before)]
+        return letters
 
     def step(self, signals: SignalLog) -> Tally:
         """One turn: wait a little, react to signals, reap producers, end the run when due."""

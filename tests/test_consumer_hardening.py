@@ -7,6 +7,7 @@ backend and on a real redis-server; a ledger file outside the queue records what
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -20,10 +21,10 @@ from typing import Any, cast
 import pytest
 
 from consumer.child import ChildSpec, run_worker
-from consumer.embedded import Pipeline, RunSettings, run_over, run_tally
+from consumer.embedded import Pipeline, RunSettings, run_over, run_pipeline, run_tally
 from consumer.executors import ThreadExecutor
 from consumer.pools import PoolKind, PoolShape, shape_pool
-from consumer.report import RunSummary, format_summary
+from consumer.report import Progress, RunSummary, format_summary
 from consumer.signals import SignalLog
 from consumer.supervisor import Supervisor, SupervisorSettings
 from consumer.worker import State, Worker
@@ -37,7 +38,7 @@ from services.jobqueue import Completion, Delivery, JobQueue, JobStatus, QueueCo
 from services.registry import JobSpec, Registry
 from services.settings import QueueSettings, RetrySettings, WorkerSettings
 from services.stats import Field, Stats, new_block, total
-from tests import jobs, jobs_system
+from tests import feeds, jobs, jobs_system
 from tests import test_redis_system as system
 from tests.test_redis_system import (
     QUEUE,
@@ -574,3 +575,27 @@ def test_prefetched_jobs_of_a_worker_paused_past_its_lease_run_exactly_once(
         assert [(r.pid, r.ended is not None) for r in runs if r.key == key] == [(b_child, True)]
     assert {s.status for s in final.values()} == {"done"}
     assert a.proc.poll() is None and b.proc.poll() is None
+
+
+def test_a_run_counts_and_lists_only_its_own_dead_letters(queue: JobQueue) -> None:
+    # Given a queue holding a dead letter from before the run
+    queue.put("default", "old", b"{}")
+    [old] = queue.get(["default"], max_count=1, timeout_s=5)
+    assert queue.dead_letter(old, "from an earlier run")
+    settings = RunSettings(
+        supervisor=SupervisorSettings(
+            jobs="tests.jobs:registry",
+            shape=shape_pool(PoolKind.THREADS, 2),
+            worker=WorkerSettings(poll_s=0.1, retry=RetrySettings(0.01, 0.05)),
+        ),
+        producers=1,
+        feed="tests.feeds:small_feed",
+        feed_options={"count": 12},
+    )
+    # When a run of 12 jobs (every third fails for good) ends
+    code, summary = run_pipeline(queue, settings, SignalLog(), Progress(io.StringIO()))
+    # Then its figures and its dead letters are its own
+    done, dead = feeds.expected_outcome(12)
+    assert (code, summary.done, summary.dead, summary.unaccounted) == (exitcodes.OK, done, dead, 0)
+    assert len(summary.dead_letters) == dead
+    assert "old" not in {letter.job_id for letter in summary.dead_letters}
