@@ -45,7 +45,7 @@ from scripts.bench_redis import PAYLOAD, make_items, rate
 from services.backends import redis_keys as keys
 from services.backends.redis_queue import RedisQueue
 from services.codec import decode_value, encode_job
-from services.job import Job
+from services.job import Job, new_job_id
 from services.settings import QueueSettings, WorkerSettings
 from services.stats import Field
 from tests.redis_fixtures import benchmark_server
@@ -282,7 +282,9 @@ def bench_memory(url: str, n: int) -> None:
         queue.check_server()  # the marker key, as in a real deployment
         fill: Callable[[], object]
         if name == "conveyor":
-            fill = functools.partial(queue.put_many, "mem", items)
+            # Fresh ids each round: put-if-absent would store a repeated id only once.
+            def fill(queue: RedisQueue = queue) -> None:
+                queue.put_many("mem", [(new_job_id(), body) for _, body in items])
         else:
             fill = functools.partial(raw.rpush, "mem", *[b for _, b in items])
         before = int(raw.info("memory")["used_memory"])

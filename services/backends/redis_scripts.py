@@ -97,7 +97,7 @@ local function mark_at(e)
       function(x) return string.char(tonumber(x, 16)) end)
   end
   local a, b = string.byte(f, 1, 2)
-  local k = P .. 'u:' .. string.format('%04x', a * 64 + math.floor(b / 4))
+  local k = P .. 'u:' .. string.format('%03x', a * 16 + math.floor(b / 16))
   local s = M[k]
   if s == nil then s = redis.call('GET', k) or ''; M[k] = s end
   local r, i = string.sub(f, 2, 10), 1
