@@ -16,6 +16,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from consumer.board import RunningBoard
+from consumer.restart_policy import Death
 from services.stats import Field, Stats
 
 
@@ -48,6 +49,23 @@ class Seat:
     def running_jobs(self) -> set[str]:
         """Ids of the jobs its process is running now (or was, when it died)."""
         return RunningBoard(self.board).job_ids() if self.board is not None else set()
+
+    def death(
+        self, exitcode: int | None, now: float, *, running: set[str], stopping: bool, burst: bool
+    ) -> Death:
+        """How its process ended, for ``restart_policy.decide``; ``running``: its board then."""
+        settled = self.settled() - self.settled_at_start
+        return Death(
+            exitcode=exitcode,
+            booted=bool(self.stats.get(Field.BOOTED)) or settled > 0 or bool(running),
+            settled=settled,
+            running=len(running),
+            lived_s=now - self.started_at,
+            failures=self.failures,
+            idle_deaths=self.idle_deaths,
+            stopping=stopping,
+            burst=burst,
+        )
 
     def prepare(self, board: Any, *, stopping: bool) -> None:
         """Fresh shared state for the next process: no stale counts from the last one."""

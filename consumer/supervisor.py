@@ -35,8 +35,9 @@ from typing import Any
 from consumer.board import new_board
 from consumer.child import ChildSpec, child_main
 from consumer.pools import PoolShape
-from consumer.restart_policy import Action, Death, Decision, RestartPolicy, decide
+from consumer.restart_policy import Action, Decision, RestartPolicy, decide
 from consumer.seats import Seat
+from consumer.shutdown import Shutdown, Step
 from consumer.signals import SignalLog, describe_exit, interrupts_ignored
 from consumer.supervision_watch import Watch
 from services import exitcodes
@@ -86,10 +87,7 @@ class Supervisor:
         self._ctx: Any = multiprocessing.get_context(settings.start_method)
         self._seats = [Seat(i, Stats(new_block())) for i in range(settings.shape.processes)]
         self._watch = Watch(queue, self._seats, clock=clock)
-        self._stopping = False
-        self._hard_at: float | None = None
-        self._kill_at: float | None = None
-        self._hard_stopped = False
+        self._shutdown = Shutdown(drain_s=settings.worker.shutdown_timeout_s, grace_s=_HARD_GRACE_S)
         self.exit_code: int | None = None
         """Set when the supervisor has finished: every child is gone."""
 
@@ -113,7 +111,7 @@ class Supervisor:
 
     @property
     def stopping(self) -> bool:
-        return self._stopping
+        return self._shutdown.stopping
 
     def start(self) -> None:
         """Check the backend's setup (it logs what is wrong), then start every child."""
@@ -150,43 +148,40 @@ class Supervisor:
         self._watch.turn(running=self.running())
         self._enforce_deadlines()
         # Done only once every child has been reaped, so each one's jobs were handed back.
-        if self._stopping and all(seat.process is None for seat in self._seats):
+        if self.stopping and all(seat.process is None for seat in self._seats):
             self.exit_code = exitcodes.OK
 
     def stop(self) -> None:
         """First call: drain within the shutdown timeout. Second call: stop hard now."""
-        if not self._stopping:
-            self._mark_stopping()
-            timeout = self._settings.worker.shutdown_timeout_s
-            log.info("draining: %d job(s) running, deadline %g s", self.running(), timeout)
-            self._hard_at = self._clock() + timeout
-            self._signal_all(signal.SIGTERM)
-        elif not self._hard_stopped:
-            self._stop_hard(self._clock())
+        self._act(self._shutdown.request(self._clock()))
 
     def stop_now(self) -> None:
         """The hard stop at once (SIGQUIT): children hand back every unfinished job."""
-        self._mark_stopping()
-        if not self._hard_stopped:
-            self._stop_hard(self._clock())
+        self._act(self._shutdown.hard_now(self._clock()))
 
-    def _mark_stopping(self) -> None:
-        # Before any signal: a child checks this before it starts a job, so none starts late.
-        self._stopping = True
-        for seat in self._seats:
-            seat.stats.set(Field.STOPPING, 1)
-
-    def _stop_hard(self, now: float) -> None:
-        log.info("stopping now: unfinished jobs go back to the queue")
-        self._hard_stopped = True
-        self._hard_at = None
-        self._kill_at = now + _HARD_GRACE_S
-        # SIGQUIT, not a second SIGTERM: two SIGTERMs close together can merge into one.
-        self._signal_all(signal.SIGQUIT)
+    def _act(self, step: Step | None) -> None:
+        # STOPPING before any signal: a child checks it before it starts a job, so no job
+        # starts once the stop was received.
+        if self.stopping:
+            for seat in self._seats:
+                seat.stats.set(Field.STOPPING, 1)
+        if step is Step.DRAIN:
+            timeout = self._settings.worker.shutdown_timeout_s
+            log.info("draining: %d job(s) running, deadline %g s", self.running(), timeout)
+            self._signal_all(signal.SIGTERM)
+        elif step is Step.HARD:
+            log.info("stopping now: unfinished jobs go back to the queue")
+            # SIGQUIT, not a second SIGTERM: a child's SIGTERMs only ever drain.
+            self._signal_all(signal.SIGQUIT)
+        elif step is Step.KILL:
+            for seat in self._seats:
+                if seat.alive:
+                    log.error("worker-%d did not stop; killing it", seat.index)
+                    seat.kill()
 
     # -- children ---------------------------------------------------------------------------
     def _spawn(self, seat: Seat) -> None:
-        seat.prepare(new_board(self._settings.shape.slots), stopping=self._stopping)
+        seat.prepare(new_board(self._settings.shape.slots), stopping=self.stopping)
         seat.consumer_id = f"{socket.gethostname()}:{os.getpid()}:{seat.index}.{seat.generation}"
         spec = ChildSpec(
             name=f"worker-{seat.index}",
@@ -219,16 +214,11 @@ class Supervisor:
 
     def _after_exit(self, seat: Seat, process: BaseProcess) -> None:
         running = seat.running_jobs()
-        settled = seat.settled() - seat.settled_at_start
-        death = Death(
-            exitcode=process.exitcode,
-            booted=bool(seat.stats.get(Field.BOOTED)) or settled > 0 or bool(running),
-            settled=settled,
-            running=len(running),
-            lived_s=self._clock() - seat.started_at,
-            failures=seat.failures,
-            idle_deaths=seat.idle_deaths,
-            stopping=self._stopping,
+        death = seat.death(
+            process.exitcode,
+            self._clock(),
+            running=running,
+            stopping=self.stopping,
             burst=self._settings.worker.burst,
         )
         decision = decide(death, self._settings.restart_policy)
@@ -259,7 +249,7 @@ class Supervisor:
             return 0
 
     def _restart_due(self) -> None:
-        if self._stopping:
+        if self.stopping:
             return
         now = self._clock()
         for seat in self._seats:
@@ -279,16 +269,10 @@ class Supervisor:
                 seat.kill()
 
     def _enforce_deadlines(self) -> None:
-        now = self._clock()
-        if self._hard_at is not None and now >= self._hard_at:
+        step = self._shutdown.due(self._clock())
+        if step is Step.HARD:
             log.warning("shutdown deadline passed")
-            self._stop_hard(now)
-        if self._kill_at is not None and now >= self._kill_at:
-            self._kill_at = None  # once: the reaper takes it from here
-            for seat in self._seats:
-                if seat.alive:
-                    log.error("worker-%d did not stop; killing it", seat.index)
-                    seat.kill()
+        self._act(step)
 
     def _fail(self, code: int) -> None:
         for seat in self._seats:
@@ -306,7 +290,7 @@ class Supervisor:
 
     def _next_timer(self) -> float:
         timers = [s.start_after for s in self._seats if s.process is None and not s.retired]
-        timers += [t for t in (self._hard_at, self._kill_at) if t is not None]
+        timers += self._shutdown.timers()
         if not timers:
             return 3600.0
         return max(0.0, min(timers) - self._clock())

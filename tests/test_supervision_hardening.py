@@ -547,3 +547,32 @@ def test_neighbours_of_a_loop_blocked_for_good_go_back_uncharged_when_it_is_recy
         assert status is not None
         assert status.status == "done"
     assert stop(supervisor) == exitcodes.OK
+
+
+# -- The two-stage stop, stepped on a fixed clock ------------------------------------------------
+
+
+def test_the_stop_drains_then_stops_hard_at_the_deadline_then_kills_once() -> None:
+    from consumer.shutdown import Shutdown, Step
+
+    shutdown = Shutdown(drain_s=10.0, grace_s=1.5)
+    assert shutdown.due(0.0) is None
+    assert shutdown.request(0.0) is Step.DRAIN
+    assert shutdown.due(9.9) is None
+    assert shutdown.due(10.0) is Step.HARD
+    assert shutdown.request(10.5) is None  # already hard: nothing more to send
+    assert shutdown.due(11.4) is None
+    assert shutdown.due(11.5) is Step.KILL
+    assert shutdown.due(20.0) is None
+    assert shutdown.timers() == []
+
+
+def test_a_second_request_or_sigquit_stops_hard_at_once() -> None:
+    from consumer.shutdown import Shutdown, Step
+
+    twice = Shutdown(drain_s=10.0, grace_s=1.5)
+    assert [twice.request(0.0), twice.request(0.1)] == [Step.DRAIN, Step.HARD]
+    quit_ = Shutdown(drain_s=10.0, grace_s=1.5)
+    assert quit_.hard_now(0.0) is Step.HARD
+    assert quit_.stopping
+    assert quit_.timers() == [1.5]
