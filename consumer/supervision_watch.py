@@ -61,8 +61,7 @@ class Watch:
         self._next_check = self._clock() + self._check_every_s
         try:
             self._setup = self._queue.check_server()
-            # getattr: a backend from before ``alarms`` joined the protocol has none to report.
-            alarms: list[str] = getattr(self._queue, "alarms", list)()
+            alarms = self._queue.alarms()
         except ConveyorError as exc:
             log.warning("cannot check the backend: %s", exc)
             return
