@@ -39,6 +39,7 @@ import redis
 from producer import Producer
 from services import exitcodes
 from services.backends import redis_keys as keys
+from services.backends.redis_conn import phrase
 from services.backends.redis_queue import RedisQueue
 from services.jobqueue import JobStatus
 from services.settings import QueueSettings
@@ -710,7 +711,7 @@ def test_a_fetch_whose_reply_is_lost_strands_its_jobs(
         os.kill(child, signal.SIGCONT)
         wait_for(
             "the worker's FETCH to time out",
-            lambda: "cannot fetch (get:" in worker.log()[mark:],
+            lambda: f"{phrase('get')}: " in worker.log()[mark:],
             timeout_s=15,
         )
     finally:
