@@ -3,7 +3,8 @@
 A queue needs ``maxmemory-policy noeviction`` (any other policy may evict queued jobs under
 memory pressure) and some persistence (AOF or RDB snapshots), else a restart loses every job.
 Those setup warnings are logged only when ``check`` is called (the supervisor does, once per
-process tree), never on a connection's first put or get.
+process tree), never on a connection's first put or get, and each distinct warning only once per
+connection: ``check`` runs every 30 s, and a log that repeats itself gets ignored.
 
 **Lost data.** The marker key holds a random *epoch*, created once per database with ``SET
 NX``. Every connection remembers the epoch it first saw (silently, on first use); the consumer
@@ -33,6 +34,8 @@ class ServerWatch:
 
     epoch: bytes | None = None
     alarms: list[str] = field(default_factory=list)
+    logged: set[str] = field(default_factory=set)
+    """Setup warnings already logged by this connection."""
 
     def baseline(self, client: redis.Redis) -> None:
         """Remember the current epoch (creating it in a fresh database); logs nothing."""
@@ -62,7 +65,9 @@ class ServerWatch:
         info = client.info()
         warnings = _config_warnings(client, info, where)
         for text in warnings:
-            log.warning("%s", text)
+            if text not in self.logged:
+                log.warning("%s", text)
+                self.logged.add(text)
         self.observe(_claim(client), where)
         return warnings + self.alarms
 
