@@ -284,7 +284,7 @@ class Worker:
     def _beat(self) -> None:
         if self._stats is not None:
             self._stats.set(Field.HEARTBEAT, self._clock())
-            self._stats.set(Field.RUNNING, len(self._held))
+            self._stats.set(Field.RUNNING, len(self._executor.mailbox.running()))
             self._stats.set(Field.FENCED, self._ledger.fenced)
             self._stats.set(Field.ALARMS, len(self._queue.alarms()))
 

@@ -210,3 +210,19 @@ def test_a_busy_high_priority_queue_does_not_starve_a_lower_one(queue: JobQueue)
     # Then it ran long before the high queue drained, but only after high jobs came first
     assert 0 < stats.get(Field.DONE) < 30
     assert queue.depth("high") > 50
+
+
+def test_the_running_count_excludes_prefetched_jobs(queue: JobQueue) -> None:
+    # Given one slot and three long jobs, so one runs and the others wait in the prefetch
+    producer = Producer(queue, registry=jobs.registry)
+    for _ in range(3):
+        producer.enqueue("sleep", 30.0)
+    executor = ThreadExecutor(1)
+    worker, stats = make_worker(queue, executor, prefetch=2)
+    # When the worker has fetched them all
+    step_until(worker, lambda: worker.held == 3)
+    step_until(worker, lambda: len(executor.mailbox.running()) == 1)
+    worker.run_once()
+    # Then it publishes one running job, not three held ones
+    assert stats.get(Field.RUNNING) == 1
+    worker.stop_now()
