@@ -166,7 +166,7 @@ def test_drain_hands_back_unstarted_jobs_and_finishes_running_ones(queue: JobQue
     slow = producer.enqueue("sleep", 0.3)
     waiting = [producer.enqueue("add", n, n) for n in range(3)]
     worker, stats = make_worker(queue, ThreadExecutor(1), prefetch=5)
-    step_until(worker, lambda: stats.get(Field.RUNNING) == 4)
+    step_until(worker, lambda: worker.held == 4 and stats.get(Field.RUNNING) == 1)
     # When the worker drains
     worker.drain()
     step_until(worker, lambda: worker.state is State.STOPPED)
