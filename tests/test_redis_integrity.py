@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import math
+import secrets
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +22,7 @@ from services.backends.redis_queue import RedisQueue
 from services.errors import BackendUnavailableError
 from services.jobqueue import Completion, Delivery
 from services.settings import QueueSettings
-from tests.redis_fixtures import RedisServer
+from tests.redis_fixtures import RedisServer, find_redis_server
 
 pytestmark = pytest.mark.redis
 
@@ -209,8 +211,63 @@ def test_markers_follow_the_job_and_leave_no_key(make_queue: MakeQueue, admin: r
     got = drain(queue, 2, 5)
     assert queue.ack([Completion(d) for d in got]) == 0
     # Then the ids can be put again, and no marker bucket is left behind
-    assert not admin.keys("cv:u:*")
+    assert not admin.keys("cv:w:*")
     assert queue.put_many("q", [("r", b"x"), ("n", b"x")]) == [True, True]
+
+
+def test_lua_and_python_agree_on_where_a_marker_is(
+    make_queue: MakeQueue, admin: redis.Redis
+) -> None:
+    # Given a job with a hex id queued, and one with a free-form id (SHA-1 path) delayed
+    queue = make_queue()
+    hex_id, text_id = "0123456789abcdef0123456789abcdef", "invoice-42 \u00e9"
+    assert queue.put("q", hex_id, b"h")
+    assert queue.put("q", text_id, b"t", delay_s=60)
+    # Then each marker is one field of a small hash, where redis_keys says it is
+    assert keys.marker_at(hex_id) == ("cv:w:012", bytes.fromhex("23456789abcdef"))
+    assert admin.hget(*keys.marker_at(hex_id)) == keys.MARK_QUEUED
+    assert admin.hget(*keys.marker_at(text_id)) == keys.MARK_SCHEDULED
+    assert admin.type(keys.marker_at(text_id)[0]) == b"hash"
+    assert admin.object("encoding", keys.marker_at(hex_id)[0]) == b"listpack"
+    # When the queued one is fetched, its marker goes
+    [got] = queue.get(["q"], max_count=5, timeout_s=1)
+    assert got.job_id == hex_id
+    assert admin.hget(*keys.marker_at(hex_id)) is None
+    assert admin.hget(*keys.marker_at(text_id)) == keys.MARK_SCHEDULED
+
+
+def test_a_marker_change_logs_a_few_bytes_not_its_bucket(tmp_path: Path) -> None:
+    # Given a Redis with an AOF (what it logs is what it replicates), holding 600 waiting jobs
+    # whose markers all share one bucket
+    binary = find_redis_server()
+    assert binary is not None, "no redis-server binary"
+    server = RedisServer(binary, tmp_path)
+    server.start(persistent=True, extra_args=["--appendfsync", "always"])
+    queue = RedisQueue(server.url, QueueSettings())
+    try:
+        ids = [f"abc{secrets.token_hex(16)[3:]}" for _ in range(601)]
+        assert {keys.marker_at(i)[0] for i in ids} == {"cv:w:abc"}
+        assert all(queue.put_many("q", [(i, b"x") for i in ids[:600]]))
+        before = aof_size(server)
+        # When one more job of that bucket is put, then one is fetched
+        assert queue.put("q", ids[600], b"x")
+        after_put = aof_size(server)
+        assert len(queue.get(["q"], max_count=1, timeout_s=1)) == 1
+        after_get = aof_size(server)
+        # Then each logs its own commands only: far less than the ~6 KB of markers in the bucket
+        assert after_put - before < 1000
+        assert after_get - after_put < 1000
+    finally:
+        queue.close()
+        server.kill()
+
+
+def aof_size(server: RedisServer) -> int:
+    client = redis.Redis(port=server.port)
+    try:
+        return int(client.info("persistence")["aof_current_size"])
+    finally:
+        client.close()
 
 
 def test_a_put_whose_reply_is_lost_is_retried_and_stored_once(

@@ -9,7 +9,7 @@ key                    type    content
 ``cv:d:<queue>``       zset    delayed jobs: ``<seq>:<element>`` scored by due time (ms)
 ``cv:b:<queue>``       list    the queue's doorbell (at most one item) that idle consumers
                                BLPOP; rung by every push
-``cv:u:<bucket>``      string  *waiting markers* of jobs queued or delayed (see below)
+``cv:u:<bucket>``      hash    *waiting markers* of jobs queued or delayed (see below)
 ``cv:n:<queue>``       hash    counters: ``inflight`` now, ``done`` and ``dead`` in total
 ``cv:i:<consumer>``    hash    the consumer's in-flight jobs: ``token -> <len>:<queue><element>``
 ``cv:p:<consumer>``    set     tokens it holds but is not running (prefetched), per heartbeat
@@ -105,11 +105,16 @@ def counts_key(queue: str) -> str:
     return f"{PREFIX}n:{queue}"
 
 
+MARK_QUEUED = b"1"
+MARK_SCHEDULED = b"2"
+"""Values of a waiting marker: integers, which a listpack stores in 2 bytes (a letter takes 3)."""
+_MARK_STATES = {MARK_QUEUED: "queued", MARK_SCHEDULED: "scheduled"}
+
+
 def marker_at(job_id: str) -> tuple[str, bytes]:
-    """The bucket key of ``job_id``'s waiting marker and the 9 bytes its record starts with."""
-    key = id_key(job_id)
-    sign = key[:10] if _HEX_ID.fullmatch(job_id) else _sha1(key)[:10]
-    return f"{PREFIX}u:{sign[0] << 4 | sign[1] >> 4:03x}", sign[1:10]
+    """The bucket key of ``job_id``'s waiting marker and its field (fingerprint bytes 2-8)."""
+    sign = job_id if _HEX_ID.fullmatch(job_id) else _sha1(id_key(job_id)).hex()
+    return f"{PREFIX}w:{sign[:3]}", bytes.fromhex(sign[2:16])
 
 
 def _sha1(data: bytes) -> bytes:
@@ -117,16 +122,9 @@ def _sha1(data: bytes) -> bytes:
     return hashlib.sha1(data, usedforsecurity=False).digest()
 
 
-def marker_state(bucket: bytes | None, record: bytes) -> str | None:
-    """``"queued"``, ``"scheduled"`` or None: the state a bucket records for ``record``."""
-    if not bucket:
-        return None
-    at = bucket.find(record)
-    while at >= 0 and at % 10:
-        at = bucket.find(record, at + 1)
-    if at < 0:
-        return None
-    return {b"q": "queued", b"d": "scheduled"}.get(bucket[at + 9 : at + 10])
+def marker_state(value: bytes | None) -> str | None:
+    """``"queued"``, ``"scheduled"`` or None: the state a marker's value (``HGET``) records."""
+    return _MARK_STATES.get(value) if value else None
 
 
 RUNNING_KEY = f"{PREFIX}running"

@@ -89,17 +89,17 @@ class Reader:
     def status(self, job_id: str) -> JobStatus | None:
         """Done/dead (with result or reason), running, failed (retry pending), queued,
         scheduled (delayed), else None."""
-        bucket, mark = keys.marker_at(job_id)
+        bucket, field = keys.marker_at(job_id)
         with guarded("status", self.where):
             pipe = self._client.pipeline(transaction=False)
             pipe.lindex(keys.done_key(job_id), 0)
             pipe.hexists(keys.RUNNING_KEY, keys.id_key(job_id))
             pipe.get(keys.failed_key(job_id))
-            pipe.get(bucket)
-            done, running, failed, marks = pipe.execute()
+            pipe.hget(bucket, field)
+            done, running, failed, marker = pipe.execute()
         if done is not None:
             return _status(job_id, done)
-        waiting = keys.marker_state(marks, mark)
+        waiting = keys.marker_state(marker)
         if failed is None:
             if running:
                 return JobStatus(job_id, "running")

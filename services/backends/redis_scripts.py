@@ -88,45 +88,26 @@ local function id_text(e)
   if string.byte(e, 2) ~= 0 then return id_key(e) end
   return string.format(HEX16, string.byte(e, 3, 18))
 end
--- Waiting markers (see redis_keys): buckets are read once per call, written once at the end.
-local M, MD = {}, {}
+-- Waiting markers (see redis_keys): hash cv:w:<first 3 hex digits of the fingerprint>, field
+-- fingerprint bytes 2-8, value QUEUED or SCHEDULED. One HSET/HDEL each: that is what replicates.
+local QUEUED, SCHEDULED = '1', '2'
 local function mark_at(e)
-  local f
-  if string.byte(e, 2) == 0 then f = string.sub(e, 3, 12) else
-    f = string.gsub(string.sub(redis.sha1hex(id_key(e)), 1, 20), '..',
-      function(x) return string.char(tonumber(x, 16)) end)
+  if string.byte(e, 2) == 0 then
+    local a, b = string.byte(e, 3, 4)
+    return P .. 'w:' .. string.format('%03x', a * 16 + math.floor(b / 16)), string.sub(e, 4, 10)
   end
-  local a, b = string.byte(f, 1, 2)
-  local k = P .. 'u:' .. string.format('%03x', a * 16 + math.floor(b / 16))
-  local s = M[k]
-  if s == nil then s = redis.call('GET', k) or ''; M[k] = s end
-  local r, i = string.sub(f, 2, 10), 1
-  while true do
-    local p = string.find(s, r, i, true)
-    if not p then return k, r, nil end
-    if p % 10 == 1 then return k, r, p end
-    i = p + 1
-  end
+  local h = redis.sha1hex(id_key(e))
+  local f = string.gsub(string.sub(h, 3, 16), '..',
+    function(x) return string.char(tonumber(x, 16)) end)
+  return P .. 'w:' .. string.sub(h, 1, 3), f
 end
 local function mark(e, state)
-  local k, r, p = mark_at(e)
-  local s = M[k]
-  if p then M[k] = string.sub(s, 1, p + 8) .. state .. string.sub(s, p + 10)
-  else M[k] = s .. r .. state end
-  MD[k] = true
+  local k, f = mark_at(e)
+  redis.call('HSET', k, f, state)
 end
 local function unmark(e)
-  local k, _, p = mark_at(e)
-  if p then
-    local s = M[k]
-    M[k] = string.sub(s, 1, p - 1) .. string.sub(s, p + 10)
-    MD[k] = true
-  end
-end
-local function marks_save()
-  for k in pairs(MD) do
-    if M[k] == '' then redis.call('DEL', k) else redis.call('SET', k, M[k]) end
-  end
+  local k, f = mark_at(e)
+  redis.call('HDEL', k, f)
 end
 -- Counters of cv:n:<queue>, summed per call and written once per queue and field.
 local N = {}
@@ -230,19 +211,20 @@ for i = 5, #ARGV do
   local why = bad(ARGV[i])
   if why then return redis.error_reply('PUT element ' .. (i - 4) .. ': ' .. why) end
 end
-local flags, add = {}, {}
-local state = delay > 0 and 'd' or 'q'
+local flags, add, marks, seen = {}, {}, {}, {}
 for i = 5, #ARGV do
   local e = ARGV[i]
-  local _, _, p = mark_at(e)
+  local k, f = mark_at(e)
   local id = id_text(e)
-  if p or redis.call('HEXISTS', P .. 'running', id_key(e)) == 1
+  if seen[k .. f] or redis.call('HEXISTS', k, f) == 1
+      or redis.call('HEXISTS', P .. 'running', id_key(e)) == 1
       or redis.call('EXISTS', P .. 'j:' .. id, P .. 'f:' .. id) > 0 then
     flags[#flags + 1] = '0'
   else
     flags[#flags + 1] = '1'
     add[#add + 1] = e
-    mark(e, state)
+    marks[#marks + 1] = {k, f}
+    seen[k .. f] = true
   end
 end
 local n = #add
@@ -258,7 +240,8 @@ else
   if max_depth > 0 and redis.call('LLEN', k) + n > max_depth then return -1 end
   redis.call('RPUSH', k, unpack(add))
 end
-marks_save()
+local state = delay > 0 and SCHEDULED or QUEUED
+for _, m in ipairs(marks) do redis.call('HSET', m[1], m[2], state) end
 ring(q)
 return table.concat(flags)
 """
@@ -283,10 +266,7 @@ for qi = 7, #ARGV do
       local at = string.find(m, ':', 1, true)
       local e = at and string.sub(m, at + 1) or m
       els[i] = e
-      if not bad(e) then
-        local _, _, p = mark_at(e)
-        if p then mark(e, 'q') end
-      end
+      if not bad(e) then mark(e, QUEUED) end
     end
     redis.call('RPUSH', qk, unpack(els))
     redis.call('ZREM', dk, unpack(due))
@@ -323,7 +303,6 @@ for qi = 7, #ARGV do
   -- Wake another waiting consumer while work is left (a bell wakes only one).
   if redis.call('LLEN', qk) > 0 then ring(q) end
 end
-marks_save()
 counts_save()
 local renewed = -1
 if #out > 0 then renewed = redis.call('ZADD', P .. 'leases', now + lease, c) == 0 and 1 or 0 end
@@ -372,13 +351,12 @@ if st == 'bad' then counts_save() return 1 end
 if delay > 0 then
   local seq = redis.call('INCR', P .. 'seq')
   redis.call('ZADD', P .. 'd:' .. q, now_ms() + delay, seq .. ':' .. e)
-  mark(e, 'd')
+  mark(e, SCHEDULED)
 else
   redis.call('RPUSH', P .. 'q:' .. q, e)
-  mark(e, 'q')
+  mark(e, QUEUED)
 end
 ring(q)
-marks_save()
 counts_save()
 if LIM.ttl > 0 then
   local fk = P .. 'f:' .. id
@@ -400,12 +378,11 @@ for i = 5, #ARGV, 2 do
   local st, q, e = take(ARGV[i], ARGV[i + 1])
   if st == 'ok' then
     redis.call('LPUSH', P .. 'q:' .. q, e)
-    mark(e, 'q')
+    mark(e, QUEUED)
     ring(q)
     n = n + 1
   end
 end
-marks_save()
 counts_save()
 return n
 """
@@ -477,7 +454,7 @@ for j = 1, n do
     if (suspects and not suspects[key]) or (prefetched and prefetched[tok]) then
       -- Merely prefetched, never started: back uncounted.
       redis.call('LPUSH', P .. 'q:' .. q, e)
-      mark(e, 'q')
+      mark(e, QUEUED)
       ring(q)
     elseif deaths >= max_rd then
       local why2 = reason .. ', ' .. deaths .. ' times'
@@ -487,7 +464,7 @@ for j = 1, n do
     else
       local back = string.char(math.min(deaths, 255)) .. string.sub(e, 2)
       redis.call('LPUSH', P .. 'q:' .. q, back)
-      mark(back, 'q')
+      mark(back, QUEUED)
       ring(q)
     end
   end
@@ -499,7 +476,6 @@ if n > 0 then
   redis.call('EXPIRE', P .. 'h:' .. c, 86400)
   if ARGV[6] == '' and back > 0 then redis.call('HINCRBY', P .. 'stats', 'recovered', back) end
 end
-marks_save()
 counts_save()
 local left = total - n
 if left == 0 then
@@ -563,11 +539,10 @@ for i = 3, #ARGV do
     -- A requeued job is a fresh attempt: its crash count starts again.
     local fresh = '\0' .. string.sub(e, 2)
     redis.call('RPUSH', P .. 'q:' .. q, fresh)
-    mark(fresh, 'q')
+    mark(fresh, QUEUED)
     n = n + 1
   end
 end
-marks_save()
 if n > 0 then ring(q) end
 return n
 """
