@@ -5,12 +5,14 @@ Every test reads Given / When / Then; waits poll with a deadline, never a fixed 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 import redis
 
+from services.backends.redis_lease import Tokens
 from services.backends.redis_queue import RedisQueue
 from services.jobqueue import Completion, Delivery
 from services.settings import QueueSettings
@@ -404,3 +406,66 @@ def test_release_counts_only_suspects(make_queue: MakeQueue) -> None:
     # Then only the suspect counts a redelivery
     got = supervisor.get(["q"], max_count=2, timeout_s=1)
     assert sorted((d.job_id, d.redeliveries) for d in got) == [("prefetched", 0), ("ran", 1)]
+
+
+def test_started_from_threads_while_the_heartbeat_publishes(
+    make_queue: MakeQueue, redis_url: str
+) -> None:
+    # Given a consumer holding 200 deliveries
+    queue = make_queue()
+    queue.put_many("q", [(f"job-{i}", b"x") for i in range(200)])
+    held = get_within(queue, ["q"], 5, max_count=200)
+    assert len(held) == 200
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def guard(work: Callable[[], None], rounds: int | None) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                done = 0
+                while not stop.is_set() and (rounds is None or done < rounds):
+                    work()
+                    done += 1
+            except BaseException as exc:  # reported by the assertion below
+                errors.append(exc)
+
+        return run
+
+    def toggle(part: list[Delivery]) -> Callable[[], None]:
+        def work() -> None:
+            for delivery in part:
+                queue.started([delivery])
+            queue.started(part, running=False)
+
+        return work
+
+    # When four executor threads mark their deliveries started and not, over and over, while
+    # the heartbeat publishes the prefetched ones
+    executors = [threading.Thread(target=guard(toggle(held[i::4]), 200)) for i in range(4)]
+    beat = threading.Thread(target=guard(queue._renew, None))
+    for thread in [beat, *executors]:
+        thread.start()
+    for thread in executors:
+        thread.join(30)
+    stop.set()
+    beat.join(10)
+    # Then nothing raised, and the last beat publishes exactly the deliveries not started
+    assert not errors, errors
+    queue.started(held[:50])
+    queue._renew()
+    admin = redis.Redis.from_url(redis_url, decode_responses=True)
+    published = admin.smembers(f"cv:p:{queue.consumer_id}")
+    admin.close()
+    assert published == {d.receipt.split(":")[0] for d in held[50:]}
+
+
+def test_a_start_noted_after_its_settlement_is_ignored() -> None:
+    # Given a token held, then settled
+    tokens = Tokens()
+    tokens.add(["1", "2"])
+    tokens.settle(["1"])
+    # When an executor thread reports it started only now (it raced the settlement)
+    tokens.start(["1", "2"], running=True)
+    # Then only the token still held counts as running, and none is prefetched
+    assert tokens.running() == {"2"}
+    assert tokens.snapshot() == ({"2"}, [])

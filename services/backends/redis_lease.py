@@ -1,5 +1,7 @@
-"""The heartbeat thread that keeps a consumer's lease on its in-flight jobs alive, and the
-consumer's own view of that hold (``Hold``: until when may a prefetched job start).
+"""The heartbeat thread that keeps a consumer's lease on its in-flight jobs alive, the
+consumer's own view of that hold (``Hold``: until when may a prefetched job start), and the
+tokens of its deliveries (``Tokens``: which are held, which run), which executor threads change
+while the heartbeat reads them.
 
 One daemon thread per consuming ``RedisQueue``, with its own connection, so a beat never waits
 behind a blocked ``get`` and keeps going while a job runs pure Python in the main thread (the
@@ -18,7 +20,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 log = logging.getLogger("conveyor.redis")
 
@@ -131,3 +133,50 @@ class Hold:
                 self._until = max(self._until, sent_at + self._lease_s - self._margin_s)
             else:
                 self._until = -math.inf
+
+
+class Tokens:
+    """The delivery tokens this process holds (``get`` returned them, not settled yet) and,
+    of those, the ones running; every method takes one lock, so executor threads (``started``),
+    the main thread (``get``, settlements) and the heartbeat (publishing the prefetched ones)
+    never see a set change under them.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: set[str] = set()
+        self._running: set[str] = set()
+
+    def add(self, tokens: Collection[str]) -> None:
+        """Deliveries ``get`` returned."""
+        with self._lock:
+            self._held.update(tokens)
+
+    def settle(self, tokens: Collection[str]) -> None:
+        """Deliveries settled, handed back, or found no longer ours."""
+        with self._lock:
+            self._held.difference_update(tokens)
+            self._running.difference_update(tokens)
+
+    def start(self, tokens: Collection[str], *, running: bool) -> None:
+        """Mark held deliveries as running (or not); a token already settled is ignored."""
+        with self._lock:
+            if running:
+                self._running.update(self._held.intersection(tokens))
+            else:
+                self._running.difference_update(tokens)
+
+    def held(self) -> set[str]:
+        """A copy of the tokens held."""
+        with self._lock:
+            return set(self._held)
+
+    def running(self) -> set[str]:
+        """A copy of the tokens held and running."""
+        with self._lock:
+            return set(self._running)
+
+    def snapshot(self) -> tuple[set[str], list[str]]:
+        """The tokens held and, sorted, the prefetched ones (held, not running), at one instant."""
+        with self._lock:
+            return set(self._held), sorted(self._held - self._running)

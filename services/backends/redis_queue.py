@@ -88,7 +88,7 @@ from services.backends import redis_keys as keys
 from services.backends import redis_scripts as lua
 from services.backends.redis_conn import guarded, make_client
 from services.backends.redis_health import ServerWatch
-from services.backends.redis_lease import Heartbeat, Hold
+from services.backends.redis_lease import Heartbeat, Hold, Tokens
 from services.backends.redis_reads import BLOCK_CHUNK_S, Reader, call_many
 from services.errors import BackendUnavailableError, ConveyorError, QueueFullError
 from services.jobqueue import Completion, Connector, Delivery, JobQueue
@@ -169,10 +169,9 @@ class RedisQueue(Reader):
         )
         self._hold = Hold(settings.lease_s)
         self._watch = ServerWatch()
-        self._outstanding: set[str] = set()
-        """Tokens of deliveries ``get`` returned and this process has not settled yet."""
-        self._running: set[str] = set()
-        """Tokens of those that ``started`` says are running (the others are prefetched)."""
+        self._tokens = Tokens()
+        """Tokens of deliveries ``get`` returned and this process has not settled yet, and of
+        those that ``started`` says are running (the others are prefetched)."""
         self._unsure = False
         """A FETCH failed on the way back: Redis may have moved jobs we never saw."""
 
@@ -287,7 +286,7 @@ class RedisQueue(Reader):
         with guarded("get", self.where):
             found = self._client.hkeys(keys.inflight_key(self.consumer_id))
         tokens = {t.decode() if isinstance(t, bytes) else str(t) for t in found}
-        unseen = sorted(tokens - self._outstanding)
+        unseen = sorted(tokens - self._tokens.held())
         if unseen:
             pairs = [(self.consumer_id, token) for token in unseen]
             self._run_many("NACK", "get", self._settle_calls("NACK", pairs))
@@ -321,7 +320,7 @@ class RedisQueue(Reader):
 
     def _fetched(self, send: Callable[[], list[Any]]) -> tuple[int, int, list[Any]]:
         """Send FETCH calls, merge their replies, and note what they say about our lease."""
-        holding, sent_at = bool(self._outstanding), time.monotonic()
+        holding, sent_at = bool(self._tokens.held()), time.monotonic()
         replies = send()
         flat: list[Any] = []
         due = -1
@@ -365,14 +364,11 @@ class RedisQueue(Reader):
                     redeliveries=element.redeliveries,
                 )
             )
-            self._outstanding.add(str(flat[i + 1]))
+        self._tokens.add([str(flat[i + 1]) for i in range(0, len(flat), 3)])
         return out
 
     def _settled(self, receipts: Sequence[str]) -> None:
-        for receipt in receipts:
-            token = keys.parse_receipt(receipt)[1]
-            self._outstanding.discard(token)
-            self._running.discard(token)
+        self._tokens.settle([keys.parse_receipt(receipt)[1] for receipt in receipts])
 
     def _settle_calls(self, name: str, parts: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
         """Capped calls of a settling script: its limits, then the flattened ``parts``."""
@@ -458,23 +454,18 @@ class RedisQueue(Reader):
 
     def confirm(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         """Renew the lease and keep those of ``deliveries`` still ours (one round trip)."""
-        tokens = sorted(self._outstanding | {self._token(d) for d in deliveries})
+        tokens = sorted(self._tokens.held() | {self._token(d) for d in deliveries})
         sent_at = time.monotonic()
         lease = self._ms(self.settings.lease_s)
         existed, handed, flags = self._run("CONFIRM", "confirm", self.consumer_id, lease, *tokens)
         gone = {token for token, flag in zip(tokens, flags, strict=True) if not flag}
-        self._outstanding -= gone
-        self._running -= gone
+        self._tokens.settle(gone)
         self._hold.confirmed(sent_at=sent_at, lease=int(existed), handed=int(handed))
         return [d for d in deliveries if self._token(d) not in gone]
 
     def started(self, deliveries: Sequence[Delivery], *, running: bool = True) -> None:
         """Note which deliveries run (the heartbeat publishes the others as prefetched)."""
-        tokens = {self._token(d) for d in deliveries}
-        if running:
-            self._running |= tokens
-        else:
-            self._running -= tokens
+        self._tokens.start([self._token(d) for d in deliveries], running=running)
 
     def _token(self, delivery: Delivery) -> str:
         return keys.parse_receipt(delivery.receipt)[1]
@@ -491,15 +482,14 @@ class RedisQueue(Reader):
     # -- leases ------------------------------------------------------------------------------
 
     def _renew(self) -> None:
-        prefetched = sorted(self._outstanding - self._running)
-        holding = set(self._outstanding)
+        holding, prefetched = self._tokens.snapshot()
         lease = self._ms(self.settings.lease_s)
         sent_at = time.monotonic()
         with guarded("heartbeat", self.where):
             script = self._beat_scripts["HEARTBEAT"]
             reply = script(args=[keys.PREFIX, self.consumer_id, lease, *prefetched])
         existed, handed, epoch = reply
-        self._note_renewal(sent_at, existed, handed, bool(holding & self._outstanding))
+        self._note_renewal(sent_at, existed, handed, bool(holding & self._tokens.held()))
         self._watch.observe(epoch, self.where)
 
     def _recover(self) -> int:
