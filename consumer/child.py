@@ -73,6 +73,20 @@ def child_main(spec: ChildSpec) -> None:
 def run_worker(worker: Worker, signals: SignalLog, spec: ChildSpec) -> int:
     """Turn the worker's loop until it stops; returns the child's exit code.
 
+    A configuration error met while running (the backend now refuses our credentials or ACL)
+    ends the child with CONFIG_FAILURE: restarting it would only be refused again. Its jobs stay
+    leased in the backend and go to another consumer once the lease expires.
+    """
+    try:
+        return _turn_until_stopped(worker, signals, spec)
+    except ConfigError as exc:
+        log.error("configuration error, stopping: %s", exc)
+        return exitcodes.CONFIG_FAILURE
+
+
+def _turn_until_stopped(worker: Worker, signals: SignalLog, spec: ChildSpec) -> int:
+    """The loop of ``run_worker``.
+
     SIGTERM drains (finish running jobs within the shutdown timeout); SIGQUIT or the
     deadline hands every unfinished job back at once.
     """

@@ -11,6 +11,8 @@ The rules, in order:
 * BOOT_FAILURE from a child that never booted (bad ``--jobs``, bad configuration): halt the
   supervisor; restarting would only repeat the failure. The same code from a child that had
   booted is a job calling ``os._exit(3)``: an ordinary crash.
+* CONFIG_FAILURE (the backend refused the credentials or the ACL while the child ran): halt
+  with USAGE; a new child would be refused the same way.
 * RECYCLE: replace it now, no backoff.
 * Any other end is a crash. A child that settled a job since it started, or lived past
   ``stable_s``, was doing useful work when something killed it (OOM killer, an operator): no
@@ -99,6 +101,8 @@ def decide(
         return Decision(Action.RETIRE)
     if death.exitcode == exitcodes.BOOT_FAILURE and not death.booted:
         return Decision(Action.HALT, exit_code=exitcodes.BOOT_FAILURE)
+    if death.exitcode == exitcodes.CONFIG_FAILURE:
+        return Decision(Action.HALT, exit_code=exitcodes.USAGE)
     if death.exitcode == exitcodes.RECYCLE:
         return Decision(Action.RESTART)
     return _after_crash(death, policy, rng)

@@ -228,7 +228,8 @@ class Supervisor:
         seat.cleared()
         seat.failures, seat.idle_deaths = decision.failures, decision.idle_deaths
         if decision.action is Action.HALT:
-            log.error("worker-%d cannot start (see its error above); stopping", seat.index)
+            why = "cannot start" if decision.exit_code == exitcodes.BOOT_FAILURE else "was refused"
+            log.error("worker-%d %s (see its error above); stopping", seat.index, why)
             self._fail(decision.exit_code)
         elif decision.action is Action.RETIRE:
             seat.retired = True

@@ -264,3 +264,40 @@ def test_dead_letters_show_readable_times_and_requeue_names_unknown_ids(redis_ur
     mixed = conveyor("dead-letters", "requeue", job.id, "nope-2", env=env)
     assert mixed.returncode == 0, mixed.stderr
     assert "requeued 1 job(s)" in mixed.stdout and "nope-2" in mixed.stderr
+
+
+def test_a_password_changed_under_a_running_worker_stops_it_with_exit_2(
+    password_server: RedisServer,
+) -> None:
+    # Given a worker running with the right password
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")},
+        "CONVEYOR_REDIS_PASSWORD": SECRET,
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "consumer", *WORKER, "--url", password_server.url],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        admin = redis.Redis(port=password_server.port, password=SECRET)
+        deadline = time.monotonic() + 60
+        while not any(c.get("cmd") == "blpop" for c in admin.client_list()):
+            assert time.monotonic() < deadline, "the worker never waited for jobs"
+            time.sleep(0.05)
+        # When the password changes and its connections are cut
+        admin.config_set("requirepass", "rotated-" + SECRET)
+        admin = redis.Redis(port=password_server.port, password="rotated-" + SECRET)
+        admin.client_kill_filter(_type="normal", skipme=True)
+        # Then it stops by itself with exit code 2 instead of restarting children forever
+        _, stderr = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.communicate()
+    assert worker.returncode == 2, stderr
+    assert "refused the credentials" in stderr
+    assert SECRET not in stderr

@@ -180,6 +180,13 @@ def crash(**fields: object) -> Death:
     return Death(**base)  # type: ignore[arg-type]
 
 
+def test_a_child_refused_by_the_backend_while_running_halts_with_the_usage_code() -> None:
+    # Given a booted child that ended because the backend refused its credentials or ACL
+    decision = decide(crash(exitcode=exitcodes.CONFIG_FAILURE, settled=12), POLICY)
+    # Then the supervisor stops with exit code 2 instead of restarting it into a refusal
+    assert (decision.action, decision.exit_code) == (Action.HALT, exitcodes.USAGE)
+
+
 def test_forty_kills_of_working_children_never_back_off() -> None:
     # Given a seat whose child is killed 40 times, each time after it settled jobs
     failures, delays = 0, []
