@@ -34,20 +34,33 @@ job's overhead at 18 bytes over its body. Elements that break this shape (writte
 else) are dead-lettered by the script that meets them, with the reason, never delivered. A
 *status record* is ``<state>\\n<attempts>\\n<len>\\n<error><0 | 1 + result>``.
 
-**Waiting markers** make put-if-absent and ``status`` of a waiting job possible at ~11 bytes a
-job. A job's *fingerprint* is 10 bytes: the first 10 bytes of a hex id (random already), else of
-the SHA-1 of the id. Its first 12 bits pick one of 4,096 buckets ``cv:u:<3 hex digits>``; the
-bucket is a string of 10-byte records, ``[fingerprint bytes 2-10][state]`` with state ``q``
-(queued) or ``d`` (delayed), found by an aligned substring search. PUT/NACK/RETRY/HANDBACK and
-REQUEUE_DEAD add or update a record, FETCH deletes it. Why this and not the alternatives
-(measured on Redis 7.0, 1,000,000 queued jobs, against a budget of 15 bytes a job over today's
-235): a key per job costs ~65 bytes; a hash per bucket with the full id as field ~25 bytes
-(listpack entries carry 2-3 bytes of framing each, and the value is an entry too); with an
-8-byte field still ~14 bytes; strings in 16,384 buckets ~13.6 (key overhead). Plain strings in
-4,096 buckets carry almost no framing: ~11 bytes. The price: two different ids clash only if
-80 bits of their fingerprints agree (about n / 2^80 per put with n jobs waiting, e.g. 1e-18 for
-a million), and a bucket is rewritten whole when it changes (~2.4 KB at a million waiting jobs,
-~24 KB at ten million; script calls are capped in size to bound that).
+**Waiting markers** make put-if-absent and ``status`` of a waiting job possible at ~12 bytes a
+job. A job's *fingerprint* is 8 bytes: the first 8 bytes of a hex id (random already), else of
+the SHA-1 of the id. Its first 3 hex digits pick one of 4,096 hashes ``cv:w:<3 hex digits>``;
+the field is fingerprint bytes 2-8 (byte 1 is implied by the bucket, so all 64 bits count) and
+the value ``MARK_QUEUED`` or ``MARK_SCHEDULED`` (delayed). PUT/NACK/RETRY/HANDBACK/REQUEUE_DEAD
+and FETCH (a delayed job come due) set a marker with ``HSET``, FETCH deletes it with ``HDEL``.
+Redis replicates a script's *effects*, so a marker change reaches the AOF and the replicas as
+that one ~40-byte command. Two different ids clash only if their 64-bit fingerprints agree:
+about n / 2^64 per put with n jobs waiting (5e-14 for a million); the second put is then
+answered "present" and not stored.
+
+Why this shape (measured on Redis 7.0, 1,000,000 waiting jobs, ``used_memory``): a key per job
+costs ~65 bytes a job; hashes in 16,384 buckets with the whole 8-byte fingerprint as field and a
+letter as value ~15.4; 7-byte fields ~14.3; in 4,096 buckets ~13.4; with an integer value
+(2 bytes in a listpack, a letter takes 3) ~12.4, which keeps a queued job with a 207-byte body
+at 248 bytes in all (``scripts/bench_worker.py --only memory``; the former string buckets: 247).
+Those string buckets (10-byte records found by substring search) cost ~11 bytes, but every
+change rewrote the whole bucket with ``SET``: ~2.4 KB of AOF and replication per change at a
+million waiting jobs, ~24 KB at ten million, and Lua work growing with the queue. AOF bytes
+per job (``scripts/bench_aof.py --jobs 100000 --backlog 1000000``, body 206 bytes): string
+buckets 2,777 to enqueue and 3,146 to drain; these hashes 294 and 620, the same as with no
+backlog (bare ``RPUSH``: 214). A hash stays
+a compact *listpack* up to ``hash-max-listpack-entries`` fields (default 512; the 128 default
+is for sorted sets): 4,096 buckets hold ~244 each at a million waiting jobs and reach 512 near
+two million. Past that a bucket converts to a hashtable: still correct, but ~69 bytes a marker
+instead of ~12 (raise ``hash-max-listpack-entries``, e.g. to 2048 for eight million: a listpack
+lookup is a linear scan, a few microseconds at that size).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Why lists and Lua, not Streams or BLMOVE alone:
 
 * **Memory.** A waiting job is one list element (18 bytes of header + the body) in a listpack,
-  plus a ~11-byte waiting marker (``redis_keys``); a stream entry costs more per entry and XACK
+  plus a ~12-byte waiting marker (``redis_keys``); a stream entry costs more per entry and XACK
   alone leaves it in the stream (XDEL too).
 * **Several queues in priority order, batched.** One ``FETCH`` script pops up to its cap of
   jobs from the queues in order (``LPOP key count``, Redis 6.2) and records them as in flight in
