@@ -63,6 +63,14 @@ def parse_kwarg(text: str) -> tuple[str, Any]:
     metavar="SECONDS",
     help="Make the job runnable only after this many seconds.",
 )
+@click.option(
+    "--job-id",
+    default=None,
+    metavar="ID",
+    help="Give the job this id (1-128 characters from A-Z a-z 0-9 . _ - :). A job with this "
+    "id that is queued, scheduled, running or finished within --result-ttl makes this a "
+    "no-op, so a script may safely retry the same command.",
+)
 @queue_options
 def enqueue_command(
     name: str,
@@ -72,6 +80,7 @@ def enqueue_command(
     queue: str,
     jobs: str | None,
     delay: float,
+    job_id: str | None,
     **options: Any,
 ) -> None:
     """Put job NAME with ARGs on a queue and print the job id.
@@ -92,9 +101,9 @@ def enqueue_command(
         call_kwargs = dict(parse_kwarg(text) for text in kwargs)
         call_args = [parse_arg(text) for text in args]
         if delay > 0:
-            job = producer.enqueue_in(delay, name, *call_args, **call_kwargs)
+            job = producer.enqueue_in(delay, name, *call_args, job_id=job_id, **call_kwargs)
         else:
-            job = producer.enqueue(name, *call_args, **call_kwargs)
+            job = producer.enqueue(name, *call_args, job_id=job_id, **call_kwargs)
     finally:
         backend.close()
     click.echo(job.id)

@@ -301,3 +301,25 @@ def test_a_password_changed_under_a_running_worker_stops_it_with_exit_2(
     assert worker.returncode == 2, stderr
     assert "refused the credentials" in stderr
     assert SECRET not in stderr
+
+
+def test_enqueue_with_a_job_id_twice_stores_the_job_once(redis_url: str) -> None:
+    # Given a job enqueued from the shell with an id of the caller's
+    first = conveyor("enqueue", "add", "1", "2", "--url", redis_url, "--job-id", "order-42")
+    # When the same command is run again (a script retrying after a timeout)
+    again = conveyor("enqueue", "add", "1", "2", "--url", redis_url, "--job-id", "order-42")
+    # Then both print the id, and the queue holds the job once
+    assert (first.returncode, again.returncode) == (0, 0), first.stderr + again.stderr
+    assert first.stdout.strip() == again.stdout.strip() == "order-42"
+    queue = RedisQueue(redis_url, QueueSettings())
+    try:
+        assert queue.depth("default") == 1
+        status = queue.status("order-42")
+        assert status is not None and status.status == "queued"
+    finally:
+        queue.close()
+
+
+def test_enqueue_refuses_a_bad_job_id_in_one_line(redis_url: str) -> None:
+    result = conveyor("enqueue", "add", "1", "2", "--url", redis_url, "--job-id", "a b")
+    assert_one_line_error(result, "invalid job id")
