@@ -38,7 +38,12 @@ class QueueFullError(ConveyorError):
 
 
 class BackendUnavailableError(ConveyorError):
-    """The backend could not be reached within its timeout; the operation did not happen."""
+    """The backend did not answer within its timeout: the operation is *not confirmed*.
+
+    It may or may not have happened (a reply can be lost after the command ran). Every operation
+    that raises it is safe to repeat: puts are put-if-absent by job id, and settling a delivery
+    twice is a no-op.
+    """
 
 
 class JobNotFinishedError(ConveyorError):
