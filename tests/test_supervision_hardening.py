@@ -11,28 +11,34 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from consumer.pools import PoolKind, shape_pool
+from consumer.pools import PoolKind
 from consumer.restart_policy import Action, Death, RestartPolicy, decide
 from consumer.seats import Seat
 from consumer.signals import interrupts_ignored, recorded_signals
 from consumer.supervision_watch import Watch
-from consumer.supervisor import Supervisor, SupervisorSettings
 from producer import Producer
 from services import exitcodes
-from services.backends import open_queue
 from services.jobqueue import JobQueue
-from services.settings import QueueSettings, RetrySettings, WorkerSettings
-from services.stats import Field, Stats, new_block, total
+from services.settings import RetrySettings, WorkerSettings
+from services.stats import Field, Stats, new_block
 from tests import jobs
+from tests.helpers_supervisor import (
+    count,
+    no_child_outlives_its_test,
+    queue,
+    stop,
+    supervise,
+    turn_until,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = RestartPolicy(base_s=0.5, cap_s=30.0, stable_s=10.0)
-_started: list[Supervisor] = []
+__all__ = ["no_child_outlives_its_test", "queue"]  # fixtures, used by name
 
 
 def wait_for(what: str, done: Callable[[], bool], timeout_s: float) -> None:
@@ -41,72 +47,6 @@ def wait_for(what: str, done: Callable[[], bool], timeout_s: float) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.02)
-
-
-@pytest.fixture(autouse=True)
-def no_child_outlives_its_test() -> Iterator[None]:
-    yield
-    while _started:
-        supervisor = _started.pop()
-        for pid in supervisor.pids():
-            os.kill(pid, signal.SIGKILL)
-        if supervisor.exit_code is None:
-            supervisor.stop_now()
-            deadline = time.monotonic() + 10
-            while supervisor.exit_code is None and time.monotonic() < deadline:
-                supervisor.run_once(0.05)
-
-
-@pytest.fixture
-def queue() -> Iterator[JobQueue]:
-    found = open_queue("memory://", QueueSettings(result_ttl_s=60, max_redeliveries=3))
-    yield found
-    found.close()
-
-
-def supervise(
-    queue: JobQueue,
-    *,
-    pool: PoolKind = PoolKind.PROCESSES,
-    concurrency: int = 1,
-    jobs_path: str = "tests.jobs:registry",
-    **worker: object,
-) -> Supervisor:
-    options: dict[str, object] = {
-        "poll_s": 0.1,
-        "retry": RetrySettings(base_s=0.01, cap_s=0.05),
-        "shutdown_timeout_s": 5.0,
-    }
-    options.update(worker)
-    settings = SupervisorSettings(
-        jobs=jobs_path,
-        shape=shape_pool(pool, concurrency),
-        worker=WorkerSettings(**options),  # type: ignore[arg-type]
-        restart_base_s=0.05,
-        restart_cap_s=0.5,
-    )
-    supervisor = Supervisor(queue, settings)
-    _started.append(supervisor)
-    supervisor.start()
-    return supervisor
-
-
-def turn_until(supervisor: Supervisor, done: Callable[[], bool], timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        assert time.monotonic() < deadline, "condition not reached before the deadline"
-        supervisor.run_once(0.05)
-
-
-def count(supervisor: Supervisor, field: Field) -> int:
-    return total(s.block for s in supervisor.stats).count(field)
-
-
-def stop(supervisor: Supervisor, timeout_s: float = 20.0) -> int:
-    supervisor.stop()
-    turn_until(supervisor, lambda: supervisor.exit_code is not None, timeout_s)
-    assert supervisor.exit_code is not None
-    return supervisor.exit_code
 
 
 # -- 1. Ctrl+C during start-up ------------------------------------------------------------------
@@ -337,7 +277,7 @@ from tests.test_redis_system import (  # noqa: E402
     wait_settled,
 )
 
-__all__ = ["admin", "inspect", "launch"]  # fixtures, used by name
+__all__ += ["admin", "inspect", "launch"]  # fixtures, used by name
 
 
 @pytest.mark.redis

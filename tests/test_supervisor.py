@@ -5,94 +5,27 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from consumer.pools import PoolKind, shape_pool
-from consumer.supervisor import Supervisor, SupervisorSettings
+from consumer.pools import PoolKind
 from producer import Producer
 from services import exitcodes
-from services.backends import open_queue
 from services.jobqueue import JobQueue
-from services.settings import QueueSettings, RetrySettings, WorkerSettings
-from services.stats import Field, total
+from services.stats import Field
 from tests import jobs
+from tests.helpers_supervisor import (
+    count,
+    no_child_outlives_its_test,
+    queue,
+    stop,
+    supervise,
+    turn_until,
+)
 from tests.jobs import read_ledger
 
-_started: list[Supervisor] = []
-
-
-@pytest.fixture(autouse=True)
-def no_child_outlives_its_test() -> Iterator[None]:
-    """A failed test must not leave worker processes behind (pytest would wait for them)."""
-    yield
-    while _started:
-        supervisor = _started.pop()
-        for pid in supervisor.pids():
-            os.kill(pid, signal.SIGKILL)
-        if supervisor.exit_code is None:
-            supervisor.stop()
-            supervisor.stop()
-            deadline = time.monotonic() + 10
-            while supervisor.exit_code is None and time.monotonic() < deadline:
-                supervisor.run_once(0.05)
-
-
-@pytest.fixture
-def queue() -> Iterator[JobQueue]:
-    found = open_queue("memory://", QueueSettings(result_ttl_s=60, max_redeliveries=3))
-    yield found
-    found.close()
-
-
-def supervise(
-    queue: JobQueue,
-    *,
-    pool: PoolKind = PoolKind.PROCESSES,
-    concurrency: int = 1,
-    jobs_path: str = "tests.jobs:registry",
-    clock: Callable[[], float] = time.monotonic,
-    hang_timeout_s: float = 60.0,
-    **worker: object,
-) -> Supervisor:
-    options: dict[str, object] = {
-        "poll_s": 0.1,
-        "retry": RetrySettings(base_s=0.01, cap_s=0.05),
-        "shutdown_timeout_s": 5.0,
-    }
-    options.update(worker)
-    settings = SupervisorSettings(
-        jobs=jobs_path,
-        shape=shape_pool(pool, concurrency),
-        worker=WorkerSettings(**options),  # type: ignore[arg-type]
-        restart_base_s=0.05,
-        restart_cap_s=0.5,
-        hang_timeout_s=hang_timeout_s,
-    )
-    supervisor = Supervisor(queue, settings, clock=clock)
-    _started.append(supervisor)
-    supervisor.start()
-    return supervisor
-
-
-def turn_until(supervisor: Supervisor, done: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        assert time.monotonic() < deadline, "condition not reached before the deadline"
-        supervisor.run_once(0.05)
-
-
-def stop(supervisor: Supervisor, timeout_s: float = 20.0) -> int:
-    supervisor.stop()
-    turn_until(supervisor, lambda: supervisor.exit_code is not None, timeout_s)
-    assert supervisor.exit_code is not None
-    return supervisor.exit_code
-
-
-def count(supervisor: Supervisor, field: Field) -> int:
-    return total(s.block for s in supervisor.stats).count(field)
+__all__ = ["no_child_outlives_its_test", "queue"]  # fixtures, used by name
 
 
 def pid_alive(pid: int) -> bool:

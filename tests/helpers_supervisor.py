@@ -1,0 +1,100 @@
+"""Shared set-up for the tests that drive a real ``Supervisor`` on the memory backend.
+
+A test module imports the two fixtures (``no_child_outlives_its_test`` is autouse, ``queue`` is
+used by name) and lists them in its ``__all__``; ``supervise`` starts a supervisor with fast test
+settings and remembers it, so the autouse fixture can stop it and kill its children even when
+the test failed (pytest would otherwise wait for them).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from consumer.pools import PoolKind, shape_pool
+from consumer.supervisor import Supervisor, SupervisorSettings
+from services.backends import open_queue
+from services.jobqueue import JobQueue
+from services.settings import QueueSettings, RetrySettings, WorkerSettings
+from services.stats import Field, total
+
+_started: list[Supervisor] = []
+
+
+@pytest.fixture(autouse=True)
+def no_child_outlives_its_test() -> Iterator[None]:
+    """A failed test must not leave worker processes behind (pytest would wait for them)."""
+    yield
+    while _started:
+        supervisor = _started.pop()
+        for pid in supervisor.pids():
+            os.kill(pid, signal.SIGKILL)
+        if supervisor.exit_code is None:
+            supervisor.stop_now()
+            deadline = time.monotonic() + 10
+            while supervisor.exit_code is None and time.monotonic() < deadline:
+                supervisor.run_once(0.05)
+
+
+@pytest.fixture
+def queue() -> Iterator[JobQueue]:
+    """A memory queue: three redeliveries, results kept for a minute."""
+    found = open_queue("memory://", QueueSettings(result_ttl_s=60, max_redeliveries=3))
+    yield found
+    found.close()
+
+
+def supervise(
+    queue: JobQueue,
+    *,
+    pool: PoolKind = PoolKind.PROCESSES,
+    concurrency: int = 1,
+    jobs_path: str = "tests.jobs:registry",
+    clock: Callable[[], float] = time.monotonic,
+    hang_timeout_s: float = 60.0,
+    **worker: object,
+) -> Supervisor:
+    """Start a supervisor with fast polls, retries and restarts; ``worker`` overrides settings."""
+    options: dict[str, object] = {
+        "poll_s": 0.1,
+        "retry": RetrySettings(base_s=0.01, cap_s=0.05),
+        "shutdown_timeout_s": 5.0,
+    }
+    options.update(worker)
+    settings = SupervisorSettings(
+        jobs=jobs_path,
+        shape=shape_pool(pool, concurrency),
+        worker=WorkerSettings(**options),  # type: ignore[arg-type]
+        restart_base_s=0.05,
+        restart_cap_s=0.5,
+        hang_timeout_s=hang_timeout_s,
+    )
+    supervisor = Supervisor(queue, settings, clock=clock)
+    _started.append(supervisor)
+    supervisor.start()
+    return supervisor
+
+
+def turn_until(supervisor: Supervisor, done: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    """Turn the supervisor's loop until ``done()``; fail at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, "condition not reached before the deadline"
+        supervisor.run_once(0.05)
+
+
+def stop(supervisor: Supervisor, timeout_s: float = 20.0) -> int:
+    """Ask for the (draining) stop, turn the loop until it exits, return the exit code."""
+    supervisor.stop()
+    turn_until(supervisor, lambda: supervisor.exit_code is not None, timeout_s)
+    assert supervisor.exit_code is not None
+    return supervisor.exit_code
+
+
+def count(supervisor: Supervisor, field: Field) -> int:
+    """``field`` summed over every child's stats block."""
+    return total(s.block for s in supervisor.stats).count(field)
