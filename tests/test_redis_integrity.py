@@ -22,11 +22,9 @@ from services.backends.redis_queue import RedisQueue
 from services.errors import BackendUnavailableError
 from services.jobqueue import Completion, Delivery
 from services.settings import QueueSettings
-from tests.redis_fixtures import RedisServer, find_redis_server
+from tests.redis_fixtures import MakeQueue, RedisServer, find_redis_server
 
 pytestmark = pytest.mark.redis
-
-MakeQueue = Callable[..., RedisQueue]
 
 BAD = {
     b"": "malformed element: empty, no 2-byte header",
@@ -38,21 +36,6 @@ BAD = {
     b"\x00\x03\xff\xfe\xfd{}": "malformed element: job id is not UTF-8",
 }
 """Elements no producer of ours writes, with the reason each is dead-lettered with."""
-
-
-@pytest.fixture
-def make_queue(redis_url: str) -> Iterator[MakeQueue]:
-    """Opens RedisQueues with the given settings; closes them after the test."""
-    opened: list[RedisQueue] = []
-
-    def make(consumer_id: str | None = None, **settings: object) -> RedisQueue:
-        queue = RedisQueue(redis_url, QueueSettings(**settings), consumer_id=consumer_id)  # type: ignore[arg-type]
-        opened.append(queue)
-        return queue
-
-    yield make
-    for queue in opened:
-        queue.close()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -15,26 +15,9 @@ import redis
 from services.backends.redis_lease import Tokens
 from services.backends.redis_queue import RedisQueue
 from services.jobqueue import Completion, Delivery
-from services.settings import QueueSettings
+from tests.redis_fixtures import MakeQueue
 
 pytestmark = pytest.mark.redis
-
-MakeQueue = Callable[..., RedisQueue]
-
-
-@pytest.fixture
-def make_queue(redis_url: str) -> Iterator[MakeQueue]:
-    """Opens RedisQueues with the given settings; closes them after the test."""
-    opened: list[RedisQueue] = []
-
-    def make(consumer_id: str | None = None, **settings: object) -> RedisQueue:
-        queue = RedisQueue(redis_url, QueueSettings(**settings), consumer_id=consumer_id)  # type: ignore[arg-type]
-        opened.append(queue)
-        return queue
-
-    yield make
-    for queue in opened:
-        queue.close()
 
 
 def get_within(
