@@ -7,33 +7,18 @@ import time
 
 from services.codec import decode_value, encode_job, encode_value
 from services.job import Job
-from services.jobqueue import Completion, Delivery
 from tests.contract.conftest import SETTINGS, Backend
-
-
-def _job(n: int = 0, queue: str = "default") -> tuple[str, bytes]:
-    job = Job(name="echo", args=(n,), queue=queue)
-    return job.id, encode_job(job)
-
-
-def _poll(predicate, timeout_s: float = 5.0, interval_s: float = 0.02):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(interval_s)
-    return predicate()
+from tests.contract.helpers import completion, job, poll
 
 
 def test_a_put_job_is_delivered_once_and_gone_after_ack(backend: Backend) -> None:
     # Given a job on the queue
-    job_id, body = _job()
+    job_id, body = job()
     backend.root.put("default", job_id, body)
     consumer = backend.consumer("c1")
     # When a consumer takes it and acknowledges it
     [delivery] = consumer.get(["default"], max_count=5, timeout_s=1)
-    rejected = consumer.ack([_completion(delivery)])
+    rejected = consumer.ack([completion(delivery)])
     # Then it was the job put, and nothing is left to deliver
     assert (delivery.job_id, delivery.body, delivery.queue) == (job_id, body, "default")
     assert delivery.redeliveries == 0
@@ -43,7 +28,7 @@ def test_a_put_job_is_delivered_once_and_gone_after_ack(backend: Backend) -> Non
 
 
 def test_put_many_keeps_fifo_order_and_get_batches(backend: Backend) -> None:
-    items = [_job(n) for n in range(10)]
+    items = [job(n) for n in range(10)]
     backend.root.put_many("default", items)
     consumer = backend.consumer("c1")
     first = consumer.get(["default"], max_count=4, timeout_s=1)
@@ -53,8 +38,8 @@ def test_put_many_keeps_fifo_order_and_get_batches(backend: Backend) -> None:
 
 
 def test_earlier_queues_are_served_first(backend: Backend) -> None:
-    backend.root.put("low", *_job(1, "low"))
-    backend.root.put("high", *_job(2, "high"))
+    backend.root.put("low", *job(1, "low"))
+    backend.root.put("high", *job(2, "high"))
     consumer = backend.consumer("c1")
     [first] = consumer.get(["high", "low"], max_count=1, timeout_s=1)
     [second] = consumer.get(["high", "low"], max_count=1, timeout_s=1)
@@ -71,14 +56,14 @@ def test_get_waits_up_to_its_timeout_when_empty(backend: Backend) -> None:
 def test_a_waiting_consumer_wakes_for_a_new_job(backend: Backend) -> None:
     consumer = backend.consumer("c1")
     assert consumer.get(["default"], timeout_s=0.05) == []
-    job_id, body = _job()
+    job_id, body = job()
     backend.root.put("default", job_id, body)
     found = consumer.get(["default"], timeout_s=2)
     assert [d.job_id for d in found] == [job_id]
 
 
 def test_nack_hands_a_job_back_to_the_front(backend: Backend) -> None:
-    backend.root.put_many("default", [_job(1), _job(2)])
+    backend.root.put_many("default", [job(1), job(2)])
     consumer = backend.consumer("c1")
     [first] = consumer.get(["default"], timeout_s=1)
     consumer.nack([first])
@@ -97,23 +82,23 @@ def test_retry_replaces_the_job_and_hides_it_until_due(backend: Backend) -> None
     # Then it is not visible at once, but comes back with the new body after the delay
     assert accepted
     assert consumer.get(["default"], timeout_s=0.1) == []
-    found = _poll(lambda: consumer.get(["default"], timeout_s=0.2), timeout_s=5)
+    found = poll(lambda: consumer.get(["default"], timeout_s=0.2), timeout_s=5)
     assert [d.body for d in found] == [encode_job(job.next_attempt())]
 
 
 def test_delayed_put_becomes_visible_after_its_delay(backend: Backend) -> None:
-    job_id, body = _job()
+    job_id, body = job()
     started = time.monotonic()
     backend.root.put("default", job_id, body, delay_s=0.4)
     consumer = backend.consumer("c1")
     assert consumer.get(["default"], timeout_s=0.1) == []
-    found = _poll(lambda: consumer.get(["default"], timeout_s=0.2), timeout_s=5)
+    found = poll(lambda: consumer.get(["default"], timeout_s=0.2), timeout_s=5)
     assert [d.job_id for d in found] == [job_id]
     assert time.monotonic() - started >= 0.35
 
 
 def test_dead_letters_are_listed_and_requeued(backend: Backend) -> None:
-    job_id, body = _job()
+    job_id, body = job()
     backend.root.put("default", job_id, body)
     consumer = backend.consumer("c1")
     [delivery] = consumer.get(["default"], timeout_s=1)
@@ -127,7 +112,7 @@ def test_dead_letters_are_listed_and_requeued(backend: Backend) -> None:
 
 
 def test_release_hands_a_dead_consumers_jobs_to_another(backend: Backend) -> None:
-    job_id, body = _job()
+    job_id, body = job()
     backend.root.put("default", job_id, body)
     doomed = backend.consumer("doomed")
     [held] = doomed.get(["default"], timeout_s=1)
@@ -141,7 +126,7 @@ def test_release_hands_a_dead_consumers_jobs_to_another(backend: Backend) -> Non
 
 
 def test_a_job_that_kills_its_consumers_is_quarantined(backend: Backend) -> None:
-    job_id, body = _job()
+    job_id, body = job()
     backend.root.put("default", job_id, body)
     for attempt in range(SETTINGS.max_redeliveries):
         consumer = backend.consumer(f"victim-{attempt}")
@@ -156,12 +141,12 @@ def test_a_job_that_kills_its_consumers_is_quarantined(backend: Backend) -> None
 
 
 def test_a_released_delivery_cannot_be_settled_by_its_old_owner(backend: Backend) -> None:
-    backend.root.put_many("default", [_job(1), _job(2), _job(3)])
+    backend.root.put_many("default", [job(1), job(2), job(3)])
     paused = backend.consumer("paused")
     stale = paused.get(["default"], max_count=3, timeout_s=1)
     backend.root.release("paused", "lease expired")
     # When the paused consumer comes back and settles what it held
-    rejected = paused.ack([_completion(stale[0])])
+    rejected = paused.ack([completion(stale[0])])
     retried = paused.retry(stale[1], stale[1].body, delay_s=0, error="late")
     buried = paused.dead_letter(stale[2], "late")
     # Then every late settlement is rejected and the jobs are still there for others
@@ -171,11 +156,11 @@ def test_a_released_delivery_cannot_be_settled_by_its_old_owner(backend: Backend
 
 
 def test_results_and_status_are_readable_by_id(backend: Backend) -> None:
-    job_id, body = _job()
+    job_id, body = job()
     backend.root.put("default", job_id, body)
     consumer = backend.consumer("c1")
     [delivery] = consumer.get(["default"], timeout_s=1)
-    consumer.ack([_completion(delivery, result=encode_value({"answer": 42}))])
+    consumer.ack([completion(delivery, result=encode_value({"answer": 42}))])
     found = backend.root.wait_finished(job_id, timeout_s=2)
     assert found is not None
     assert found.status == "done"
@@ -187,7 +172,7 @@ def test_results_and_status_are_readable_by_id(backend: Backend) -> None:
 
 
 def test_wait_finished_times_out_for_an_unfinished_job(backend: Backend) -> None:
-    job_id, body = _job()
+    job_id, body = job()
     backend.root.put("default", job_id, body)
     started = time.monotonic()
     assert backend.root.wait_finished(job_id, timeout_s=0.3) is None
@@ -204,10 +189,6 @@ def test_any_bytes_survive_the_round_trip(backend: Backend) -> None:
 
 
 def test_depth_counts_waiting_jobs_only(backend: Backend) -> None:
-    backend.root.put_many("default", [_job(n) for n in range(5)])
+    backend.root.put_many("default", [job(n) for n in range(5)])
     backend.consumer("c1").get(["default"], max_count=2, timeout_s=1)
     assert backend.root.depth("default") == 3
-
-
-def _completion(delivery: Delivery, result: bytes | None = None) -> Completion:
-    return Completion(delivery, result)
