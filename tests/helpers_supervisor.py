@@ -1,9 +1,11 @@
-"""Shared set-up for the tests that drive a real ``Supervisor`` on the memory backend.
+"""Shared set-up for the tests that drive a real, in-process ``Supervisor``.
 
-A test module imports the two fixtures (``no_child_outlives_its_test`` is autouse, ``queue`` is
-used by name) and lists them in its ``__all__``; ``supervise`` starts a supervisor with fast test
-settings and remembers it, so the autouse fixture can stop it and kill its children even when
-the test failed (pytest would otherwise wait for them).
+A test module imports the fixtures it wants and lists them in its ``__all__`` (pytest finds
+fixtures by name in the module): ``queue`` is a memory queue; ``queue_on_each_backend``
+provides a fixture also named ``queue``, run once on memory and once on the session's
+redis-server, so a module imports one or the other. ``supervise`` starts a supervisor with fast
+test settings and remembers it, so the autouse ``no_child_outlives_its_test`` can stop it and
+kill its children even when the test failed (pytest would otherwise wait for them).
 """
 
 from __future__ import annotations
@@ -44,6 +46,15 @@ def no_child_outlives_its_test() -> Iterator[None]:
 def queue() -> Iterator[JobQueue]:
     """A memory queue: three redeliveries, results kept for a minute."""
     found = open_queue("memory://", QueueSettings(result_ttl_s=60, max_redeliveries=3))
+    yield found
+    found.close()
+
+
+@pytest.fixture(params=["memory", "redis"], name="queue")
+def queue_on_each_backend(request: pytest.FixtureRequest) -> Iterator[JobQueue]:
+    """A queue on the memory backend, then on Redis: 2 s lease, results kept 10 minutes."""
+    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
+    found = open_queue(url, QueueSettings(lease_s=2.0, result_ttl_s=600))
     yield found
     found.close()
 
@@ -98,3 +109,13 @@ def stop(supervisor: Supervisor, timeout_s: float = 20.0) -> int:
 def count(supervisor: Supervisor, field: Field) -> int:
     """``field`` summed over every child's stats block."""
     return total(s.block for s in supervisor.stats).count(field)
+
+
+def stop_supervisor(supervisor: Supervisor, timeout_s: float = 20.0) -> None:
+    """Stop at once (a drain request, then the second, hard one) and turn the loop until the
+    supervisor exits or ``timeout_s`` passes; the caller checks the outcome."""
+    supervisor.stop()
+    supervisor.stop()
+    deadline = time.monotonic() + timeout_s
+    while supervisor.exit_code is None and time.monotonic() < deadline:
+        supervisor.run_once(0.1)

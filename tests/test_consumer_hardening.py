@@ -40,6 +40,7 @@ from services.settings import QueueSettings, RetrySettings, WorkerSettings
 from services.stats import Field, Stats, new_block, total
 from tests import feeds, jobs, jobs_system
 from tests import test_redis_system as system
+from tests.helpers_supervisor import queue_on_each_backend, stop_supervisor
 from tests.test_redis_system import (
     QUEUE,
     WorkerProcess,
@@ -59,14 +60,7 @@ JOBS = "tests.jobs_system:registry"
 system_launch = system.launch  # fixtures of the system tests: conveyor worker processes
 system_queue = system.inspect
 FINAL = ("done", "dead")
-
-
-@pytest.fixture(params=["memory", "redis"])
-def queue(request: pytest.FixtureRequest) -> Iterator[JobQueue]:
-    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
-    found = open_queue(url, QueueSettings(lease_s=2.0, result_ttl_s=600))
-    yield found
-    found.close()
+__all__ = ["queue_on_each_backend"]  # the `queue` fixture, used by name
 
 
 def poll(what: str, done: Callable[[], bool], timeout_s: float, step: Callable[[], None]) -> None:
@@ -90,14 +84,6 @@ def start_supervisor(queue: JobQueue, shape: PoolShape, **worker: object) -> Sup
     supervisor = Supervisor(queue, settings)
     supervisor.start()
     return supervisor
-
-
-def stop_supervisor(supervisor: Supervisor) -> None:
-    supervisor.stop()
-    supervisor.stop()
-    deadline = time.monotonic() + 20
-    while supervisor.exit_code is None and time.monotonic() < deadline:
-        supervisor.run_once(0.1)
 
 
 def statuses(queue: JobQueue, job_ids: list[str]) -> dict[str, JobStatus | None]:

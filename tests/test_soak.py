@@ -10,7 +10,6 @@ import os
 import random
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +18,15 @@ import pytest
 from consumer.pools import PoolKind, shape_pool
 from consumer.supervisor import Supervisor, SupervisorSettings
 from producer import Producer
-from services.backends import open_queue
 from services.jobqueue import JobQueue
-from services.settings import QueueSettings, RetrySettings, WorkerSettings
+from services.settings import RetrySettings, WorkerSettings
 from tests import jobs
+from tests.helpers_supervisor import queue_on_each_backend, stop_supervisor
 from tests.jobs import read_ledger
 
 FINAL = ("done", "dead")
 SOAK_S = float(os.environ.get("CONVEYOR_SOAK_S", "4"))
-
-
-@pytest.fixture(params=["memory", "redis"])
-def queue(request: pytest.FixtureRequest) -> Iterator[JobQueue]:
-    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
-    found = open_queue(url, QueueSettings(lease_s=2.0, result_ttl_s=600))
-    yield found
-    found.close()
+__all__ = ["queue_on_each_backend"]  # the `queue` fixture, used by name
 
 
 @pytest.mark.slow
@@ -82,11 +74,7 @@ def test_jobs_survive_random_worker_kills(queue: JobQueue, tmp_path: Path) -> No
             supervisor.run_once(0.1)
         assert not unsettled, f"{len(unsettled)} of {len(enqueued)} jobs lost or stuck"
     finally:
-        supervisor.stop()
-        supervisor.stop()
-        stop_by = time.monotonic() + 20
-        while supervisor.exit_code is None and time.monotonic() < stop_by:
-            supervisor.run_once(0.1)
+        stop_supervisor(supervisor)
     # ... and every job reported done really ran to its end
     ended = {line.split()[1] for line in read_ledger(ledger) if line.startswith("end ")}
     done = [i for i, s in statuses.items() if s is not None and s.status == "done"]
