@@ -9,16 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def children_of(pid: int) -> set[int]:
-    """Direct children of ``pid`` (Linux /proc)."""
-    found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        text = (task / "children").read_text() if (task / "children").exists() else ""
-        found.update(int(child) for child in text.split())
-    return found
+from tests.helpers_process import ROOT, children_of, in_own_group, slow_run_command
 
 
 def alive(pid: int) -> bool:
@@ -38,14 +29,6 @@ def wait_for(predicate, timeout_s: float) -> bool:  # type: ignore[no-untyped-de
             return True
         time.sleep(0.05)
     return bool(predicate())
-
-
-def slow_run_command(*, producers: int) -> list[str]:
-    """`conveyor run` on jobs slow enough to kill or interrupt it mid-run."""
-    return [
-        *(sys.executable, "-m", "consumer", "run", "--jobs", "tests.jobs:registry"),
-        *("--feed", "tests.feeds:slow_feed", "--producers", str(producers), "-c", "2"),
-    ]
 
 
 def test_children_of_a_sigkilled_conveyor_run_exit_within_seconds(tmp_path: Path) -> None:
@@ -101,26 +84,11 @@ def test_conveyor_run_works_on_redis(redis_url: str) -> None:
 
 def test_ctrl_c_reaches_the_pool_once_through_the_parent(tmp_path: Path) -> None:
     # Given `conveyor run` busy on slow jobs, in its own process group like a terminal job
-    command = slow_run_command(producers=1)
-    parent = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
+    with in_own_group(slow_run_command(producers=1)) as parent:
         assert wait_for(lambda: len(children_of(parent.pid)) >= 3, 30), "children never started"
         # When Ctrl+C hits the whole process group
         os.killpg(parent.pid, signal.SIGINT)
         out, err = parent.communicate(timeout=60)
-    finally:
-        if parent.poll() is None:
-            os.killpg(parent.pid, signal.SIGKILL)
-        # communicate() also closes the pipes: a failed run must not leave them to the garbage
-        # collector (a ResourceWarning, an error under filterwarnings=error, in a later test).
-        parent.communicate(timeout=10)
     # Then the workers ignored it (no KeyboardInterrupt), the parent drained them once and
     # printed its summary, exiting 130
     assert parent.returncode == 130, err[-2000:]

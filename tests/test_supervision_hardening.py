@@ -3,12 +3,9 @@ decisions, exits that only look like boot failures, the hard stop, alarms, block
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +24,7 @@ from services.jobqueue import JobQueue
 from services.settings import RetrySettings, WorkerSettings
 from services.stats import Field, Stats, new_block
 from tests import jobs
+from tests.helpers_process import children_of, in_own_group, slow_run_command
 from tests.helpers_supervisor import (
     count,
     no_child_outlives_its_test,
@@ -36,7 +34,6 @@ from tests.helpers_supervisor import (
     turn_until,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 POLICY = RestartPolicy(base_s=0.5, cap_s=30.0, stable_s=10.0)
 __all__ = ["no_child_outlives_its_test", "queue"]  # fixtures, used by name
 
@@ -64,39 +61,15 @@ def test_an_interrupt_while_children_start_is_delivered_afterwards() -> None:
         wait_for("the held SIGINT", lambda: signal.SIGINT in signals.take(), 5)
 
 
-def _children(pid: int) -> set[int]:
-    found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            found.update(int(child) for child in (task / "children").read_text().split())
-    return found
-
-
 @pytest.mark.parametrize("attempt", range(4))
 def test_ctrl_c_right_at_start_up_always_stops_the_run(attempt: int) -> None:
     # Given `conveyor run` on slow jobs, in its own process group like a terminal job
-    command = [
-        *(sys.executable, "-m", "consumer", "run", "--jobs", "tests.jobs:registry"),
-        *("--feed", "tests.feeds:slow_feed", "--producers", "2", "-c", "3"),
-    ]
-    with subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    ) as parent:
-        try:
-            # When Ctrl+C hits the group as soon as the first child exists (the parent is then
-            # still starting the others)
-            wait_for("a first child", lambda: bool(_children(parent.pid)), 30)
-            os.killpg(parent.pid, signal.SIGINT)
-            out, err = parent.communicate(timeout=40)
-        finally:
-            if parent.poll() is None:
-                os.killpg(parent.pid, signal.SIGKILL)
-                parent.communicate(timeout=10)
+    with in_own_group(slow_run_command(producers=2, concurrency=3)) as parent:
+        # When Ctrl+C hits the group as soon as the first child exists (the parent is then
+        # still starting the others)
+        wait_for("a first child", lambda: bool(children_of(parent.pid)), 30)
+        os.killpg(parent.pid, signal.SIGINT)
+        out, err = parent.communicate(timeout=40)
     # Then the run stops, interrupted, without a traceback from any child
     assert parent.returncode == exitcodes.INTERRUPTED, err[-2000:]
     assert "KeyboardInterrupt" not in err
