@@ -74,26 +74,18 @@ def _apply(func: Any, options: list[Callable[[Any], Any]]) -> Any:
 
 def connection_options(default_url: str | None = None) -> Callable[[Any], Any]:
     """``--url``, ``--password-file`` and ``CONVEYOR_REDIS_PASSWORD``; see ``connect_url``."""
+    # Click 8.3 takes an explicit ``default=None`` as a value that satisfies ``required``: a
+    # required --url gets no default at all.
+    url_default: dict[str, Any] = (
+        {"required": True}
+        if default_url is None
+        else {"default": default_url, "show_default": True}
+    )
     return lambda func: _apply(
         func,
         [
-            # Click 8.3 takes an explicit ``default=None`` as a value that satisfies
-            # ``required``: a required --url gets no default at all.
             click.option(
-                "--url",
-                envvar="CONVEYOR_URL",
-                show_envvar=True,
-                help=URL_HELP,
-                required=True,
-            )
-            if default_url is None
-            else click.option(
-                "--url",
-                envvar="CONVEYOR_URL",
-                show_envvar=True,
-                help=URL_HELP,
-                default=default_url,
-                show_default=True,
+                "--url", envvar="CONVEYOR_URL", show_envvar=True, help=URL_HELP, **url_default
             ),
             click.option(
                 "--password-file",
