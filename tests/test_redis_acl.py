@@ -1,7 +1,8 @@
 """The least-privilege ACL that the Redis backend documents is the one tested here.
 
-The ``ACL SETUSER`` line is parsed out of ``services.backends.redis_queue``'s docstring, so a
-command the backend starts using without adding it to the documented line fails this test.
+The ``ACL SETUSER`` line is parsed out of ``services.backends.redis_queue``'s docstring (by
+``tests.redis_fixtures.documented_acl``, which ``test_redis_faults`` uses too), so a command the
+backend starts using without adding it to the documented line fails this test.
 A restricted user made from that line runs a real ``conveyor worker`` through faults (its
 connections killed mid-wait, which takes the lost-reply recovery path), retries, a dead
 letter, a delayed job, status reads and ``conveyor dead-letters list|requeue``; afterwards
@@ -10,7 +11,6 @@ letter, a delayed job, status reads and ``conveyor dead-letters list|requeue``; 
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -29,6 +29,7 @@ from services.errors import BackendUnavailableError
 from services.jobqueue import JobStatus
 from services.settings import QueueSettings
 from tests.jobs import read_ledger
+from tests.redis_fixtures import documented_acl
 from tests.test_redis_system import WorkerProcess, wait_for
 
 pytestmark = [pytest.mark.redis]
@@ -38,24 +39,15 @@ PASSWORD = "acl-Test-pw"
 WORKER_ARGS = ["--concurrency", "2", "--lease", "2", "--retry-backoff", "0.05"]
 
 
-def documented_acl() -> list[str]:
-    """The arguments of the ``ACL SETUSER`` line in the Redis backend's docstring."""
-    doc = redis_queue.__doc__ or ""
-    match = re.search(r"ACL SETUSER (.+?)\n\n", doc, re.S)
-    assert match, "the redis_queue docstring no longer documents an ACL SETUSER line"
-    return match.group(1).split()
-
-
 def test_the_documented_acl_has_the_commands_the_lost_reply_recovery_needs() -> None:
-    assert "+hkeys" in documented_acl()
+    assert "+hkeys" in documented_acl(PASSWORD)[1]
 
 
 @pytest.fixture
 def restricted(redis_url: str) -> Iterator[tuple[str, redis.Redis]]:
     """(the URL of a user made from the documented line, without its password; an admin)."""
     admin = redis.Redis.from_url(redis_url, socket_timeout=5.0)
-    name, *rules = documented_acl()
-    rules = [f">{PASSWORD}" if rule.startswith(">") else rule for rule in rules]
+    name, rules = documented_acl(PASSWORD)
     if "+client|setinfo" in (redis_queue.__doc__ or "") and knows_setinfo(admin):
         rules.append("+client|setinfo")  # the docstring's note for Redis 7.2 and later
     acl(admin, "SETUSER", name, *rules)

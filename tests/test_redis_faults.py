@@ -25,7 +25,7 @@ from services.backends.redis_queue import RedisQueue
 from services.errors import BackendUnavailableError, ConfigError
 from services.jobqueue import Completion, Delivery
 from services.settings import QueueSettings
-from tests.redis_fixtures import RedisServer
+from tests.redis_fixtures import RedisServer, documented_acl
 
 pytestmark = pytest.mark.redis
 
@@ -166,16 +166,6 @@ def test_eviction_policy_and_persistence_warnings(
     assert len([r for r in caplog.records if r.name == "conveyor.redis"]) >= 2
 
 
-ACL_RULES = (
-    "on >s3cret-pw resetkeys ~cv:* resetchannels -@all "
-    "+ping +auth +hello +select +info +config|get +time "
-    "+evalsha +script|load +blpop +blmove +llen +lindex +lrange +lpush +rpush +lpop "
-    "+zadd +zrem +zrange +zrevrange +zrangebyscore +zcard +zscore +zremrangebyscore "
-    "+zremrangebyrank +hset +hget +hmget +hdel +hgetall +hincrby +hexists "
-    "+sadd +scard +sismember +smembers +incr +incrby +get +set +del +exists +expire +pexpire"
-)
-
-
 def test_acl_restricted_user_can_do_everything(
     redis_server: RedisServer,
     redis_url: str,
@@ -183,8 +173,9 @@ def test_acl_restricted_user_can_do_everything(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Given a user with only the commands of the module docstring, on the cv:* keys
-    redis_server.cli("ACL", "SETUSER", "conveyor", *ACL_RULES.split())
-    url = f"redis://conveyor:s3cret-pw@127.0.0.1:{redis_server.port}/0"
+    name, rules = documented_acl("s3cret-pw")
+    redis_server.cli("ACL", "SETUSER", name, *rules)
+    url = f"redis://{name}:s3cret-pw@127.0.0.1:{redis_server.port}/0"
     # When a producer and two consumers use every operation through it
     with caplog.at_level(logging.DEBUG):
         producer = open_queue(opened, url, lease_s=0.5)
