@@ -26,6 +26,15 @@ from services.stats import Field, total
 
 _started: list[Supervisor] = []
 
+TWO_PROCESSES = SupervisorSettings(
+    jobs="tests.jobs:registry",
+    shape=shape_pool(PoolKind.PROCESSES, 2, threads=2),
+    worker=WorkerSettings(poll_s=0.1, prefetch=4, retry=RetrySettings(0.01, 0.05)),
+    restart_base_s=0.05,
+    restart_cap_s=0.2,
+)
+"""Two worker processes of two threads, fast restarts: the pool the kill tests SIGKILL."""
+
 
 @pytest.fixture(autouse=True)
 def no_child_outlives_its_test() -> Iterator[None]:

@@ -40,7 +40,7 @@ from services.settings import QueueSettings, RetrySettings, WorkerSettings
 from services.stats import Field, Stats, new_block, total
 from tests import feeds, jobs, jobs_system
 from tests import test_redis_system as system
-from tests.helpers_supervisor import queue_on_each_backend, stop_supervisor
+from tests.helpers_supervisor import TWO_PROCESSES, queue_on_each_backend, stop_supervisor
 from tests.test_redis_system import (
     QUEUE,
     WorkerProcess,
@@ -268,13 +268,7 @@ def test_a_run_whose_workers_are_sigkilled_settles_every_job_exactly_once(
 ) -> None:
     # Given `conveyor run` (in-process) producing 300 short jobs for 2 worker processes
     settings = RunSettings(
-        supervisor=SupervisorSettings(
-            jobs="tests.jobs:registry",
-            shape=shape_pool(PoolKind.PROCESSES, 2, threads=2),
-            worker=WorkerSettings(poll_s=0.1, prefetch=4, retry=RetrySettings(0.01, 0.05)),
-            restart_base_s=0.05,
-            restart_cap_s=0.2,
-        ),
+        supervisor=TWO_PROCESSES,
         producers=2,
         feed="tests.feeds:quick_feed",
         feed_options={"count": 300},

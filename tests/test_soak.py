@@ -15,13 +15,11 @@ from typing import Any
 
 import pytest
 
-from consumer.pools import PoolKind, shape_pool
-from consumer.supervisor import Supervisor, SupervisorSettings
+from consumer.supervisor import Supervisor
 from producer import Producer
 from services.jobqueue import JobQueue
-from services.settings import RetrySettings, WorkerSettings
 from tests import jobs
-from tests.helpers_supervisor import queue_on_each_backend, stop_supervisor
+from tests.helpers_supervisor import TWO_PROCESSES, queue_on_each_backend, stop_supervisor
 from tests.jobs import read_ledger
 
 FINAL = ("done", "dead")
@@ -34,13 +32,7 @@ __all__ = ["queue_on_each_backend"]  # the `queue` fixture, used by name
 def test_jobs_survive_random_worker_kills(queue: JobQueue, tmp_path: Path) -> None:
     # Given a pool of 2 worker processes and a steady stream of short jobs
     ledger = str(tmp_path / "ledger")
-    settings = SupervisorSettings(
-        jobs="tests.jobs:registry",
-        shape=shape_pool(PoolKind.PROCESSES, 2, threads=2),
-        worker=WorkerSettings(poll_s=0.1, prefetch=4, retry=RetrySettings(0.01, 0.05)),
-        restart_base_s=0.05,
-        restart_cap_s=0.2,
-    )
+    settings = TWO_PROCESSES
     supervisor = Supervisor(queue, settings)
     supervisor.start()
     producer = Producer(queue, registry=jobs.registry)
