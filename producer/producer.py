@@ -88,10 +88,13 @@ class Producer:
         if absent as in ``enqueue``, one by one (a repeated id is stored once). Raises what
         ``enqueue`` raises; until the put, a bad call means none of the batch is sent.
         """
-        jobs = [self._build(*_unpack(call)) for call in calls]
+        unpacked = [_unpack(call) for call in calls]
+        jobs = [self._build(*call) for call in unpacked]
         if jobs:
             items = [(job.id, encode_job(job)) for job in jobs]
-            self._queue.put_many(self.queue_name, items)
+            # Ids generated here were never put: the backend may check less (``new_ids``).
+            new_ids = all(call[3] is None for call in unpacked)
+            self._queue.put_many(self.queue_name, items, new_ids=new_ids)
         return jobs
 
     def status(self, job_id: str) -> JobStatus | None:
@@ -123,7 +126,8 @@ class Producer:
     ) -> Job:
         job = self._build(name, args, kwargs, job_id)
         try:
-            self._queue.put(self.queue_name, job.id, encode_job(job), delay_s=delay_s)
+            body = encode_job(job)
+            self._queue.put(self.queue_name, job.id, body, delay_s=delay_s, new_ids=job_id is None)
         except BackendUnavailableError as exc:
             exc.add_note(f"job id {job.id}: enqueue it again with job_id={job.id!r}")
             raise

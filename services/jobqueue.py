@@ -119,16 +119,34 @@ class JobQueue(Protocol):
     consumer_id: str
     """Who owns the deliveries that ``get`` returns through this connection."""
 
-    def put(self, queue: str, job_id: str, body: bytes, *, delay_s: float = 0.0) -> bool:
+    def put(
+        self,
+        queue: str,
+        job_id: str,
+        body: bytes,
+        *,
+        delay_s: float = 0.0,
+        new_ids: bool = False,
+    ) -> bool:
         """Store one job unless its id is present; with ``delay_s > 0`` it becomes visible after
-        that many seconds. Returns False when the id was present (nothing stored)."""
+        that many seconds. Returns False when the id was present (nothing stored).
+
+        ``new_ids``: the caller generated these ids just now and never put them before: the
+        backend may skip looking for them among running and finished jobs (a repeat within the
+        call, or of a waiting marker, is still caught)."""
 
     def put_many(
-        self, queue: str, items: Sequence[tuple[str, bytes]], *, delay_s: float = 0.0
+        self,
+        queue: str,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        delay_s: float = 0.0,
+        new_ids: bool = False,
     ) -> list[bool]:
         """Store ``(job_id, body)`` pairs in one batch (one round trip where the backend can);
         one flag per item, False where the id was present and nothing was stored. An id
-        repeated within the batch is stored once: its first item wins, the others are False."""
+        repeated within the batch is stored once: its first item wins, the others are False.
+        ``new_ids`` as in ``put``."""
 
     def get(
         self, queues: Sequence[str], *, max_count: int = 1, timeout_s: float = 1.0

@@ -540,8 +540,10 @@ class _LostReply:
         self._inner = inner
         self.lost = 0
 
-    def put(self, queue: str, job_id: str, body: bytes, *, delay_s: float = 0.0) -> bool:
-        stored = self._inner.put(queue, job_id, body, delay_s=delay_s)
+    def put(
+        self, queue: str, job_id: str, body: bytes, *, delay_s: float = 0.0, new_ids: bool = False
+    ) -> bool:
+        stored = self._inner.put(queue, job_id, body, delay_s=delay_s, new_ids=new_ids)
         if self.lost == 0:
             self.lost += 1
             raise BackendUnavailableError("connection reset while reading the reply")

@@ -19,7 +19,7 @@ import redis
 
 from services.backends import redis_keys as keys
 from services.backends.redis_queue import RedisQueue
-from services.errors import BackendUnavailableError
+from services.errors import BackendUnavailableError, QueueFullError
 from services.jobqueue import Completion, Delivery
 from services.settings import QueueSettings
 from tests.redis_fixtures import MakeQueue, RedisServer, find_redis_server
@@ -275,6 +275,82 @@ def test_a_put_whose_reply_is_lost_is_retried_and_stored_once(
     assert lost == [b"1"]
     assert flag is False  # the retry found it stored by the lost attempt
     assert queue.depth("q") == 1
+
+
+def test_a_put_of_new_ids_still_refuses_a_waiting_id_and_a_repeat(make_queue: MakeQueue) -> None:
+    # Given one hex id and one text id waiting, put without new_ids
+    queue = make_queue()
+    hex_id, text_id = secrets.token_hex(16), "waiting-job"
+    assert queue.put_many("q", [(hex_id, b"a"), (text_id, b"a")]) == [True, True]
+    # When they are put again as new ids, alone and in a batch that also repeats a fresh id
+    fresh = secrets.token_hex(16)
+    single = queue.put("q", hex_id, b"b", new_ids=True)
+    batch = queue.put_many("q", [(text_id, b"b"), (fresh, b"b"), (fresh, b"c")], new_ids=True)
+    # Then the waiting ids and the repeat are refused; only the fresh id is stored, once
+    assert single is False
+    assert batch == [False, True, False]
+    got = drain(queue, 3, 10)
+    assert sorted((d.job_id, d.body) for d in got) == sorted(
+        [(hex_id, b"a"), (text_id, b"a"), (fresh, b"b")]
+    )
+
+
+def test_a_put_of_new_ids_into_a_nearly_full_queue_counts_only_what_it_stores(
+    make_queue: MakeQueue,
+) -> None:
+    # Given a queue bounded at 2 that holds one job
+    queue = make_queue(max_depth=2, put_timeout_s=0.5)
+    waiting = secrets.token_hex(16)
+    assert queue.put("q", waiting, b"a")
+    # When that id and a fresh one are put as new ids (2 items, room for 1)
+    fresh = secrets.token_hex(16)
+    flags = queue.put_many("q", [(waiting, b"b"), (fresh, b"b")], new_ids=True)
+    # Then the present id is refused and the fresh one fits: the queue is not full for it
+    assert flags == [False, True]
+    assert queue.depth("q") == 2
+
+
+def test_a_put_of_new_ids_into_a_full_queue_stores_nothing(make_queue: MakeQueue) -> None:
+    # Given a queue bounded at 1 that is full
+    queue = make_queue(max_depth=1, put_timeout_s=0.2)
+    assert queue.put("q", secrets.token_hex(16), b"a")
+    fresh = secrets.token_hex(16)
+    # When a new id is put, Then the queue is full and nothing of it is stored (no marker)
+    with pytest.raises(QueueFullError):
+        queue.put("q", fresh, b"b", new_ids=True)
+    assert len(drain(queue, 1, 1)) == 1
+    assert queue.put("q", fresh, b"b", new_ids=True) is True
+
+
+def test_a_retried_put_of_new_ids_checks_everything_again(
+    make_queue: MakeQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a producer whose first PUT is stored, then fetched and acked by a worker, and
+    # whose reply is lost
+    queue, worker = make_queue(), make_queue("worker")
+    job_id = secrets.token_hex(16)
+    real = queue._client.evalsha
+    lost: list[Any] = []
+
+    def evalsha(*args: Any) -> Any:
+        reply = real(*args)
+        if not lost:
+            lost.append(reply)
+            [delivery] = drain(worker, 1, 1)
+            assert worker.ack([Completion(delivery)]) == 0
+            raise redis.ConnectionError("reply lost")
+        return reply
+
+    monkeypatch.setattr(queue._client, "evalsha", evalsha)
+    # When the job is put as a new id
+    flag = queue.put("q", job_id, b"x", new_ids=True)
+    # Then the retry found it finished (full checks), and it was not stored a second time
+    assert lost == [b"1"]
+    assert flag is False
+    assert queue.depth("q") == 0
+    assert worker.get(["q"], timeout_s=0.2) == []
+    status = queue.status(job_id)
+    assert status is not None and status.status == "done"
 
 
 def test_an_unconfirmed_put_says_so(redis_server: RedisServer, redis_url: str) -> None:

@@ -166,11 +166,25 @@ class MemoryQueue:
         self._channels = _Channels(state)
         self.consumer_id = consumer_id
 
-    def put(self, queue: str, job_id: str, body: bytes, *, delay_s: float = 0.0) -> bool:
+    # ``new_ids`` is accepted and ignored: checking every state in memory costs next to nothing.
+    def put(
+        self,
+        queue: str,
+        job_id: str,
+        body: bytes,
+        *,
+        delay_s: float = 0.0,
+        new_ids: bool = False,
+    ) -> bool:
         return self._state.put_many(queue, [(job_id, body)], delay_s)[0]
 
     def put_many(
-        self, queue: str, items: Sequence[tuple[str, bytes]], *, delay_s: float = 0.0
+        self,
+        queue: str,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        delay_s: float = 0.0,
+        new_ids: bool = False,
     ) -> list[bool]:
         return self._state.put_many(queue, items, delay_s)
 

@@ -88,11 +88,25 @@ class ChannelQueue:
             return True  # a channel opened in the owner itself (tests)
         return parent_alive(self._owner_pid)
 
-    def put(self, queue: str, job_id: str, body: bytes, *, delay_s: float = 0.0) -> bool:
+    # ``new_ids`` is accepted and not sent: the owner checks every state anyway (cheap there).
+    def put(
+        self,
+        queue: str,
+        job_id: str,
+        body: bytes,
+        *,
+        delay_s: float = 0.0,
+        new_ids: bool = False,
+    ) -> bool:
         return bool(self._call("put", queue, job_id, body, delay_s=delay_s))
 
     def put_many(
-        self, queue: str, items: Sequence[tuple[str, bytes]], *, delay_s: float = 0.0
+        self,
+        queue: str,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        delay_s: float = 0.0,
+        new_ids: bool = False,
     ) -> list[bool]:
         flags: list[bool] = self._call("put_many", queue, list(items), delay_s=delay_s)
         return flags

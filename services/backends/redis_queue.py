@@ -32,7 +32,9 @@ is not in ``cv:running``, and has no ``cv:f``/``cv:j`` record (waiting for a ret
 within the result TTL); it answers one flag per job. A put whose reply was lost is sent again
 with the same elements until ``put_timeout_s``, which put-if-absent makes safe; only then does
 it raise ``BackendUnavailableError`` saying the jobs may or may not be stored. (An id stored by
-the lost attempt is then reported as present.)
+the lost attempt is then reported as present.) Ids the caller just generated (``new_ids``) are
+checked against waiting markers only, in one ``HSETNX`` each; the retry after a lost reply
+checks everything again.
 
 **Leases and fencing.** ``FETCH`` gives each delivery a token from ``cv:seq`` and stores it in
 the consumer's hash ``cv:i:<consumer>``; the receipt is ``<token>:<consumer>``. The consumer's
@@ -214,17 +216,33 @@ class RedisQueue(Reader):
 
     # -- producing ---------------------------------------------------------------------------
 
-    def put(self, queue: str, job_id: str, body: bytes, *, delay_s: float = 0.0) -> bool:
+    def put(
+        self,
+        queue: str,
+        job_id: str,
+        body: bytes,
+        *,
+        delay_s: float = 0.0,
+        new_ids: bool = False,
+    ) -> bool:
         """Store one job unless its id is present, in one round trip (see ``JobQueue.put``)."""
-        return self.put_many(queue, [(job_id, body)], delay_s=delay_s)[0]
+        return self.put_many(queue, [(job_id, body)], delay_s=delay_s, new_ids=new_ids)[0]
 
     def put_many(
-        self, queue: str, items: Sequence[tuple[str, bytes]], *, delay_s: float = 0.0
+        self,
+        queue: str,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        delay_s: float = 0.0,
+        new_ids: bool = False,
     ) -> list[bool]:
         """Store the ``items`` whose ids are absent; one flag per item (False: was present).
 
         A bounded queue takes all or nothing, in one call; an unbounded one in capped calls,
-        pipelined. Lost replies and a full queue are retried until ``put_timeout_s``.
+        pipelined. Lost replies and a full queue are retried until ``put_timeout_s``. With
+        ``new_ids`` PUT checks waiting markers only (see ``redis_scripts.PUT``); a retry after
+        a lost reply checks everything, since the lost attempt may have stored the jobs and a
+        worker may have taken or finished them since.
         """
         if not items:
             return []
@@ -233,8 +251,9 @@ class RedisQueue(Reader):
         if max_depth and len(elements) > max_depth and delay_s <= 0:
             raise QueueFullError(f"{len(elements)} jobs can never fit {queue!r} ({max_depth})")
         size = len(elements) if max_depth else CAPS["PUT"]
+        chunks = chunked(elements, size)
         head = (queue, max_depth, self._ms(delay_s))
-        calls = [(*head, *chunk) for chunk in chunked(elements, size)]
+        calls = [(*head, "1" if new_ids else "0", *chunk) for chunk in chunks]
         deadline = time.monotonic() + self.settings.put_timeout_s
         pause = 0.005
         while True:
@@ -248,6 +267,8 @@ class RedisQueue(Reader):
                         "confirmed, the jobs may or may not be stored; putting the same ids "
                         "again is safe, nothing is stored twice"
                     ) from exc
+                # The lost attempt may have stored the jobs, and a worker finished them since.
+                calls = [(*head, "0", *chunk) for chunk in chunks]
             else:
                 if all(not isinstance(reply, int) for reply in replies):
                     return [flag == ord("1") for reply in replies for flag in reply]
