@@ -11,6 +11,7 @@ letter, a delayed job, status reads and ``conveyor dead-letters list|requeue``; 
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -158,3 +159,18 @@ def test_a_worker_under_the_documented_acl_is_never_denied_a_command(
     }
     denied = acl(admin, "LOG")
     assert denied == [], f"commands denied under the documented ACL: {denied}\n{worker.tail()}"
+
+
+def test_every_command_the_lua_scripts_call_is_in_the_documented_acl() -> None:
+    # Given the commands the scripts call (a cheap guard: the system test above needs a run
+    # that reaches every script path to notice a missing one)
+    from services.backends import redis_scripts
+
+    source = Path(redis_scripts.__file__).read_text()
+    called = {name.lower() for name in re.findall(r"redis\.call\('([A-Za-z]+)'", source)}
+    # When the documented ACL line is read
+    _, rules = documented_acl("x")
+    allowed = {rule[1:] for rule in rules if rule.startswith("+")}
+    # Then it allows each of them
+    assert called, "no redis.call found: the scripts moved?"
+    assert called <= allowed, f"missing from the ACL line: {sorted(called - allowed)}"

@@ -62,7 +62,7 @@ without removing it (every waiter sees it) and wakes when ``ACK``/``DEAD`` push 
       +ping +auth +hello +select +info +config|get +time
       +evalsha +script|load +blpop +blmove +llen +lindex +lrange +lpush +rpush +lpop
       +zadd +zrem +zrange +zrevrange +zrangebyscore +zcard +zscore +zremrangebyscore
-      +zremrangebyrank +hset +hget +hmget +hdel +hgetall +hkeys +hincrby +hexists
+      +zremrangebyrank +hset +hsetnx +hget +hmget +hdel +hgetall +hkeys +hincrby +hexists
       +sadd +scard +sismember +smembers +incr +incrby +get +set +del +exists +expire +pexpire
 
 (``config|get`` is optional: without it the RDB-snapshot check is skipped. On Redis 7.2 and
