@@ -10,6 +10,7 @@ import click
 
 from consumer.pools import PoolKind, shape_pool
 from consumer.supervisor import SupervisorSettings
+from producer.cli_options import apply_options
 from services.settings import RetrySettings, WorkerSettings
 
 
@@ -96,9 +97,7 @@ def pool_options(func: Any) -> Any:
             help="How worker processes start (multiprocessing start method).",
         ),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    return apply_options(func, options)
 
 
 def supervisor_settings(

@@ -66,7 +66,8 @@ class ConveyorGroup(click.Group):
             fail(exc)
 
 
-def _apply(func: Any, options: list[Callable[[Any], Any]]) -> Any:
+def apply_options(func: Any, options: list[Callable[[Any], Any]]) -> Any:
+    """Decorate ``func`` with click ``options``, the first listed shown first in ``--help``."""
     for option in reversed(options):
         func = option(func)
     return func
@@ -81,7 +82,7 @@ def connection_options(default_url: str | None = None) -> Callable[[Any], Any]:
         if default_url is None
         else {"default": default_url, "show_default": True}
     )
-    return lambda func: _apply(
+    return lambda func: apply_options(
         func,
         [
             click.option(
@@ -137,7 +138,7 @@ def connect_url(url: str, options: dict[str, Any]) -> str:
 
 def queue_options(func: Any) -> Any:
     """Flags that shape how the backend keeps jobs, for the commands that put or run them."""
-    return _apply(
+    return apply_options(
         func,
         [
             click.option(
