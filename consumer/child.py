@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from consumer.board import RunningBoard
-from consumer.pools import PoolShape
+from consumer.pool_shape import PoolShape
 from consumer.signals import SignalLog, ignore_interrupts, recorded_signals
 from consumer.worker import State, Worker
 from services import exitcodes

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from consumer.dead_letters_cli import dead_letters_group
-from consumer.embedded import RunSettings, run_pipeline
+from consumer.pipeline import RunSettings, run_pipeline
 from consumer.pool_options import pool_options, supervisor_settings
 from consumer.report import Progress, format_summary
 from consumer.signals import recorded_signals

@@ -68,7 +68,7 @@ def dead_letters_requeue(url: str, queue: str, job_ids: tuple[str, ...], **optio
         if job_ids:
             present = {letter.job_id for letter in backend.dead_letters(queue, limit=LOOKUP_LIMIT)}
             missing = [job_id for job_id in dict.fromkeys(job_ids) if job_id not in present]
-        count = backend.requeue_dead(queue, list(job_ids) or None)
+        count = backend.revive(queue, list(job_ids) or None)
     finally:
         backend.close()
     click.echo(f"requeued {count} job(s)")

@@ -21,7 +21,7 @@ from typing import Protocol
 
 from consumer.execution import execute, execute_async
 from consumer.loop_watchdog import LoopWatchdog, Stall
-from consumer.tasks import Mailbox, Task
+from consumer.mailbox import Mailbox, Task
 
 
 class Executor(Protocol):
@@ -137,9 +137,9 @@ class AsyncioExecutor:
             loop.close()
 
     async def _pump(self, wake: asyncio.Event) -> None:
-        slots = asyncio.Semaphore(self.capacity)
+        free_slots = asyncio.Semaphore(self.capacity)
         while not self._stopped:
-            await slots.acquire()
+            await free_slots.acquire()
             task = self.mailbox.try_next_task(time.monotonic())
             while task is None and not self._stopped:
                 wake.clear()
@@ -148,7 +148,7 @@ class AsyncioExecutor:
                     await wake.wait()
             if task is None:
                 return
-            job = asyncio.get_running_loop().create_task(self._run(task, slots))
+            job = asyncio.get_running_loop().create_task(self._run(task, free_slots))
             self._jobs[job] = task
             job.add_done_callback(self._forget)
 
@@ -160,9 +160,9 @@ class AsyncioExecutor:
             job.cancel()
         await asyncio.gather(*self._jobs, return_exceptions=True)
 
-    async def _run(self, task: Task, slots: asyncio.Semaphore) -> None:
+    async def _run(self, task: Task, free_slots: asyncio.Semaphore) -> None:
         try:
             outcome = await execute_async(task.spec, task.job, asyncio.get_running_loop())
             self.mailbox.finish(task, outcome)
         finally:
-            slots.release()
+            free_slots.release()

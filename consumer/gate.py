@@ -26,7 +26,7 @@ from services.errors import BackendUnavailableError
 from services.jobqueue import Delivery
 
 if TYPE_CHECKING:
-    from consumer.tasks import Task
+    from consumer.mailbox import Task
 
 log = logging.getLogger("conveyor.worker")
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from consumer.tasks import Mailbox, Task
+from consumer.mailbox import Mailbox, Task
 
 log = logging.getLogger("conveyor.worker")
 

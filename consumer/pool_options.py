@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from consumer.pools import PoolKind, shape_pool
+from consumer.pool_shape import PoolKind, shape_pool
 from consumer.supervisor import SupervisorSettings
 from producer.cli_options import apply_options
 from services.settings import RetrySettings, WorkerSettings

@@ -7,7 +7,7 @@
 
 The rules, in order:
 
-* Stopping, or a ``--burst`` child that exited 0: retire the slot.
+* Stopping, or a ``--burst`` child that exited 0: retire the seat.
 * BOOT_FAILURE from a child that never booted (bad ``--jobs``, bad configuration): halt the
   supervisor; restarting would only repeat the failure. The same code from a child that had
   booted is a job calling ``os._exit(3)``: an ordinary crash.
@@ -17,8 +17,8 @@ The rules, in order:
 * Any other end is a crash. A child that settled a job since it started, or lived past
   ``stable_s``, was doing useful work when something killed it (OOM killer, an operator): no
   backoff. A child that died before settling anything is a candidate crash loop: capped
-  exponential backoff on the slot's consecutive failures.
-* The last line of defence: a slot whose children died ``count_all_after`` times in a row
+  exponential backoff on the seat's consecutive failures.
+* The last line of defence: a seat whose children died ``count_all_after`` times in a row
   without settling or even starting a job is being killed by something it holds but never ran
   (a message that crashes the decoder, say). Its held deliveries are then all counted as crash
   redeliveries, so that the backend quarantines them and no message can loop a worker forever.
@@ -27,6 +27,7 @@ The rules, in order:
 from __future__ import annotations
 
 import random
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -36,12 +37,12 @@ from services import exitcodes
 
 
 class Action(Enum):
-    """What to do with the slot of a process that ended."""
+    """What to do with the seat of a process that ended."""
 
     HALT = "halt"
     """Stop the supervisor with ``Decision.exit_code``."""
     RETIRE = "retire"
-    """Leave the slot empty for good (stopping, or a burst worker done)."""
+    """Leave the seat empty for good (stopping, or a burst worker done)."""
     RESTART = "restart"
     """Start a new process after ``Decision.delay_s``."""
 
@@ -59,9 +60,9 @@ class Death:
     """Jobs on its running board when it died (started and not finished)."""
     lived_s: float
     failures: int
-    """Consecutive crashes of this slot before this one."""
+    """Consecutive crashes of this seat before this one."""
     idle_deaths: int
-    """Consecutive crashes of this slot before this one with no job settled or started."""
+    """Consecutive crashes of this seat before this one with no job settled or started."""
     stopping: bool = False
     burst: bool = False
 
@@ -78,7 +79,7 @@ class Decision:
     failures: int = 0
     idle_deaths: int = 0
     count_all_held: bool = False
-    """Count every delivery it held as a crash redelivery (``release(suspects=None)``)."""
+    """Count every delivery it held as a crash redelivery (``reclaim(suspects=None)``)."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class RestartPolicy:
     stable_s: float = 10.0
     """A child that lived this long was not crash-looping, whatever killed it."""
     count_all_after: int = 2
-    """Idle deaths in a row after which a slot's held deliveries all count as suspects."""
+    """Idle deaths in a row after which a seat's held deliveries all count as suspects."""
 
 
 def decide(
@@ -122,3 +123,18 @@ def _after_crash(death: Death, policy: RestartPolicy, rng: Callable[[], float]) 
         idle_deaths=idle_deaths,
         count_all_held=idle_deaths >= policy.count_all_after,
     )
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """How a child process ended, for logs and dead-letter reasons."""
+    if exitcode is None:
+        return "still running"
+    if exitcode >= 0:
+        return f"exit code {exitcode}"
+    signum = -exitcode
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = "unknown signal"
+    hint = ", out of memory?" if signum == signal.SIGKILL else ""
+    return f"signal {signum} ({name}{hint})"

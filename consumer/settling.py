@@ -104,7 +104,7 @@ class Ledger:
             self._count(Field.DONE, len(batch) - rejected)
         elif isinstance(op, Delivery):
             batch = self._leading(Delivery)
-            self._queue.nack(batch)  # type: ignore[arg-type]
+            self._queue.hand_back(batch)  # type: ignore[arg-type]
         elif isinstance(op, _Retry):
             accepted = self._queue.retry(op.delivery, op.body, delay_s=op.delay_s, error=op.error)
             self._counted(Field.RETRIED, accepted)

@@ -86,18 +86,3 @@ def ignore_interrupts() -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
-def describe_exit(exitcode: int | None) -> str:
-    """How a child process ended, for logs and dead-letter reasons."""
-    if exitcode is None:
-        return "still running"
-    if exitcode >= 0:
-        return f"exit code {exitcode}"
-    signum = -exitcode
-    try:
-        name = signal.Signals(signum).name
-    except ValueError:
-        name = "unknown signal"
-    hint = ", out of memory?" if signum == signal.SIGKILL else ""
-    return f"signal {signum} ({name}{hint})"

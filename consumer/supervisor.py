@@ -34,11 +34,11 @@ from typing import Any
 
 from consumer.board import new_board
 from consumer.child import ChildSpec, child_main
-from consumer.pools import PoolShape
-from consumer.restart_policy import Action, Decision, RestartPolicy, decide
+from consumer.pool_shape import PoolShape
+from consumer.restart_policy import Action, Decision, RestartPolicy, decide, describe_exit
 from consumer.seats import Seat
 from consumer.shutdown import Shutdown, Step
-from consumer.signals import SignalLog, describe_exit, interrupts_ignored
+from consumer.signals import SignalLog, interrupts_ignored
 from consumer.supervision_watch import Watch
 from services import exitcodes
 from services.errors import ConveyorError
@@ -241,7 +241,7 @@ class Supervisor:
     def _release(self, seat: Seat, reason: str, suspects: set[str] | None) -> int:
         """Hand back a dead child's jobs; ``suspects`` (None: all) count as crash redeliveries."""
         try:
-            return self._queue.release(seat.consumer_id, reason, suspects=suspects)
+            return self._queue.reclaim(seat.consumer_id, reason, suspects=suspects)
         except ConveyorError as exc:
             # Not lost: the backend's lease expiry hands the jobs back once it is reachable.
             log.warning(

@@ -24,8 +24,8 @@ from consumer.execution import Outcome
 from consumer.executors import Executor
 from consumer.fetching import QUICK_JOB_S, next_extra, queue_order
 from consumer.gate import OwnershipCheck, StartGate, Verdict
+from consumer.mailbox import Task
 from consumer.settling import Ledger
-from consumer.tasks import Task
 from services.codec import decode_job, encode_job
 from services.errors import BackendUnavailableError, DecodeError, UnknownJobError
 from services.jobqueue import Completion, Delivery, JobQueue

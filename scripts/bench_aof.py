@@ -33,7 +33,7 @@ import redis
 from producer import Producer
 from scripts.bench_jobs_redis import registry
 from scripts.bench_redis import PAYLOAD
-from services.backends.redis_queue import RedisQueue
+from services.backends.redis.queue import RedisQueue
 from services.codec import encode_job
 from services.job import Job, new_job_id
 from services.jobqueue import Completion

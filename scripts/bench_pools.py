@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # spawned children inherit it
 
-from consumer.pools import PoolKind, shape_pool
+from consumer.pool_shape import PoolKind, shape_pool
 from consumer.supervisor import Supervisor, SupervisorSettings
 from producer import Producer
 from services.backends import open_queue

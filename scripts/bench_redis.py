@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis
 
-from services.backends.redis_queue import RedisQueue
+from services.backends.redis.queue import RedisQueue
 from services.codec import encode_job
 from services.job import Job
 from services.jobqueue import Completion

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import redis
 
 from scripts.bench_worker import SETTINGS, done, start_supervisor, stop_supervisor
-from services.backends import redis_keys as keys
-from services.backends.redis_queue import RedisQueue
+from services.backends.redis import keys
+from services.backends.redis.queue import RedisQueue
 from services.codec import encode_job
 from services.job import Job
 from tests.redis_fixtures import benchmark_server

@@ -37,13 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis
 
-from consumer.pools import PoolKind, shape_pool
+from consumer.pool_shape import PoolKind, shape_pool
 from consumer.supervisor import Supervisor, SupervisorSettings
 from producer import Producer
 from scripts.bench_jobs_redis import registry
 from scripts.bench_redis import PAYLOAD, make_items, rate
-from services.backends import redis_keys as keys
-from services.backends.redis_queue import RedisQueue
+from services.backends.redis import keys
+from services.backends.redis.queue import RedisQueue
 from services.codec import decode_value, encode_job
 from services.job import Job, new_job_id
 from services.settings import QueueSettings, WorkerSettings

@@ -5,9 +5,9 @@ travels next to the body so a backend can keep per-job bookkeeping without parsi
 
 Data flow::
 
-    Producer --put/put_many--> [queue] --get--> Worker --ack / retry / dead_letter / nack-->
+    Producer --put/put_many--> [queue] --get--> Worker --ack / retry / dead_letter / hand_back-->
                                   ^                |
-                                  +--- release ----+  (consumer died: its jobs come back)
+                                  +--- reclaim ----+  (consumer died: its jobs come back)
 
 Delivery contract (every backend, proven by ``tests/contract``):
 
@@ -22,9 +22,9 @@ Delivery contract (every backend, proven by ``tests/contract``):
 * **In flight until settled.** ``get`` moves up to ``max_count`` bodies from the named queues, in
   the given order (earlier queues first), into an in-flight state owned by this consumer, and
   returns them as ``Delivery`` records. A delivered job stays in the backend until exactly one of
-  ``ack`` (done), ``retry`` (run again later), ``dead_letter`` (give up) or ``nack`` (hand back
+  ``ack`` (done), ``retry`` (run again later), ``dead_letter`` (give up) or ``hand_back`` (hand back
   now, not counted as a failure) settles it.
-* **Crashes hand jobs back.** When the consumer that holds a delivery dies, ``release`` (called
+* **Crashes hand jobs back.** When the consumer that holds a delivery dies, ``reclaim`` (called
   by whoever saw it die) or the backend's own lease expiry puts its in-flight jobs back at the
   front of their queue, those it was running with ``redeliveries + 1``. A job redelivered more than
   ``QueueSettings.max_redeliveries`` times is a poison job: it is dead-lettered instead, with the
@@ -156,7 +156,7 @@ class JobQueue(Protocol):
     def ack(self, completions: Sequence[Completion]) -> int:
         """Settle finished jobs; returns how many were rejected as fenced (no longer ours)."""
 
-    def nack(self, deliveries: Sequence[Delivery]) -> None:
+    def hand_back(self, deliveries: Sequence[Delivery]) -> None:
         """Hand unfinished jobs back to the front of their queue now, not counted as failures."""
 
     def retry(self, delivery: Delivery, body: bytes, *, delay_s: float, error: str) -> bool:
@@ -165,7 +165,7 @@ class JobQueue(Protocol):
     def dead_letter(self, delivery: Delivery, reason: str) -> bool:
         """Move an in-flight job to the dead letters of its queue with ``reason``."""
 
-    def release(
+    def reclaim(
         self, consumer_id: str, reason: str, *, suspects: Collection[str] | None = None
     ) -> int:
         """A consumer died of ``reason``: hand back its in-flight jobs now; returns how many.
@@ -177,7 +177,7 @@ class JobQueue(Protocol):
     def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
         """The newest dead letters of ``queue``, newest first."""
 
-    def requeue_dead(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
+    def revive(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
         """Put dead letters (all, or those ids) back on ``queue`` as fresh attempts."""
 
     def depth(self, queue: str) -> int:
@@ -220,12 +220,12 @@ class JobQueue(Protocol):
     def connector(self, consumer_id: str) -> Connector:
         """A picklable recipe for a child process to consume as ``consumer_id``.
 
-        The supervisor calls this in the parent for each child it starts, and ``release`` with
+        The supervisor calls this in the parent for each child it starts, and ``reclaim`` with
         the same id once the child is gone (which also frees what the connector held).
         """
 
     def close(self) -> None:
-        """Release the connection; in-flight jobs are not settled (see ``release``)."""
+        """Release the connection; in-flight jobs are not settled (see ``reclaim``)."""
 
 
 class Connector(Protocol):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from services.backends.memory_channel import MemoryConnector
+from services.backends.memory.channel import MemoryConnector
 from services.jobqueue import Completion
 
 STOP = "stop"

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from consumer.pools import PoolKind, shape_pool
+from consumer.pool_shape import PoolKind, shape_pool
 from consumer.supervisor import Supervisor, SupervisorSettings
 from services.backends import open_queue
 from services.jobqueue import JobQueue

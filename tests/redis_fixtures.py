@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.backends import redis_queue
-from services.backends.redis_queue import RedisQueue
+from services.backends.redis import queue as redis_queue
+from services.backends.redis.queue import RedisQueue
 from services.settings import QueueSettings
 
 _READY_DEADLINE_S = 10.0

@@ -41,7 +41,7 @@ def module_name(path: Path) -> str:
 @pytest.mark.parametrize("path", modules(), ids=module_name)
 def test_only_redis_backend_modules_import_redis(path: Path) -> None:
     redis_imports = {n for n in imported_names(path) if n == "redis" or n.startswith("redis.")}
-    if module_name(path).startswith("services.backends.redis_"):
+    if module_name(path).startswith("services.backends.redis."):
         return
     assert not redis_imports, f"{module_name(path)} imports {redis_imports}"
 

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from producer import Producer
-from services.backends.redis_queue import RedisQueue
+from services.backends.redis.queue import RedisQueue
 from services.settings import QueueSettings
 from tests.redis_fixtures import RedisServer, find_redis_server
 

@@ -21,7 +21,7 @@ from click.testing import CliRunner, Result
 
 from consumer.cli import main
 from consumer.execution import execute
-from services.backends.redis_conn import make_client, phrase
+from services.backends.redis.connection import make_client, phrase
 from services.errors import ConfigError
 from services.job import Job
 from services.names import InvalidNameError

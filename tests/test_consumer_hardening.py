@@ -21,9 +21,9 @@ from typing import Any, cast
 import pytest
 
 from consumer.child import ChildSpec, run_worker
-from consumer.embedded import Pipeline, RunSettings, run_over, run_pipeline, run_tally
 from consumer.executors import ThreadExecutor
-from consumer.pools import PoolKind, PoolShape, shape_pool
+from consumer.pipeline import Pipeline, RunSettings, run_over, run_pipeline, run_tally
+from consumer.pool_shape import PoolKind, PoolShape, shape_pool
 from consumer.report import Progress, RunSummary, format_summary
 from consumer.signals import SignalLog
 from consumer.supervisor import Supervisor, SupervisorSettings
@@ -31,7 +31,7 @@ from consumer.worker import State, Worker
 from producer import Producer
 from services import exitcodes
 from services.backends import open_queue
-from services.backends.redis_queue import RedisQueue
+from services.backends.redis.queue import RedisQueue
 from services.codec import decode_job
 from services.errors import BackendUnavailableError, DecodeError
 from services.jobqueue import Completion, Delivery, JobQueue, JobStatus, QueueCounts

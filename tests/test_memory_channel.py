@@ -3,7 +3,7 @@
 The trap these tests guard: a process SIGKILLed while blocked reading a shared
 ``multiprocessing.Queue`` dies holding the queue's lock and wedges every other reader. The memory
 backend gives each child a channel of its own, so a killed child may wedge only its own channel,
-and ``release`` hands back whatever it held.
+and ``reclaim`` hands back whatever it held.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def serving_thread_waits_in_get(consumer_id: str) -> bool:
         frame = frames.get(thread.ident)
         while frame is not None:
             code = frame.f_code
-            if code.co_name == "get" and code.co_filename.endswith("memory_state.py"):
+            if code.co_name == "get" and code.co_filename.endswith("memory/state.py"):
                 return True
             frame = frame.f_back
     return False
@@ -149,7 +149,7 @@ def test_ack_through_a_released_channel_is_fenced(queue: JobQueue) -> None:
     child = queue.connector("c1").open()
     queue.put("default", "j1", b"1")
     [delivery] = child.get(["default"], max_count=1, timeout_s=1.0)
-    assert queue.release("c1", KILLED) == 1
+    assert queue.reclaim("c1", KILLED) == 1
 
     # When the stale delivery is acked by the parent on c1's behalf
     rejected = queue.ack([Completion(delivery)])
@@ -186,7 +186,7 @@ def test_holds_through_a_channel(queue: JobQueue) -> None:
     assert child.held_until() == math.inf
     assert child.confirm([first, second]) == [second]
     assert child.alarms() == []
-    assert queue.release("c1", KILLED) == 1
+    assert queue.reclaim("c1", KILLED) == 1
     assert child.confirm([second]) == []
 
 
@@ -269,7 +269,7 @@ def test_child_killed_while_blocked_in_get_does_not_hang_others(
     first = collect(results, 2, DEADLINE_S)
     assert len(first) == 2
     # ... and once the dead child is released, whatever its pending get grabbed comes back
-    released = queue.release("a", KILLED)
+    released = queue.reclaim("a", KILLED)
     taken = first + collect(results, 1, DEADLINE_S)
     assert sorted(job_id for _, job_id, _ in taken) == ["job-0", "job-1", "job-2"]
     assert released in (0, 1)
@@ -292,7 +292,7 @@ def test_jobs_put_after_releasing_a_child_killed_in_get_stay_available(
     assert ready.wait(DEADLINE_S)
     wait_until(lambda: serving_thread_waits_in_get("a"), "child a to block in get")
     kill(victim)
-    assert queue.release("a", KILLED) == 0
+    assert queue.reclaim("a", KILLED) == 0
 
     # When a job is put after the release, once a's serving thread is out of its get
     queue.put("default", "job-0", b"1")
@@ -315,7 +315,7 @@ def test_release_hands_a_killed_childs_job_back(
 
     # When it is SIGKILLed and released
     kill(holder)
-    released = queue.release("c1", KILLED)
+    released = queue.reclaim("c1", KILLED)
 
     # Then its job is back at the front of the queue, marked as redelivered once
     assert released == 1
@@ -341,7 +341,7 @@ def test_job_whose_consumers_keep_dying_is_dead_lettered(
         )
         assert collect(results, 1, DEADLINE_S) == [("holding", [("poison", round_)], None)]
         kill(holder)
-        assert queue.release(f"c{round_}", KILLED) == 1
+        assert queue.reclaim(f"c{round_}", KILLED) == 1
 
         # Then it comes back until the limit, and is quarantined after it
         if round_ < limit - 1:

@@ -1,6 +1,6 @@
 """The least-privilege ACL that the Redis backend documents is the one tested here.
 
-The ``ACL SETUSER`` line is parsed out of ``services.backends.redis_queue``'s docstring (by
+The ``ACL SETUSER`` line is parsed out of ``services.backends.redis.queue``'s docstring (by
 ``tests.redis_fixtures.documented_acl``, which ``test_redis_faults`` uses too), so a command the
 backend starts using without adding it to the documented line fails this test.
 A restricted user made from that line runs a real ``conveyor worker`` through faults (its
@@ -24,8 +24,9 @@ import pytest
 import redis
 
 from producer import Producer
-from services.backends import redis_queue, with_password
-from services.backends.redis_queue import RedisQueue
+from services.backends import with_password
+from services.backends.redis import queue as redis_queue
+from services.backends.redis.queue import RedisQueue
 from services.errors import BackendUnavailableError
 from services.jobqueue import JobStatus
 from services.settings import QueueSettings
@@ -164,7 +165,7 @@ def test_a_worker_under_the_documented_acl_is_never_denied_a_command(
 def test_every_command_the_lua_scripts_call_is_in_the_documented_acl() -> None:
     # Given the commands the scripts call (a cheap guard: the system test above needs a run
     # that reaches every script path to notice a missing one)
-    from services.backends import redis_scripts
+    from services.backends.redis import scripts as redis_scripts
 
     source = Path(redis_scripts.__file__).read_text()
     called = {name.lower() for name in re.findall(r"redis\.call\('([A-Za-z]+)'", source)}

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.backends.redis_conn import make_client
-from services.backends.redis_queue import RedisQueue
+from services.backends.redis.connection import make_client
+from services.backends.redis.queue import RedisQueue
 from services.errors import BackendUnavailableError, ConfigError
 from services.jobqueue import Completion, Delivery
 from services.settings import QueueSettings
@@ -189,10 +189,10 @@ def test_acl_restricted_user_can_do_everything(
         assert producer.wait_finished("1", 1) is not None
         second = a.get(["q"], max_count=1, timeout_s=1)
         assert a.dead_letter(second[0], "bad")
-        assert producer.requeue_dead("q") == 1
-        a.nack(a.get(["q"], timeout_s=1))
+        assert producer.revive("q") == 1
+        a.hand_back(a.get(["q"], timeout_s=1))
         a.get(["q"], timeout_s=1)
-        assert producer.release(a.consumer_id, "worker died") == 1
+        assert producer.reclaim(a.consumer_id, "worker died") == 1
         b.get(["q"], max_count=5, timeout_s=1)
         b._heartbeat.stop()
         got: list[Delivery] = []
@@ -255,7 +255,7 @@ def test_connector_pickles_and_opens_as_its_consumer(redis_url: str) -> None:
 _PAUSED_CHILD = textwrap.dedent(
     """
     import sys
-    from services.backends.redis_queue import RedisQueue
+    from services.backends.redis.queue import RedisQueue
     from services.jobqueue import Completion, Delivery
     from services.settings import QueueSettings
     queue = RedisQueue(sys.argv[1], QueueSettings(lease_s=0.5), consumer_id="paused")

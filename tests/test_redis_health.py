@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from services.backends.redis_queue import RedisQueue
+from services.backends.redis.queue import RedisQueue
 from services.settings import QueueSettings
 
 

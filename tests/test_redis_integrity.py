@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import redis
 
-from services.backends import redis_keys as keys
-from services.backends.redis_queue import RedisQueue
+from services.backends.redis import keys
+from services.backends.redis.queue import RedisQueue
 from services.errors import BackendUnavailableError, QueueFullError
 from services.jobqueue import Completion, Delivery
 from services.settings import QueueSettings
@@ -112,8 +112,8 @@ def test_malformed_delayed_member_and_in_flight_records(
     )
     # When one good and one malformed delivery are nacked, and then the child is released
     fake = Delivery(job_id="", queue="q", body=b"", receipt=keys.make_receipt(901, "child"))
-    child.nack([held[0], fake])
-    handed = queue.release("child", "worker died: signal 9")
+    child.hand_back([held[0], fake])
+    handed = queue.reclaim("child", "worker died: signal 9")
     # Then good jobs went back, each malformed one was dead-lettered alone with its reason
     assert handed == 2
     again = drain(queue, 3, 10)
@@ -140,7 +140,7 @@ def test_requeue_dead_leaves_malformed_letters_and_listing_never_raises(
     admin.zadd(keys.dead_key("q"), {b"000000000000099\n3\nbad" + b"x": 1, b"unreadable": 2})
     # When they are listed and all requeued
     listed = {(d.job_id, d.reason) for d in queue.dead_letters("q")}
-    requeued = queue.requeue_dead("q")
+    requeued = queue.revive("q")
     # Then listing showed all three, and only the good one went back
     assert listed == {("fine", "boom"), ("", "bad"), ("", "unreadable dead letter")}
     assert requeued == 1
@@ -187,7 +187,7 @@ def test_markers_follow_the_job_and_leave_no_key(make_queue: MakeQueue, admin: r
     queue.put_many("q", [("r", b"1"), ("n", b"2")])
     first, second = queue.get(["q"], max_count=2, timeout_s=1)
     assert queue.retry(first, b"1b", delay_s=0.2, error="e")
-    queue.nack([second])
+    queue.hand_back([second])
     # Then both are present again for put-if-absent (no status records are kept here)
     assert queue.put_many("q", [("r", b"x"), ("n", b"x")]) == [False, False]
     # When both are drained and acked
@@ -206,7 +206,7 @@ def test_lua_and_python_agree_on_where_a_marker_is(
     hex_id, text_id = "0123456789abcdef0123456789abcdef", "invoice-42 \u00e9"
     assert queue.put("q", hex_id, b"h")
     assert queue.put("q", text_id, b"t", delay_s=60)
-    # Then each marker is one field of a small hash, where redis_keys says it is
+    # Then each marker is one field of a small hash, where keys.py says it is
     assert keys.marker_at(hex_id) == ("cv:w:012", bytes.fromhex("23456789abcdef"))
     assert admin.hget(*keys.marker_at(hex_id)) == keys.MARK_QUEUED
     assert admin.hget(*keys.marker_at(text_id)) == keys.MARK_SCHEDULED
@@ -378,7 +378,7 @@ def test_counts_survive_a_killed_consumer(make_queue: MakeQueue) -> None:
     assert producer.counts("q").in_flight == 10
     assert (producer.counts("q").waiting, producer.counts("q").delayed) == (20, 2)
     # When it is released (max_redeliveries=1: its jobs are quarantined), the rest acked
-    assert producer.release("child", "worker died: signal 9", suspects=[held[0].job_id]) == 10
+    assert producer.reclaim("child", "worker died: signal 9", suspects=[held[0].job_id]) == 10
     rest = drain(producer, 31, 50)
     producer.ack([Completion(d) for d in rest])
     # Then nothing is in flight, and done + dead accounts for every job put
@@ -403,7 +403,7 @@ def test_a_repeated_settlement_is_not_fenced_but_a_handed_back_one_is(
     # When each settlement is sent again (its first reply lost), and d is handed back first
     repeats = (queue.ack([Completion(a)]), queue.retry(b, b"2c", delay_s=0, error="e"),
                queue.dead_letter(c, "x"))  # fmt: skip
-    assert other.release("A", "worker died") == 1
+    assert other.reclaim("A", "worker died") == 1
     late = queue.ack([Completion(d)])
     # Then the repeats are accepted and not counted; only the handed-back one is fenced
     assert repeats == (0, True, True)

@@ -12,8 +12,8 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from services.backends.redis_lease import Tokens
-from services.backends.redis_queue import RedisQueue
+from services.backends.redis.lease import Tokens
+from services.backends.redis.queue import RedisQueue
 from services.jobqueue import Completion, Delivery
 from tests.redis_fixtures import MakeQueue
 
@@ -124,7 +124,7 @@ def test_nack_puts_back_at_the_front_uncounted(make_queue: MakeQueue) -> None:
     queue.put_many("q", [("first", b"1"), ("second", b"2")])
     [delivery] = queue.get(["q"], timeout_s=1)
     # When it is nacked
-    queue.nack([delivery])
+    queue.hand_back([delivery])
     # Then it is next again, not counted as a crash
     [again] = queue.get(["q"], timeout_s=1)
     assert (again.job_id, again.redeliveries) == ("first", 0)
@@ -140,7 +140,7 @@ def test_release_hands_back_then_quarantines(make_queue: MakeQueue) -> None:
         [delivery] = child.get(["q"], timeout_s=1)
         seen.append(delivery.redeliveries)
         # When the supervisor reaps the dead child
-        assert supervisor.release(f"child{n}", "worker died: signal 9") == 1
+        assert supervisor.reclaim(f"child{n}", "worker died: signal 9") == 1
     # Then it came back twice with redeliveries + 1, and the third death quarantined it
     assert seen == [0, 1, 2]
     assert supervisor.depth("q") == 0
@@ -219,12 +219,12 @@ def test_dead_letters_bounded_listable_requeueable(make_queue: MakeQueue) -> Non
     assert len(letters[0].reason) <= 8192
     assert letters[0].body == b"body4"
     # When two are requeued by id
-    assert queue.requeue_dead("q", ["d2", "d4", "unknown"]) == 2
+    assert queue.revive("q", ["d2", "d4", "unknown"]) == 2
     # Then they run again as fresh attempts, the other stays dead
     again = queue.get(["q"], max_count=5, timeout_s=1)
     assert sorted((d.job_id, d.redeliveries) for d in again) == [("d2", 0), ("d4", 0)]
     assert [d.job_id for d in queue.dead_letters("q")] == ["d3"]
-    assert queue.requeue_dead("q") == 1
+    assert queue.revive("q") == 1
 
 
 def test_dead_letters_bounded_by_age(make_queue: MakeQueue) -> None:
@@ -256,8 +256,8 @@ def test_no_keys_leak_after_jobs_finish(make_queue: MakeQueue, redis_url: str) -
     queue.ack([Completion(batch[0], b"r")])
     queue.retry(batch[1], b"y", delay_s=0.05, error="e")
     queue.dead_letter(batch[2], "dead")
-    queue.nack([batch[3]])
-    assert queue.release("worker", "worker died: signal 9") == 2
+    queue.hand_back([batch[3]])
+    assert queue.reclaim("worker", "worker died: signal 9") == 2
     # When everything left is drained and acked
     deadline = time.monotonic() + 5.0
     done = 1
@@ -385,7 +385,7 @@ def test_release_counts_only_suspects(make_queue: MakeQueue) -> None:
     child = make_queue(consumer_id="child")
     assert len(child.get(["q"], max_count=2, timeout_s=1)) == 2
     # When the supervisor releases it naming the running job as the suspect
-    assert supervisor.release("child", "worker died: signal 9", suspects=["ran"]) == 2
+    assert supervisor.reclaim("child", "worker died: signal 9", suspects=["ran"]) == 2
     # Then only the suspect counts a redelivery
     got = supervisor.get(["q"], max_count=2, timeout_s=1)
     assert sorted((d.job_id, d.redeliveries) for d in got) == [("prefetched", 0), ("ran", 1)]

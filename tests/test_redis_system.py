@@ -38,9 +38,9 @@ import redis
 
 from producer import Producer
 from services import exitcodes
-from services.backends import redis_keys as keys
-from services.backends.redis_conn import phrase
-from services.backends.redis_queue import RedisQueue
+from services.backends.redis import keys
+from services.backends.redis.connection import phrase
+from services.backends.redis.queue import RedisQueue
 from services.jobqueue import JobStatus
 from services.settings import QueueSettings
 from tests import jobs_system

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from consumer.pools import PoolKind
+from consumer.pool_shape import PoolKind
 from consumer.restart_policy import Action, Death, RestartPolicy, decide
 from consumer.seats import Seat
 from consumer.signals import interrupts_ignored, recorded_signals

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from consumer.pools import PoolKind
+from consumer.pool_shape import PoolKind
 from producer import Producer
 from services import exitcodes
 from services.jobqueue import JobQueue

@@ -14,10 +14,10 @@ from services.jobqueue import JobQueue
 from services.settings import QueueSettings
 
 _MODULES = {
-    "memory": "services.backends.memory",
-    "redis": "services.backends.redis_queue",
-    "rediss": "services.backends.redis_queue",
-    "unix": "services.backends.redis_queue",
+    "memory": "services.backends.memory.backend",
+    "redis": "services.backends.redis.queue",
+    "rediss": "services.backends.redis.queue",
+    "unix": "services.backends.redis.queue",
 }
 
 

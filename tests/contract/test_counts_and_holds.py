@@ -39,7 +39,7 @@ def test_counts_after_a_consumer_is_released_lose_no_job(backend: Backend) -> No
     backend.consumer("doomed").get(["default"], max_count=2, timeout_s=1)
     assert backend.root.counts("default").in_flight == 2
     # When it is released (it died)
-    assert backend.root.release("doomed", "worker died: signal 9") == 2
+    assert backend.root.reclaim("doomed", "worker died: signal 9") == 2
     # Then nothing is in flight and every job waits again
     assert backend.root.counts("default") == QueueCounts(waiting=3)
 
@@ -49,7 +49,7 @@ def test_counts_count_a_poison_job_dead_once(backend: Backend) -> None:
     backend.root.put("default", *job())
     for attempt in range(SETTINGS.max_redeliveries):
         assert backend.consumer(f"victim-{attempt}").get(["default"], timeout_s=1)
-        backend.root.release(f"victim-{attempt}", "worker died: signal 9")
+        backend.root.reclaim(f"victim-{attempt}", "worker died: signal 9")
     # Then it is counted dead once, and nowhere else
     assert backend.root.counts("default") == QueueCounts(dead=1)
 
@@ -117,7 +117,7 @@ def test_confirm_drops_deliveries_released_to_others(backend: Backend) -> None:
     backend.root.put_many("default", [job(1), job(2)])
     paused = backend.consumer("paused")
     held = paused.get(["default"], max_count=2, timeout_s=1)
-    backend.root.release("paused", "lease expired")
+    backend.root.reclaim("paused", "lease expired")
     # When it comes back and confirms before starting them
     still = paused.confirm(held)
     # Then it holds none of them, and another consumer gets both
@@ -166,7 +166,7 @@ def test_ack_counts_only_released_deliveries_as_fenced(backend: Backend) -> None
     paused = backend.consumer("paused")
     released, acked = paused.get(["default"], max_count=2, timeout_s=1)
     assert paused.ack([completion(acked)]) == 0
-    backend.root.release("paused", "lease expired")
+    backend.root.reclaim("paused", "lease expired")
     # When it acks both (the second a repeat of an earlier ack)
     rejected = paused.ack([completion(released), completion(acked)])
     # Then only the released one is fenced

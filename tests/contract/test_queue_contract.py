@@ -66,7 +66,7 @@ def test_nack_hands_a_job_back_to_the_front(backend: Backend) -> None:
     backend.root.put_many("default", [job(1), job(2)])
     consumer = backend.consumer("c1")
     [first] = consumer.get(["default"], timeout_s=1)
-    consumer.nack([first])
+    consumer.hand_back([first])
     [again] = consumer.get(["default"], timeout_s=1)
     assert again.job_id == first.job_id
     assert again.redeliveries == 0
@@ -105,7 +105,7 @@ def test_dead_letters_are_listed_and_requeued(backend: Backend) -> None:
     assert consumer.dead_letter(delivery, "unknown job 'nope'")
     [letter] = backend.root.dead_letters("default")
     assert (letter.job_id, letter.body, letter.reason) == (job_id, body, "unknown job 'nope'")
-    assert backend.root.requeue_dead("default") == 1
+    assert backend.root.revive("default") == 1
     assert backend.root.dead_letters("default") == []
     [again] = consumer.get(["default"], timeout_s=1)
     assert again.job_id == job_id
@@ -117,7 +117,7 @@ def test_release_hands_a_dead_consumers_jobs_to_another(backend: Backend) -> Non
     doomed = backend.consumer("doomed")
     [held] = doomed.get(["default"], timeout_s=1)
     # When the supervisor reports the consumer dead
-    released = backend.root.release("doomed", "worker died: signal 9")
+    released = backend.root.reclaim("doomed", "worker died: signal 9")
     # Then another consumer gets the job, counted as a redelivery
     survivor = backend.consumer("survivor")
     [again] = survivor.get(["default"], timeout_s=1)
@@ -132,7 +132,7 @@ def test_a_job_that_kills_its_consumers_is_quarantined(backend: Backend) -> None
         consumer = backend.consumer(f"victim-{attempt}")
         found = consumer.get(["default"], timeout_s=1)
         assert [d.job_id for d in found] == [job_id]
-        backend.root.release(f"victim-{attempt}", "worker died: signal 9")
+        backend.root.reclaim(f"victim-{attempt}", "worker died: signal 9")
     # Then the poison job is in the dead letters with the reason, not on the queue
     assert backend.consumer("next").get(["default"], timeout_s=0.1) == []
     [letter] = backend.root.dead_letters("default")
@@ -144,7 +144,7 @@ def test_a_released_delivery_cannot_be_settled_by_its_old_owner(backend: Backend
     backend.root.put_many("default", [job(1), job(2), job(3)])
     paused = backend.consumer("paused")
     stale = paused.get(["default"], max_count=3, timeout_s=1)
-    backend.root.release("paused", "lease expired")
+    backend.root.reclaim("paused", "lease expired")
     # When the paused consumer comes back and settles what it held
     rejected = paused.ack([completion(stale[0])])
     retried = paused.retry(stale[1], stale[1].body, delay_s=0, error="late")

@@ -23,7 +23,7 @@ from typing import cast
 
 import redis
 
-from services.backends.redis_keys import MARKER_KEY
+from services.backends.redis.keys import MARKER_KEY
 
 log = logging.getLogger("conveyor.redis")
 

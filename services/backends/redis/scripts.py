@@ -2,7 +2,7 @@
 
 Each script runs in one round trip and moves a job between states in one step, so a crash of
 the client, or of Redis between two commands, cannot lose or duplicate a job. Scripts take the
-key prefix as ``ARGV[1]`` and build the other key names themselves (see ``redis_keys`` for the
+key prefix as ``ARGV[1]`` and build the other key names themselves (see ``keys`` for the
 layout); the backend targets standalone Redis (and replicas of it), not Redis Cluster.
 
 Conventions every script keeps:
@@ -12,7 +12,7 @@ Conventions every script keeps:
   in-flight records, dead letters) is checked by ``bad`` / ``split`` before use, and a malformed
   one is dead-lettered on its own, with the reason, taking no other job with it.
 * **Bounded.** A script call handles at most the jobs the client gives it, and the client caps
-  that (``redis_queue.CAPS``) and sends several calls in one pipeline instead, so no call holds
+  that (``queue.CAPS``) and sends several calls in one pipeline instead, so no call holds
   Redis for long (Redis runs nothing else meanwhile).
 * **Counted.** Scripts keep ``cv:n:<queue>`` (in flight, done, dead) with one ``HINCRBY`` per
   queue and batch, so ``counts`` is one cheap read.
@@ -88,7 +88,7 @@ local function id_text(e)
   if string.byte(e, 2) ~= 0 then return id_key(e) end
   return string.format(HEX16, string.byte(e, 3, 18))
 end
--- Waiting markers (see redis_keys): hash cv:w:<first 3 hex digits of the fingerprint>, field
+-- Waiting markers (see keys.py): hash cv:w:<first 3 hex digits of the fingerprint>, field
 -- fingerprint bytes 2-8, value QUEUED or SCHEDULED. One HSET/HDEL each: that is what replicates.
 local QUEUED, SCHEDULED = '1', '2'
 local function mark_at(e)
@@ -427,10 +427,10 @@ return 1
 # ARGV: prefix, ttl_ms, dl_max, dl_age_ms, max_redeliveries, consumer|'', reason, cap,
 #       '1' + suspect id keys... (only those count as crashes) | '0' (all count)
 #       | 'p' (all but the tokens in cv:p:<consumer>, its prefetched ones)
-# With a consumer: release it. Without: recover one consumer whose lease expired.
+# With a consumer: reclaim its jobs. Without: recover one consumer whose lease expired.
 # Takes at most cap records -> {jobs handed back or quarantined, records or expired consumers
 # left} (malformed records are dead-lettered and not counted)
-HANDBACK = (
+HAND_BACK = (
     _COMMON
     + r"""
 limits(2)

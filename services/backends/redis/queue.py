@@ -3,7 +3,7 @@
 Why lists and Lua, not Streams or BLMOVE alone:
 
 * **Memory.** A waiting job is one list element (18 bytes of header + the body) in a listpack,
-  plus a ~12-byte waiting marker (``redis_keys``); a stream entry costs more per entry and XACK
+  plus a ~12-byte waiting marker (``keys``); a stream entry costs more per entry and XACK
   alone leaves it in the stream (XDEL too).
 * **Several queues in priority order, batched.** One ``FETCH`` script pops up to its cap of
   jobs from the queues in order (``LPOP key count``, Redis 6.2) and records them as in flight in
@@ -19,12 +19,12 @@ Why lists and Lua, not Streams or BLMOVE alone:
   a script runs, never stalls other clients for long.
 * **Time** is the Redis clock (``TIME`` in scripts), so hosts' clocks do not matter.
 
-Data flow (key layout in ``redis_keys``)::
+Data flow (key layout in ``keys``)::
 
     put --PUT--> cv:q:<queue> --FETCH--> cv:i:<consumer> --ACK-------> cv:j:<id> (status, TTL)
          \\--> cv:d:<queue> --^ (due)       |  |  \\--RETRY--> cv:d / cv:q, cv:f:<id>
                                            |  \\--DEAD--------> cv:dl:<queue>
-                                           \\--HANDBACK (release, lease expired)--> cv:q front
+                                           \\--HAND_BACK (reclaim, lease expired)--> cv:q front
                                                 (redeliveries + 1, or cv:dl when past the limit)
 
 **Put if absent.** PUT stores a job only if its id has no waiting marker (queued or delayed),
@@ -40,7 +40,7 @@ checks everything again.
 the consumer's hash ``cv:i:<consumer>``; the receipt is ``<token>:<consumer>``. The consumer's
 lease (``cv:leases``) is renewed by FETCH and by a heartbeat thread (``redis_lease``), which
 also publishes the tokens held but not started (``cv:p``) and recovers expired consumers,
-counting only their started jobs as crash suspects. Recovery and ``release`` delete the tokens
+counting only their started jobs as crash suspects. Recovery and ``reclaim`` delete the tokens
 from the hash and note them in ``cv:h:<consumer>``: a settlement that misses its token is
 *fenced* (rejected, counted in ``cv:stats``) if the token is there, and otherwise a repeat of a
 settlement that already worked (accepted, not counted).
@@ -86,12 +86,12 @@ from typing import Any
 import redis
 
 from services.backends import redact_url
-from services.backends import redis_keys as keys
-from services.backends import redis_scripts as lua
-from services.backends.redis_conn import guarded, make_client
-from services.backends.redis_health import ServerWatch
-from services.backends.redis_lease import Heartbeat, Hold, Tokens
-from services.backends.redis_reads import BLOCK_CHUNK_S, Reader, call_many
+from services.backends.redis import keys
+from services.backends.redis import scripts as lua
+from services.backends.redis.connection import guarded, make_client
+from services.backends.redis.health import ServerWatch
+from services.backends.redis.lease import Heartbeat, Hold, Tokens
+from services.backends.redis.reads import BLOCK_CHUNK_S, Reader, call_many
 from services.errors import BackendUnavailableError, ConveyorError, QueueFullError
 from services.jobqueue import Completion, Connector, Delivery, JobQueue
 from services.settings import QueueSettings
@@ -99,7 +99,7 @@ from services.settings import QueueSettings
 log = logging.getLogger("conveyor.redis")
 
 MAX_BATCH = 1000
-CAPS = {"PUT": 250, "FETCH": 100, "ACK": 50, "NACK": 100, "HANDBACK": 100}
+CAPS = {"PUT": 250, "FETCH": 100, "ACK": 50, "NACK": 100, "HAND_BACK": 100}
 """Most jobs one script call handles; a bigger batch is several calls in one pipeline."""
 
 
@@ -157,11 +157,11 @@ class RedisQueue(Reader):
         self._beat_client = make_client(url, timeout_s=op_s)
         self._scripts = {
             name: self._client.register_script(getattr(lua, name))
-            for name in ("PUT", "FETCH", "ACK", "RETRY", "NACK", "DEAD", "HANDBACK", "CONFIRM")
+            for name in ("PUT", "FETCH", "ACK", "RETRY", "NACK", "DEAD", "HAND_BACK", "CONFIRM")
         }
         self._beat_scripts = {
             name: self._beat_client.register_script(getattr(lua, name))
-            for name in ("HEARTBEAT", "HANDBACK")
+            for name in ("HEARTBEAT", "HAND_BACK")
         }
         self._heartbeat = Heartbeat(
             self._renew,
@@ -240,7 +240,7 @@ class RedisQueue(Reader):
 
         A bounded queue takes all or nothing, in one call; an unbounded one in capped calls,
         pipelined. Lost replies and a full queue are retried until ``put_timeout_s``. With
-        ``new_ids`` PUT checks waiting markers only (see ``redis_scripts.PUT``); a retry after
+        ``new_ids`` PUT checks waiting markers only (see ``scripts.PUT``); a retry after
         a lost reply checks everything, since the lost attempt may have stored the jobs and a
         worker may have taken or finished them since.
         """
@@ -411,11 +411,11 @@ class RedisQueue(Reader):
         self._settled([c.delivery.receipt for c in completions])
         return sum(int(reply) for reply in replies)
 
-    def nack(self, deliveries: Sequence[Delivery]) -> None:
+    def hand_back(self, deliveries: Sequence[Delivery]) -> None:
         """Hand jobs back to the front of their queues (in their order), not as failures."""
         parts = [keys.parse_receipt(d.receipt) for d in reversed(deliveries)]
         if parts:
-            self._run_many("NACK", "nack", self._settle_calls("NACK", parts))
+            self._run_many("NACK", "hand_back", self._settle_calls("NACK", parts))
             self._settled([d.receipt for d in deliveries])
 
     def retry(self, delivery: Delivery, body: bytes, *, delay_s: float, error: str) -> bool:
@@ -442,7 +442,7 @@ class RedisQueue(Reader):
         age = self._ms(settings.dead_letter_max_age_s)
         return self._ms(settings.result_ttl_s), settings.dead_letter_max, age
 
-    def release(
+    def reclaim(
         self, consumer_id: str, reason: str, *, suspects: Collection[str] | None = None
     ) -> int:
         """Hand back ``consumer_id``'s in-flight jobs now (it died of ``reason``).
@@ -451,17 +451,17 @@ class RedisQueue(Reader):
         were.
         """
         marks = [b"0"] if suspects is None else [b"1", *map(keys.id_key, suspects)]
-        return self._hand_back(self._run, "release", consumer_id, reason, marks)
+        return self._hand_back(self._run, "reclaim", consumer_id, reason, marks)
 
     def _hand_back(
         self, run: Any, what: str, consumer_id: str, reason: str, marks: list[bytes]
     ) -> int:
-        """HANDBACK calls until nothing is left (each call capped)."""
+        """HAND_BACK calls until nothing is left (each call capped)."""
         settings = self.settings
         args = (*self._dead_limits(), settings.max_redeliveries, consumer_id, reason)
         total = 0
         for _ in range(1_000_000):  # bounded: each call hands back jobs or ends the loop
-            done, left = run("HANDBACK", what, *args, CAPS["HANDBACK"], *marks)
+            done, left = run("HAND_BACK", what, *args, CAPS["HAND_BACK"], *marks)
             total += int(done)
             if not int(left):
                 break

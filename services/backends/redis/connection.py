@@ -37,10 +37,10 @@ _PHRASES = {
     "put": "cannot enqueue",
     "get": "cannot fetch jobs",
     "ack": "cannot acknowledge finished jobs",
-    "nack": "cannot hand jobs back",
+    "hand_back": "cannot hand jobs back",
     "retry": "cannot schedule a retry",
     "dead_letter": "cannot dead-letter a job",
-    "release": "cannot hand back a stopped worker's jobs",
+    "reclaim": "cannot hand back a stopped worker's jobs",
     "heartbeat": "cannot renew the worker's lease",
     "recover": "cannot recover expired leases",
     "depth": "cannot read the queue depth",
@@ -49,7 +49,7 @@ _PHRASES = {
     "status": "cannot read the job's status",
     "wait_finished": "cannot wait for the job",
     "dead_letters": "cannot list the dead letters",
-    "requeue_dead": "cannot requeue dead letters",
+    "revive": "cannot requeue dead letters",
 }
 
 

@@ -15,7 +15,7 @@ Why a channel per child: a process SIGKILLed while blocked in ``Queue.get()`` (o
 feeder thread writes) dies holding that queue's shared lock, and every other reader or writer of
 the queue then hangs forever. Here no queue has two readers or two writers that can die
 separately, so a dying child can only wedge its own channel, which the supervisor discards with
-``release``. Bodies are encoded before they are sent, so nothing can fail later in a feeder thread.
+``reclaim``. Bodies are encoded before they are sent, so nothing can fail later in a feeder thread.
 
 The loss of the parent is the loss of every queued job: use a Redis URL when jobs must outlive
 the process tree.
@@ -33,8 +33,8 @@ from collections.abc import Collection, Sequence
 from multiprocessing.queues import Queue as MPQueue
 from typing import Any
 
-from services.backends.memory_channel import POLL_S, MemoryConnector
-from services.backends.memory_state import MemoryState
+from services.backends.memory.channel import POLL_S, MemoryConnector
+from services.backends.memory.state import MemoryState
 from services.errors import ConfigError
 from services.jobqueue import (
     Completion,
@@ -58,12 +58,12 @@ _SERVED = frozenset(
         "ack_receipts",
         "confirm",
         "counts",
-        "nack",
+        "hand_back",
         "retry",
         "dead_letter",
-        "release",
+        "reclaim",
         "dead_letters",
-        "requeue_dead",
+        "revive",
         "depth",
         "status",
         "wait_finished",
@@ -148,7 +148,7 @@ def _serve(
                 raise ConfigError(f"the memory backend does not serve {method!r} to children")
             reply: tuple[bool, Any] = (True, getattr(local, method)(*args, **kwargs))
             if method == "get" and closed.is_set():  # the child died while we waited
-                local.nack(reply[1])
+                local.hand_back(reply[1])
                 return
         except Exception as exc:  # the child re-raises it; the parent keeps serving
             reply = (False, exc)
@@ -200,8 +200,8 @@ class MemoryQueue:
         """``ack`` as children send it: receipts and results only."""
         return self._state.ack_receipts(done)
 
-    def nack(self, deliveries: Sequence[Delivery]) -> None:
-        self._state.nack(deliveries)
+    def hand_back(self, deliveries: Sequence[Delivery]) -> None:
+        self._state.hand_back(deliveries)
 
     def retry(self, delivery: Delivery, body: bytes, *, delay_s: float, error: str) -> bool:
         return self._state.retry(delivery, body, delay_s, error)
@@ -209,17 +209,17 @@ class MemoryQueue:
     def dead_letter(self, delivery: Delivery, reason: str) -> bool:
         return self._state.dead_letter(delivery, reason)
 
-    def release(
+    def reclaim(
         self, consumer_id: str, reason: str, *, suspects: Collection[str] | None = None
     ) -> int:
         self._channels.retire(consumer_id)
-        return self._state.release(consumer_id, reason, suspects)
+        return self._state.reclaim(consumer_id, reason, suspects)
 
     def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
         return self._state.dead_letters(queue, limit)
 
-    def requeue_dead(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
-        return self._state.requeue_dead(queue, job_ids)
+    def revive(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
+        return self._state.revive(queue, job_ids)
 
     def depth(self, queue: str) -> int:
         return self._state.depth(queue)
@@ -228,14 +228,14 @@ class MemoryQueue:
         return self._state.counts(queue)
 
     def held_until(self) -> float:
-        """Always: the memory backend has no leases, only ``release`` takes jobs away."""
+        """Always: the memory backend has no leases, only ``reclaim`` takes jobs away."""
         return math.inf
 
     def confirm(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         return self._state.confirm(self.consumer_id, deliveries)
 
     def started(self, deliveries: Sequence[Delivery], *, running: bool = True) -> None:
-        """Nothing to publish: without leases, only ``release`` names the crash suspects."""
+        """Nothing to publish: without leases, only ``reclaim`` names the crash suspects."""
 
     def alarms(self) -> list[str]:
         return []

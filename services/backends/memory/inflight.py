@@ -1,6 +1,6 @@
 """The memory backend's deliveries in flight, by receipt, and the fencing of released ones.
 
-A receipt taken away by ``release`` is remembered (the newest ``MAX_FENCED``), so a late
+A receipt taken away by ``reclaim`` is remembered (the newest ``MAX_FENCED``), so a late
 settlement of it is rejected and counted as fenced; any other receipt no longer in flight was
 settled already by its owner, and settling it again (a retried call) is an accepted no-op.
 
@@ -39,7 +39,7 @@ class InFlight:
         return None if entry is None else entry[1]
 
     def fenced(self, receipt: str) -> bool:
-        """Whether ``receipt`` was taken from its consumer by ``release``."""
+        """Whether ``receipt`` was taken from its consumer by ``reclaim``."""
         return receipt in self._fenced
 
     def take_all(self, consumer_id: str) -> list[Delivery]:

@@ -1,6 +1,6 @@
 """The read side of the Redis backend: depth, counts, status, waiting for a job, dead letters.
 
-Kept apart from the state changes in ``redis_queue``; the only write here is ``requeue_dead``,
+Kept apart from the state changes in ``redis_queue``; the only write here is ``revive``,
 a script like every other state change (in capped calls, see ``call_many``).
 """
 
@@ -13,9 +13,9 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-from services.backends import redis_keys as keys
-from services.backends import redis_scripts as lua
-from services.backends.redis_conn import command, guarded
+from services.backends.redis import keys
+from services.backends.redis import scripts as lua
+from services.backends.redis.connection import command, guarded
 from services.jobqueue import DeadLetter, JobStatus, QueueCounts
 
 BLOCK_CHUNK_S = 1.0
@@ -148,7 +148,7 @@ class Reader:
             )
         return letters
 
-    def requeue_dead(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
+    def revive(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
         """Put dead letters (all, or those ids) back at the end of ``queue``, crash count 0.
 
         Malformed ones stay dead (they would only die again).
@@ -156,7 +156,7 @@ class Reader:
         wanted = None if job_ids is None else set(job_ids)
         if wanted is not None and not wanted:
             return 0
-        with guarded("requeue_dead", self.where):
+        with guarded("revive", self.where):
             every: list[bytes] = command(self._client, "ZRANGE", keys.dead_key(queue), 0, -1)
         members = [m for m in every if wanted is None or keys.parse_dead(m)[1].job_id in wanted]
         calls = [
@@ -164,7 +164,7 @@ class Reader:
         ]
         if not calls:
             return 0
-        replies = call_many(self._client, self._requeue, "requeue_dead", self.where, calls)
+        replies = call_many(self._client, self._requeue, "revive", self.where, calls)
         return sum(int(reply) for reply in replies)
 
 

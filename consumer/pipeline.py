@@ -173,7 +173,7 @@ class Pipeline:
             process.join()
             if process.exitcode != 0:
                 self.producer_failures += 1
-            self._queue.release(f"producer-{index}", "producer exited")
+            self._queue.reclaim(f"producer-{index}", "producer exited")
 
     def _stop_producers(self) -> None:
         for process, _ in self._producers:

@@ -1,4 +1,4 @@
-"""Key names and byte layouts of the Redis backend (the Lua in ``redis_scripts`` mirrors them).
+"""Key names and byte layouts of the Redis backend (the Lua in ``scripts`` mirrors them).
 
 Every key starts with ``PREFIX`` so an ACL can be limited to ``~cv:*``:
 
@@ -13,7 +13,7 @@ key                    type    content
 ``cv:n:<queue>``       hash    counters: ``inflight`` now, ``done`` and ``dead`` in total
 ``cv:i:<consumer>``    hash    the consumer's in-flight jobs: ``token -> <len>:<queue><element>``
 ``cv:p:<consumer>``    set     tokens it holds but is not running (prefetched), per heartbeat
-``cv:h:<consumer>``    set     tokens taken from it by release or lease recovery (1 day TTL):
+``cv:h:<consumer>``    set     tokens taken from it by reclaim or lease recovery (1 day TTL):
                                a late settlement of one of these is *fenced*, of any other
                                token a repeat of one that already worked
 ``cv:leases``          zset    consumer id scored by its lease expiry (ms, Redis clock)
@@ -38,7 +38,7 @@ else) are dead-lettered by the script that meets them, with the reason, never de
 job. A job's *fingerprint* is 8 bytes: the first 8 bytes of a hex id (random already), else of
 the SHA-1 of the id. Its first 3 hex digits pick one of 4,096 hashes ``cv:w:<3 hex digits>``;
 the field is fingerprint bytes 2-8 (byte 1 is implied by the bucket, so all 64 bits count) and
-the value ``MARK_QUEUED`` or ``MARK_SCHEDULED`` (delayed). PUT/NACK/RETRY/HANDBACK/REQUEUE_DEAD
+the value ``MARK_QUEUED`` or ``MARK_SCHEDULED`` (delayed). PUT/NACK/RETRY/HAND_BACK/REQUEUE_DEAD
 and FETCH (a delayed job come due) set a marker with ``HSET``, FETCH deletes it with ``HDEL``.
 Redis replicates a script's *effects*, so a marker change reaches the AOF and the replicas as
 that one ~40-byte command. Two different ids clash only if their 64-bit fingerprints agree:

@@ -17,8 +17,8 @@ from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
-from services.backends.memory_inflight import InFlight
-from services.backends.memory_statuses import FINISHED, Statuses
+from services.backends.memory.inflight import InFlight
+from services.backends.memory.statuses import FINISHED, Statuses
 from services.errors import QueueFullError
 from services.jobqueue import Completion, DeadLetter, Delivery, JobStatus, QueueCounts
 from services.settings import QueueSettings
@@ -190,7 +190,7 @@ class MemoryState:
             self._lock.notify_all()
         return rejected
 
-    def nack(self, deliveries: Sequence[Delivery]) -> None:
+    def hand_back(self, deliveries: Sequence[Delivery]) -> None:
         """Hand unfinished jobs back to the front of their queues."""
         with self._lock:
             for delivery in reversed(deliveries):
@@ -217,7 +217,7 @@ class MemoryState:
             self._lock.notify_all()
             return True
 
-    def release(
+    def reclaim(
         self, consumer_id: str, reason: str, suspects: Collection[str] | None = None
     ) -> int:
         """Hand back every job ``consumer_id`` holds; quarantine those past the poison limit."""
@@ -270,7 +270,7 @@ class MemoryState:
                 letters.pop()
             return list(itertools.islice(letters, limit))
 
-    def requeue_dead(self, queue: str, job_ids: Sequence[str] | None) -> int:
+    def revive(self, queue: str, job_ids: Sequence[str] | None) -> int:
         """Put dead letters back on their queue; returns how many. A letter whose id the
         backend holds again (put anew after its status expired) stays (put-if-absent)."""
         with self._lock:

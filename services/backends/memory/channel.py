@@ -125,8 +125,8 @@ class ChannelQueue:
         rejected: int = self._call("ack_receipts", done)
         return rejected
 
-    def nack(self, deliveries: Sequence[Delivery]) -> None:
-        self._call("nack", list(deliveries))
+    def hand_back(self, deliveries: Sequence[Delivery]) -> None:
+        self._call("hand_back", list(deliveries))
 
     def retry(self, delivery: Delivery, body: bytes, *, delay_s: float, error: str) -> bool:
         return bool(self._call("retry", delivery, body, delay_s=delay_s, error=error))
@@ -134,20 +134,20 @@ class ChannelQueue:
     def dead_letter(self, delivery: Delivery, reason: str) -> bool:
         return bool(self._call("dead_letter", delivery, reason))
 
-    def release(
+    def reclaim(
         self, consumer_id: str, reason: str, *, suspects: Collection[str] | None = None
     ) -> int:
         chosen = None if suspects is None else list(suspects)
-        released: int = self._call("release", consumer_id, reason, suspects=chosen)
+        released: int = self._call("reclaim", consumer_id, reason, suspects=chosen)
         return released
 
     def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
         letters: list[DeadLetter] = self._call("dead_letters", queue, limit=limit)
         return letters
 
-    def requeue_dead(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
+    def revive(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
         ids = None if job_ids is None else list(job_ids)
-        count: int = self._call("requeue_dead", queue, ids)
+        count: int = self._call("revive", queue, ids)
         return count
 
     def depth(self, queue: str) -> int:
@@ -167,7 +167,7 @@ class ChannelQueue:
         return held
 
     def started(self, deliveries: Sequence[Delivery], *, running: bool = True) -> None:
-        """Nothing to publish: without leases, only ``release`` names the crash suspects."""
+        """Nothing to publish: without leases, only ``reclaim`` names the crash suspects."""
 
     def alarms(self) -> list[str]:
         return []
