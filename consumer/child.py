@@ -22,9 +22,9 @@ from consumer.signals import SignalLog, ignore_interrupts, recorded_signals
 from consumer.worker import State, Worker
 from services import exitcodes
 from services.errors import ConfigError
-from services.jobqueue import Connector
 from services.lifecycle import die_with_parent, exit_now, parent_alive
 from services.loading import load_registry
+from services.protocol import Connector
 from services.settings import WorkerSettings
 from services.stats import Field, Stats
 

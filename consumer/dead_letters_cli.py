@@ -11,8 +11,8 @@ import click
 from producer.cli_options import connect_url, connection_options, queue_option
 from services import exitcodes
 from services.backends import open_queue
-from services.jobqueue import DeadLetter
 from services.names import check_job_id
+from services.protocol import DeadLetter
 from services.settings import QueueSettings
 
 LOOKUP_LIMIT = QueueSettings().dead_letter_max

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from consumer.backoff import backoff_s
 from services.errors import BackendUnavailableError
-from services.jobqueue import Delivery
+from services.protocol import Delivery
 
 if TYPE_CHECKING:
     from consumer.mailbox import Task

@@ -14,7 +14,7 @@ from consumer.board import RunningBoard
 from consumer.execution import Outcome
 from consumer.gate import StartGate, Verdict, is_suspect
 from services.job import Job
-from services.jobqueue import Delivery
+from services.protocol import Delivery
 from services.registry import JobSpec
 
 

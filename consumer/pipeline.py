@@ -27,7 +27,7 @@ from consumer.signals import SignalLog, interrupts_ignored
 from consumer.supervisor import Supervisor, SupervisorSettings
 from producer.process import ProducerSpec, producer_main
 from services import exitcodes
-from services.jobqueue import DeadLetter, JobQueue, QueueCounts
+from services.protocol import DeadLetter, JobQueue, QueueCounts
 from services.stats import Field, Stats, Totals, new_block, total
 
 log = logging.getLogger("conveyor.run")

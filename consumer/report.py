@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from services.jobqueue import DeadLetter
+from services.protocol import DeadLetter
 from services.stats import Field, Totals
 
 

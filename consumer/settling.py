@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from consumer.backoff import backoff_s
 from services.errors import BackendUnavailableError
-from services.jobqueue import Completion, Delivery, JobQueue
+from services.protocol import Completion, Delivery, JobQueue
 from services.stats import Field, Stats
 
 log = logging.getLogger("conveyor.worker")

@@ -14,7 +14,7 @@ import select
 
 from consumer.signals import recorded_signals
 from services.errors import BackendUnavailableError
-from services.jobqueue import JobQueue
+from services.protocol import JobQueue
 
 log = logging.getLogger("conveyor.startup")
 

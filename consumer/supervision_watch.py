@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from consumer.seats import Seat
 from services.errors import ConveyorError
-from services.jobqueue import JobQueue
+from services.protocol import JobQueue
 from services.stats import Field, total
 
 log = logging.getLogger("conveyor.supervisor")

@@ -42,7 +42,7 @@ from consumer.signals import SignalLog, interrupts_ignored
 from consumer.supervision_watch import Watch
 from services import exitcodes
 from services.errors import ConveyorError
-from services.jobqueue import JobQueue
+from services.protocol import JobQueue
 from services.settings import WorkerSettings
 from services.stats import Field, Stats, new_block
 

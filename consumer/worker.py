@@ -28,7 +28,7 @@ from consumer.mailbox import Task
 from consumer.settling import Ledger
 from services.codec import decode_job, encode_job
 from services.errors import BackendUnavailableError, DecodeError, UnknownJobError
-from services.jobqueue import Completion, Delivery, JobQueue
+from services.protocol import Completion, Delivery, JobQueue
 from services.registry import Registry
 from services.settings import WorkerSettings
 from services.stats import Field, Stats

@@ -15,9 +15,9 @@ from typing import Any
 from producer.feeds import feed_share, load_feed
 from producer.producer import Producer
 from services.errors import ConveyorError
-from services.jobqueue import Connector
 from services.lifecycle import die_with_parent, exit_now
 from services.loading import load_registry
+from services.protocol import Connector
 from services.stats import Field, Stats
 
 log = logging.getLogger("conveyor.producer")

@@ -21,8 +21,8 @@ from typing import Any
 from services.codec import decode_value, encode_job
 from services.errors import BackendUnavailableError, JobNotFinishedError
 from services.job import DEFAULT_QUEUE, Job
-from services.jobqueue import JobQueue, JobStatus
 from services.names import check_job_id, check_queue_name
+from services.protocol import JobQueue, JobStatus
 from services.registry import Registry
 
 JobCall = tuple[str, Sequence[Any], Mapping[str, Any]]

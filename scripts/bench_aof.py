@@ -36,7 +36,7 @@ from scripts.bench_redis import PAYLOAD
 from services.backends.redis.queue import RedisQueue
 from services.codec import encode_job
 from services.job import Job, new_job_id
-from services.jobqueue import Completion
+from services.protocol import Completion
 from services.settings import QueueSettings
 from tests.redis_fixtures import benchmark_server
 

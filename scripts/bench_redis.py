@@ -26,7 +26,7 @@ import redis
 from services.backends.redis.queue import RedisQueue
 from services.codec import encode_job
 from services.job import Job
-from services.jobqueue import Completion
+from services.protocol import Completion
 from services.settings import QueueSettings
 from tests.redis_fixtures import benchmark_server
 

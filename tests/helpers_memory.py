@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from services.backends.memory.channel import MemoryConnector
-from services.jobqueue import Completion
+from services.protocol import Completion
 
 STOP = "stop"
 """A job id that tells ``consume_forever`` to return."""

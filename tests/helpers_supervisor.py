@@ -20,7 +20,7 @@ import pytest
 from consumer.pool_shape import PoolKind, shape_pool
 from consumer.supervisor import Supervisor, SupervisorSettings
 from services.backends import open_queue
-from services.jobqueue import JobQueue
+from services.protocol import JobQueue
 from services.settings import QueueSettings, RetrySettings, WorkerSettings
 from services.stats import Field, total
 

@@ -1,7 +1,7 @@
 """The seams the design depends on, checked by walking the import statements of every module.
 
 * Only the Redis backend modules import ``redis``; only the backends package imports a backend.
-* The consumer and producer never import a backend module: they see ``services.jobqueue``.
+* The consumer and producer never import a backend module: they see ``services.protocol``.
 * Importing any package module starts nothing: no thread, no process, no signal handler.
 """
 

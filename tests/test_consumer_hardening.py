@@ -34,7 +34,7 @@ from services.backends import open_queue
 from services.backends.redis.queue import RedisQueue
 from services.codec import decode_job
 from services.errors import BackendUnavailableError, DecodeError
-from services.jobqueue import Completion, Delivery, JobQueue, JobStatus, QueueCounts
+from services.protocol import Completion, Delivery, JobQueue, JobStatus, QueueCounts
 from services.registry import JobSpec, Registry
 from services.settings import QueueSettings, RetrySettings, WorkerSettings
 from services.stats import Field, Stats, new_block, total

@@ -23,7 +23,7 @@ import pytest
 
 from services.backends import open_queue
 from services.errors import ConfigError, QueueFullError
-from services.jobqueue import Completion, JobQueue
+from services.protocol import Completion, JobQueue
 from services.settings import QueueSettings
 from tests import helpers_memory
 

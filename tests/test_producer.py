@@ -24,8 +24,8 @@ from services.errors import (
     UnknownJobError,
 )
 from services.job import Job
-from services.jobqueue import Completion, Delivery, JobQueue, QueueCounts
 from services.names import InvalidNameError
+from services.protocol import Completion, Delivery, JobQueue, QueueCounts
 from services.registry import Registry
 from services.settings import QueueSettings
 

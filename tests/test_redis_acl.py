@@ -28,7 +28,7 @@ from services.backends import with_password
 from services.backends.redis import queue as redis_queue
 from services.backends.redis.queue import RedisQueue
 from services.errors import BackendUnavailableError
-from services.jobqueue import JobStatus
+from services.protocol import JobStatus
 from services.settings import QueueSettings
 from tests.jobs import read_ledger
 from tests.redis_fixtures import documented_acl

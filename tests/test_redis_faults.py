@@ -23,7 +23,7 @@ import redis
 from services.backends.redis.connection import make_client
 from services.backends.redis.queue import RedisQueue
 from services.errors import BackendUnavailableError, ConfigError
-from services.jobqueue import Completion, Delivery
+from services.protocol import Completion, Delivery
 from services.settings import QueueSettings
 from tests.redis_fixtures import RedisServer, documented_acl
 
@@ -256,7 +256,7 @@ _PAUSED_CHILD = textwrap.dedent(
     """
     import sys
     from services.backends.redis.queue import RedisQueue
-    from services.jobqueue import Completion, Delivery
+    from services.protocol import Completion, Delivery
     from services.settings import QueueSettings
     queue = RedisQueue(sys.argv[1], QueueSettings(lease_s=0.5), consumer_id="paused")
     [held] = queue.get(["q"], timeout_s=5)

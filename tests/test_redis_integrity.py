@@ -20,7 +20,7 @@ import redis
 from services.backends.redis import keys
 from services.backends.redis.queue import RedisQueue
 from services.errors import BackendUnavailableError, QueueFullError
-from services.jobqueue import Completion, Delivery
+from services.protocol import Completion, Delivery
 from services.settings import QueueSettings
 from tests.redis_fixtures import MakeQueue, RedisServer, find_redis_server
 

@@ -14,7 +14,7 @@ import redis
 
 from services.backends.redis.lease import Tokens
 from services.backends.redis.queue import RedisQueue
-from services.jobqueue import Completion, Delivery
+from services.protocol import Completion, Delivery
 from tests.redis_fixtures import MakeQueue
 
 pytestmark = pytest.mark.redis

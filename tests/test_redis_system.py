@@ -41,7 +41,7 @@ from services import exitcodes
 from services.backends.redis import keys
 from services.backends.redis.connection import phrase
 from services.backends.redis.queue import RedisQueue
-from services.jobqueue import JobStatus
+from services.protocol import JobStatus
 from services.settings import QueueSettings
 from tests import jobs_system
 from tests.redis_fixtures import RedisServer

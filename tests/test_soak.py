@@ -18,7 +18,7 @@ import pytest
 
 from consumer.supervisor import Supervisor
 from producer import Producer
-from services.jobqueue import JobQueue
+from services.protocol import JobQueue
 from tests import jobs
 from tests.helpers_supervisor import TWO_PROCESSES, queue_on_each_backend, stop_supervisor
 from tests.jobs import read_ledger

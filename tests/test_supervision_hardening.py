@@ -20,7 +20,7 @@ from consumer.signals import interrupts_ignored, recorded_signals
 from consumer.supervision_watch import Watch
 from producer import Producer
 from services import exitcodes
-from services.jobqueue import JobQueue
+from services.protocol import JobQueue
 from services.settings import RetrySettings, WorkerSettings
 from services.stats import Field, Stats, new_block
 from tests import jobs

@@ -12,7 +12,7 @@ import pytest
 from consumer.pool_shape import PoolKind
 from producer import Producer
 from services import exitcodes
-from services.jobqueue import JobQueue
+from services.protocol import JobQueue
 from services.stats import Field
 from tests import jobs
 from tests.helpers_supervisor import (

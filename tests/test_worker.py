@@ -12,7 +12,7 @@ from consumer.worker import State, Worker
 from producer import Producer
 from services.backends import open_queue
 from services.codec import decode_value
-from services.jobqueue import JobQueue, JobStatus
+from services.protocol import JobQueue, JobStatus
 from services.settings import QueueSettings, RetrySettings, WorkerSettings
 from services.stats import Field, Stats, new_block
 from tests import jobs

@@ -12,7 +12,7 @@ from consumer.fetching import MAX_EXTRA
 from consumer.worker import Worker
 from producer import Producer
 from services.backends import open_queue
-from services.jobqueue import Completion, Delivery, JobQueue
+from services.protocol import Completion, Delivery, JobQueue
 from services.settings import QueueSettings, WorkerSettings
 from services.stats import Field, Stats, new_block
 from tests import jobs

@@ -10,7 +10,7 @@ import importlib
 from urllib.parse import quote, urlsplit
 
 from services.errors import ConfigError
-from services.jobqueue import JobQueue
+from services.protocol import JobQueue
 from services.settings import QueueSettings
 
 _MODULES = {

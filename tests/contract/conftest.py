@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from services.backends import open_queue
-from services.jobqueue import JobQueue
+from services.protocol import JobQueue
 from services.settings import QueueSettings
 
 SETTINGS = QueueSettings(lease_s=2.0, max_redeliveries=3, result_ttl_s=60.0)

@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from services.codec import encode_job
 from services.job import Job
-from services.jobqueue import Completion, Delivery, JobQueue
+from services.protocol import Completion, Delivery, JobQueue
 
 T = TypeVar("T")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from services.jobqueue import QueueCounts
+from services.protocol import QueueCounts
 from tests.contract.conftest import SETTINGS, Backend
 from tests.contract.helpers import completion, job, poll
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from services.jobqueue import Completion
+from services.protocol import Completion
 from tests.contract.conftest import Backend
 from tests.contract.helpers import job, run_all
 

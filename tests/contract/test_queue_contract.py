@@ -1,4 +1,4 @@
-"""The queue protocol's delivery contract (``services.jobqueue``), proven on every backend."""
+"""The queue protocol's delivery contract (``services.protocol``), proven on every backend."""
 
 from __future__ import annotations
 

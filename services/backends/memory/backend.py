@@ -36,7 +36,7 @@ from typing import Any
 from services.backends.memory.channel import POLL_S, MemoryConnector
 from services.backends.memory.state import MemoryState
 from services.errors import ConfigError
-from services.jobqueue import (
+from services.protocol import (
     Completion,
     Connector,
     DeadLetter,

@@ -18,7 +18,8 @@ from multiprocessing.queues import Queue as MPQueue
 from typing import Any
 
 from services.errors import BackendUnavailableError, ConfigError
-from services.jobqueue import (
+from services.lifecycle import parent_alive
+from services.protocol import (
     Completion,
     Connector,
     DeadLetter,
@@ -27,7 +28,6 @@ from services.jobqueue import (
     JobStatus,
     QueueCounts,
 )
-from services.lifecycle import parent_alive
 
 POLL_S = 0.5
 """How often a waiting side looks up from its queue (closed channel, dead parent)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from services.jobqueue import Delivery
+from services.protocol import Delivery
 
 MAX_FENCED = 100_000
 """Released receipts remembered at most; an older one settled late counts as a repeat."""

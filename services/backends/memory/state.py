@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from services.backends.memory.inflight import InFlight
 from services.backends.memory.statuses import FINISHED, Statuses
 from services.errors import QueueFullError
-from services.jobqueue import Completion, DeadLetter, Delivery, JobStatus, QueueCounts
+from services.protocol import Completion, DeadLetter, Delivery, JobStatus, QueueCounts
 from services.settings import QueueSettings
 
 _MAX_REASON_CHARS = 16_384

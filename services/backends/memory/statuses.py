@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
-from services.jobqueue import JobStatus
+from services.protocol import JobStatus
 
 MAX_FINISHED = 100_000
 """Finished ids remembered at most; beyond, the oldest are forgotten before their TTL."""

@@ -93,7 +93,7 @@ from services.backends.redis.health import ServerWatch
 from services.backends.redis.lease import Heartbeat, Hold, Tokens
 from services.backends.redis.reads import BLOCK_CHUNK_S, Reader, call_many
 from services.errors import BackendUnavailableError, ConveyorError, QueueFullError
-from services.jobqueue import Completion, Connector, Delivery, JobQueue
+from services.protocol import Completion, Connector, Delivery, JobQueue
 from services.settings import QueueSettings
 
 log = logging.getLogger("conveyor.redis")

@@ -16,7 +16,7 @@ from redis.commands.core import Script
 from services.backends.redis import keys
 from services.backends.redis import scripts as lua
 from services.backends.redis.connection import command, guarded
-from services.jobqueue import DeadLetter, JobStatus, QueueCounts
+from services.protocol import DeadLetter, JobStatus, QueueCounts
 
 BLOCK_CHUNK_S = 1.0
 """Longest single blocking wait; also bounds how late a delayed job can be noticed."""

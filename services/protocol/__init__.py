@@ -1,0 +1,57 @@
+"""The queue protocol: the only thing producers and consumers know about a backend.
+
+Backends move opaque bytes (made by ``services.codec``); they never decode a job. The job id
+travels next to the body so a backend can keep per-job bookkeeping without parsing it.
+
+Data flow::
+
+    Producer --put/put_many--> [queue] --get--> Worker --ack / retry / dead_letter / hand_back-->
+                                  ^                |
+                                  +--- reclaim ----+  (consumer died: its jobs come back)
+                                       Supervisor
+
+The protocol is split by role, so that each caller depends on the smallest surface it uses;
+one backend class implements them all (``Backend``, which ``open_queue`` returns)::
+
+    role              module          who uses it
+    ----------------  --------------  ------------------------------------------------------
+    JobPutter         putting.py      Producer: put, follow a job by id
+    JobTaker          taking.py       Worker: get, settle (ack/retry/dead_letter/hand_back)
+    ConsumerControl   control.py      Supervisor and the ``conveyor run`` pipeline
+                                      (+ QueueInspector): connector, reclaim, check_server
+    QueueInspector    inspection.py   CLI status and dead commands: counts, dead letters
+    QueueAdmin        inspection.py   CLI dead commands: revive
+    Backend           backend.py      backends and ``open_queue``: every role
+
+Each role module's docstring carries the clauses of the delivery contract that belong to it;
+``services.testing.contract`` proves them on every backend. ``JobQueue`` is the old name of
+``Backend`` and stays as its alias.
+"""
+
+from __future__ import annotations
+
+from services.protocol.backend import Backend
+from services.protocol.control import Connector, ConsumerControl
+from services.protocol.inspection import QueueAdmin, QueueInspector
+from services.protocol.putting import JobPutter
+from services.protocol.records import Completion, DeadLetter, Delivery, JobStatus, QueueCounts
+from services.protocol.taking import JobTaker
+
+JobQueue = Backend
+"""The old name of ``Backend``."""
+
+__all__ = [
+    "Backend",
+    "Completion",
+    "Connector",
+    "ConsumerControl",
+    "DeadLetter",
+    "Delivery",
+    "JobPutter",
+    "JobQueue",
+    "JobStatus",
+    "JobTaker",
+    "QueueAdmin",
+    "QueueCounts",
+    "QueueInspector",
+]

@@ -1,0 +1,22 @@
+"""``Backend``: every role at once; what a backend class implements and ``open_queue`` returns."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from services.protocol.control import ConsumerControl
+from services.protocol.inspection import QueueAdmin, QueueInspector
+from services.protocol.putting import JobPutter
+from services.protocol.taking import JobTaker
+
+
+@runtime_checkable
+class Backend(JobPutter, JobTaker, ConsumerControl, QueueInspector, QueueAdmin, Protocol):
+    """A connection to one backend, used by one process (a producer, a consumer, a supervisor).
+
+    Callers depend on the smallest role they use; only code that builds connections (and
+    backends themselves) names ``Backend``.
+    """
+
+    def close(self) -> None:
+        """Release the connection; in-flight jobs are not settled (see ``reclaim``)."""
