@@ -22,7 +22,7 @@ from services.codec import decode_value, encode_job
 from services.errors import BackendUnavailableError, JobNotFinishedError
 from services.job import DEFAULT_QUEUE, Job
 from services.names import check_job_id, check_queue_name
-from services.protocol import JobQueue, JobStatus
+from services.protocol import JobPutter, JobStatus
 from services.registry import Registry
 
 JobCall = tuple[str, Sequence[Any], Mapping[str, Any]]
@@ -39,7 +39,7 @@ class Producer:
     """
 
     def __init__(
-        self, queue: JobQueue, *, registry: Registry | None = None, name: str = DEFAULT_QUEUE
+        self, queue: JobPutter, *, registry: Registry | None = None, name: str = DEFAULT_QUEUE
     ) -> None:
         self._queue = queue
         self._registry = registry
