@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 
 from services.backends import open_queue
+from services.backends.memory.channel import SERVED, ChannelQueue, MemoryConnector
 from services.errors import ConfigError, QueueFullError
-from services.protocol import Completion, JobQueue
+from services.protocol import Backend, Completion, JobQueue
 from services.settings import QueueSettings
 from tests import helpers_memory
 
@@ -142,6 +143,23 @@ def test_channel_reraises_backend_errors_in_the_child() -> None:
         assert backend.depth("default") == 1
     finally:
         backend.close()
+
+
+def test_a_channel_carries_protocol_calls_only(queue: JobQueue) -> None:
+    # Given a child's channel
+    connector = queue.connector("c1")
+    assert isinstance(connector, MemoryConnector)
+    child = ChannelQueue(connector)
+    queue.put("default", "j1", b"1")
+
+    # When the child asks for a method outside the protocol
+    # Then the parent refuses it and changes nothing
+    with pytest.raises(ConfigError, match="does not serve '_channels'"):
+        child._call("_channels")
+    assert queue.depth("default") == 1
+    # And every call a channel serves is a method of the protocol
+    protocol = {name for name in dir(Backend) if not name.startswith("_")}
+    assert protocol >= SERVED
 
 
 def test_ack_through_a_released_channel_is_fenced(queue: JobQueue) -> None:

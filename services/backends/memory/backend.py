@@ -1,4 +1,4 @@
-"""The embedded backend (``memory://``): jobs live in the memory of one process tree.
+"""The memory backend (``memory://``): jobs live in the memory of one process tree.
 
 The parent process owns one ``MemoryState``. Its own code uses it directly (``MemoryQueue``);
 each child process (a producer or a consumer) gets a channel of its own: two
@@ -16,6 +16,9 @@ feeder thread writes) dies holding that queue's shared lock, and every other rea
 the queue then hangs forever. Here no queue has two readers or two writers that can die
 separately, so a dying child can only wedge its own channel, which the supervisor discards with
 ``reclaim``. Bodies are encoded before they are sent, so nothing can fail later in a feeder thread.
+A channel carries protocol calls only: a ``Call`` names a protocol method (``channel.SERVED``)
+that the serving thread makes on the parent's ``MemoryQueue``, and ``ack`` travels as an ``Ack``
+of receipts and results (the parent holds the bodies; records cost more to pickle than pairs).
 
 The loss of the parent is the loss of every queued job: use a Redis URL when jobs must outlive
 the process tree.
@@ -33,15 +36,15 @@ from collections.abc import Collection, Sequence
 from multiprocessing.queues import Queue as MPQueue
 from typing import Any
 
-from services.backends.memory.channel import POLL_S, MemoryConnector
+from services.backends.memory.channel import POLL_S, SERVED, Ack, Call, MemoryConnector, Request
 from services.backends.memory.state import MemoryState
 from services.errors import ConfigError
 from services.protocol import (
+    Backend,
     Completion,
     Connector,
     DeadLetter,
     Delivery,
-    JobQueue,
     JobStatus,
     QueueCounts,
 )
@@ -49,30 +52,9 @@ from services.settings import QueueSettings
 
 log = logging.getLogger("conveyor.memory")
 
-_SERVED = frozenset(
-    {
-        "put",
-        "put_many",
-        "get",
-        "ack",
-        "ack_receipts",
-        "confirm",
-        "counts",
-        "hand_back",
-        "retry",
-        "dead_letter",
-        "reclaim",
-        "dead_letters",
-        "revive",
-        "depth",
-        "status",
-        "wait_finished",
-    }
-)
 
-
-def open_url(url: str, settings: QueueSettings) -> JobQueue:
-    """A fresh embedded backend owned by this process; ``memory://`` takes no options."""
+def open_url(url: str, settings: QueueSettings) -> Backend:
+    """A fresh memory backend owned by this process; ``memory://`` takes no options."""
     if url.rstrip("/") != "memory:":
         raise ConfigError(f"memory:// takes no host, path or options, got {url!r}")
     return MemoryQueue(MemoryState(settings), consumer_id=f"local:{os.getpid()}")
@@ -102,7 +84,7 @@ class _Channels:
         local = MemoryQueue(self._state, consumer_id=consumer_id)
         thread = threading.Thread(
             target=_serve,
-            args=(local, requests, replies, closed),
+            args=(local, self._state, requests, replies, closed),
             name=f"conveyor-memory-{consumer_id}",
             daemon=True,
         )
@@ -133,22 +115,24 @@ class _Channels:
 
 
 def _serve(
-    local: MemoryQueue, requests: MPQueue[Any], replies: MPQueue[Any], closed: threading.Event
+    local: MemoryQueue,
+    state: MemoryState,
+    requests: MPQueue[Any],
+    replies: MPQueue[Any],
+    closed: threading.Event,
 ) -> None:
     """Answer one child's calls until its channel is closed (the parent's serving thread)."""
     while not closed.is_set():
         try:
-            method, args, kwargs = requests.get(timeout=POLL_S)
+            request: Request = requests.get(timeout=POLL_S)
         except stdlib_queue.Empty:
             continue
         except (OSError, EOFError, ValueError):
             return  # the channel was closed under us
         try:
-            if method not in _SERVED:
-                raise ConfigError(f"the memory backend does not serve {method!r} to children")
-            reply: tuple[bool, Any] = (True, getattr(local, method)(*args, **kwargs))
-            if method == "get" and closed.is_set():  # the child died while we waited
-                local.hand_back(reply[1])
+            reply: tuple[bool, Any] = (True, _answer(local, state, request))
+            if isinstance(request, Call) and request.method == "get" and closed.is_set():
+                local.hand_back(reply[1])  # the child died while we waited
                 return
         except Exception as exc:  # the child re-raises it; the parent keeps serving
             reply = (False, exc)
@@ -156,6 +140,15 @@ def _serve(
             replies.put(reply)
         except (OSError, ValueError):
             return
+
+
+def _answer(local: MemoryQueue, state: MemoryState, request: Request) -> Any:
+    """Make the protocol call that ``request`` stands for, as ``local``'s consumer."""
+    if isinstance(request, Ack):
+        return state.ack_receipts(request.done)  # ``ack`` by receipt: what ``local.ack`` does
+    if request.method not in SERVED:
+        raise ConfigError(f"the memory backend does not serve {request.method!r} to children")
+    return getattr(local, request.method)(*request.args, **request.kwargs)
 
 
 class MemoryQueue:
@@ -195,10 +188,6 @@ class MemoryQueue:
 
     def ack(self, completions: Sequence[Completion]) -> int:
         return self._state.ack(completions)
-
-    def ack_receipts(self, done: Sequence[tuple[str, bytes | None]]) -> int:
-        """``ack`` as children send it: receipts and results only."""
-        return self._state.ack_receipts(done)
 
     def hand_back(self, deliveries: Sequence[Delivery]) -> None:
         self._state.hand_back(deliveries)

@@ -2,7 +2,8 @@
 
 A ``MemoryConnector`` is made by the parent (``MemoryQueue.connector``) and handed to a child
 process as a ``Process`` argument; ``ChannelQueue`` sends each call to the parent's serving
-thread and waits for the reply, noticing at once when the parent is gone.
+thread as a ``Request`` (a ``Call`` of a protocol method, or an ``Ack``) and waits for the reply,
+noticing at once when the parent is gone.
 """
 
 from __future__ import annotations
@@ -15,19 +16,59 @@ import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from multiprocessing.queues import Queue as MPQueue
-from typing import Any
+from typing import Any, NamedTuple
 
 from services.errors import BackendUnavailableError, ConfigError
 from services.lifecycle import parent_alive
 from services.protocol import (
+    Backend,
     Completion,
     Connector,
     DeadLetter,
     Delivery,
-    JobQueue,
     JobStatus,
     QueueCounts,
 )
+
+SERVED = frozenset(
+    {
+        "put",
+        "put_many",
+        "get",
+        "confirm",
+        "hand_back",
+        "retry",
+        "dead_letter",
+        "reclaim",
+        "counts",
+        "depth",
+        "dead_letters",
+        "revive",
+        "status",
+        "wait_finished",
+    }
+)
+"""The protocol methods a ``Call`` may name (``ack`` travels as ``Ack``; the others need no
+round trip)."""
+
+
+class Call(NamedTuple):
+    """A child's request: the protocol method ``method`` (one of ``SERVED``) with arguments."""
+
+    method: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+class Ack(NamedTuple):
+    """A child's ``ack``: ``(receipt, result)`` pairs. The parent settles by receipt and holds
+    the bodies already, so they do not cross the pipe a second time (nor do the records)."""
+
+    done: list[tuple[str, bytes | None]]
+
+
+Request = Call | Ack
+"""What a child sends over its channel; the parent answers each with ``(ok, value)``."""
 
 POLL_S = 0.5
 """How often a waiting side looks up from its queue (closed channel, dead parent)."""
@@ -48,7 +89,7 @@ class MemoryConnector:
     def durable(self) -> bool:
         return False  # the queue lives in owner_pid and dies with it
 
-    def open(self) -> JobQueue:
+    def open(self) -> Backend:
         return ChannelQueue(self)
 
 
@@ -62,8 +103,11 @@ class ChannelQueue:
         self.consumer_id = connector.consumer_id
 
     def _call(self, method: str, *args: Any, wait_s: float = 0.0, **kwargs: Any) -> Any:
+        return self._send(Call(method, args, kwargs), method, wait_s=wait_s)
+
+    def _send(self, request: Request, method: str, *, wait_s: float = 0.0) -> Any:
         with self._lock:
-            self._connector.requests.put((method, args, kwargs))
+            self._connector.requests.put(request)
             ok, value = self._reply(method, time.monotonic() + wait_s + _REPLY_MARGIN_S)
         if not ok:
             raise value
@@ -120,9 +164,8 @@ class ChannelQueue:
         return found
 
     def ack(self, completions: Sequence[Completion]) -> int:
-        # Receipts, not Completions: the bodies need not cross the pipe a second time.
         done = [(c.delivery.receipt, c.result) for c in completions]
-        rejected: int = self._call("ack_receipts", done)
+        rejected: int = self._send(Ack(done), "ack")
         return rejected
 
     def hand_back(self, deliveries: Sequence[Delivery]) -> None:

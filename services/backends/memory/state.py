@@ -44,7 +44,7 @@ class _Tally:
 
 
 class MemoryState:
-    """Every job of one embedded backend; all methods are thread-safe."""
+    """Every job of one memory backend; all methods are thread-safe."""
 
     def __init__(
         self, settings: QueueSettings, *, clock: Callable[[], float] = time.monotonic
