@@ -2,39 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
-from producer.cli_options import (
-    ConveyorCommand,
+from producer.producer import Producer
+from services.backends import open_queue, scheme_of
+from services.cli.arguments import parse_arg, parse_kwarg
+from services.cli.command import ConveyorCommand
+from services.cli.options import (
     connect_url,
     connection_options,
     queue_option,
     queue_options,
     queue_settings,
 )
-from producer.producer import Producer
-from services.backends import open_queue, scheme_of
 from services.errors import ConfigError
 from services.loading import load_registry
-
-
-def parse_arg(text: str) -> Any:
-    """An ARG that parses as JSON is that value (``3``, ``[1,2]``, ``"x"``); else the string."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def parse_kwarg(text: str) -> tuple[str, Any]:
-    """``key=value`` with the value parsed like an ARG."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.isidentifier():
-        raise click.BadParameter(f"{text!r} is not key=value", param_hint="--kwarg")
-    return key, parse_arg(value)
 
 
 @click.command("enqueue", cls=ConveyorCommand)

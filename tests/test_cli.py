@@ -1,7 +1,9 @@
 """The ``conveyor`` command: help, usage errors, and whole ``conveyor run`` pipelines.
 
 In-process through click's ``CliRunner`` where that is enough; as real subprocesses (``python -m
-consumer`` and the ``conveyor`` console script) where the process boundary is the point.
+consumer`` and the ``conveyor`` console script) where the process boundary is the point. Also:
+how the command is assembled (``services.cli.app``): its table, the ``dead`` alias, the old
+entry point, and that listing the commands imports none of them.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
-from consumer.cli import main
+from services.cli.app import COMMANDS, main
+from services.cli.lazy import load_command
 from tests.feeds import call_for, expected_outcome
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,7 +86,7 @@ def assert_one_line_error(result_stderr: str, *needles: str) -> None:
 @pytest.mark.parametrize(
     ("command", "mentions"),
     [
-        ([], ["run", "worker", "enqueue", "dead-letters", "--log-level", "--version"]),
+        ([], ["run", "worker", "enqueue", "dead-letters", "dead ", "--log-level", "--version"]),
         (
             ["run"],
             [
@@ -115,6 +120,7 @@ def assert_one_line_error(result_stderr: str, *needles: str) -> None:
             ["NAME", "--url", "--kwarg", "--delay", "--jobs", "--queue", "--password-file"],
         ),
         (["dead-letters"], ["list", "requeue"]),
+        (["dead"], ["list", "requeue"]),
         (
             ["dead-letters", "list"],
             ["--url", "--queue", "--limit", "--password-file", "CONVEYOR_QUEUE"],
@@ -124,7 +130,7 @@ def assert_one_line_error(result_stderr: str, *needles: str) -> None:
             ["--url", "--queue", "JOB_IDS", "--password-file", "CONVEYOR_QUEUE"],
         ),
     ],
-    ids=["conveyor", "run", "worker", "enqueue", "dead-letters", "list", "requeue"],
+    ids=["conveyor", "run", "worker", "enqueue", "dead-letters", "dead", "list", "requeue"],
 )
 @pytest.mark.parametrize("flag", ["--help", "-h"])
 def test_help(command: list[str], mentions: list[str], flag: str) -> None:
@@ -134,6 +140,50 @@ def test_help(command: list[str], mentions: list[str], flag: str) -> None:
     assert "Usage:" in result.stdout
     for mention in mentions:
         assert mention in result.stdout
+
+
+# -- how the command is assembled ------------------------------------------------------------
+def test_the_command_list_shows_each_commands_own_summary() -> None:
+    # Given the table's summary of each command, and the command itself
+    for name, entry in COMMANDS.items():
+        command = load_command(entry.target)
+        # Then the line `conveyor --help` shows is the one the command's docstring gives
+        for limit in (45, 200):
+            shown = click.Command(name, help=entry.summary).get_short_help_str(limit)
+            assert shown == command.get_short_help_str(limit), name
+
+
+def test_listing_the_commands_imports_none_of_them() -> None:
+    # When `conveyor --help` and `conveyor enqueue --help` run in a fresh interpreter
+    probe = (
+        "import sys\n"
+        "from services.cli.app import main\n"
+        "main(sys.argv[1:], standalone_mode=False)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'producer', 'consumer'}))\n"
+    )
+    listed = run_process([sys.executable, "-c", probe], "--help")
+    enqueue = run_process([sys.executable, "-c", probe], "enqueue", "--help")
+    # Then listing imported no command, and enqueue's help no consumer module
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[-1] == "[]"
+    assert enqueue.returncode == 0, enqueue.stderr
+    imported = enqueue.stdout.splitlines()[-1]
+    assert "producer.cli" in imported and "consumer" not in imported
+
+
+def test_dead_is_the_short_name_of_dead_letters() -> None:
+    short = invoke("dead", "list", "--url", "memory://")
+    long = invoke("dead-letters", "list", "--url", "memory://")
+    assert (short.exit_code, short.stdout, short.stderr) == (0, long.stdout, long.stderr)
+    assert " dead requeue [OPTIONS] [JOB_IDS]..." in invoke("dead", "requeue", "-h").stdout
+
+
+def test_the_old_entry_point_is_the_same_command() -> None:
+    from consumer.cli import main as old_main
+
+    assert old_main is main
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"conveyor": "services.cli.app:main"}
 
 
 # -- usage errors -----------------------------------------------------------------------------

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from consumer.cli import main
 from consumer.execution import execute
 from services.backends.redis.connection import make_client, phrase
+from services.cli.app import main
 from services.errors import ConfigError
 from services.job import Job
 from services.names import InvalidNameError

@@ -1,4 +1,4 @@
-"""The flags every ``conveyor`` command that opens a queue shares, and how errors are shown.
+"""The flags every ``conveyor`` command that opens a queue shares, and the settings they become.
 
 One definition per flag, so ``run``, ``worker``, ``enqueue`` and ``dead-letters list|requeue``
 accept the same connection options with the same environment variables:
@@ -8,20 +8,19 @@ accept the same connection options with the same environment variables:
 * ``queue_option``: ``--queue`` (``CONVEYOR_QUEUE``), checked against ``services.names``;
 * ``queue_options``: how the backend keeps jobs (bounds, result TTL, poison limit).
 
-Errors Conveyor raises on purpose become one ``error: ...`` line and an exit code (2 for
-configuration), whether they come from a flag's check or from the command itself.
+A flag whose value is wrong raises ``ConfigError``; the commands of ``services.cli.command``
+show it as one line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from services import exitcodes
 from services.backends import with_password
-from services.errors import ConfigError, ConveyorError
+from services.errors import ConfigError
 from services.names import check_queue_name
 from services.settings import QueueSettings
 
@@ -32,38 +31,6 @@ URL_HELP = (
     "ssl_keyfile, client_name. Put the password in --password-file or CONVEYOR_REDIS_PASSWORD, "
     "not here: `ps` shows command lines."
 )
-
-
-def fail(error: ConveyorError) -> NoReturn:
-    """One clear line and an exit code instead of a traceback: 2 for configuration, else 1."""
-    click.echo(f"error: {error}", err=True)
-    raise click.exceptions.Exit(exitcodes.USAGE if isinstance(error, ConfigError) else 1)
-
-
-class ConveyorCommand(click.Command):
-    """A command that reports Conveyor's own errors (flags included) as one line."""
-
-    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
-        try:
-            return super().make_context(*args, **kwargs)
-        except ConveyorError as exc:  # raised by a flag's callback, e.g. a bad queue name
-            fail(exc)
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except ConveyorError as exc:
-            fail(exc)
-
-
-class ConveyorGroup(click.Group):
-    """A group whose commands report Conveyor's own errors as one line and an exit code."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)  # subcommands parse their flags in here
-        except ConveyorError as exc:
-            fail(exc)
 
 
 def apply_options(func: Any, options: list[Callable[[Any], Any]]) -> Any:

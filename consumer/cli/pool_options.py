@@ -1,8 +1,9 @@
-"""The worker-pool flags shared by ``conveyor run`` and ``conveyor worker``, and the
-``SupervisorSettings`` they become."""
+"""The worker-pool flags shared by ``conveyor run`` and ``conveyor worker`` (``--pool``,
+``--concurrency``, ..., ``--max-result-bytes``), and the ``SupervisorSettings`` they become."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -10,8 +11,8 @@ import click
 
 from consumer.pool_shape import PoolKind, shape_pool
 from consumer.supervisor import SupervisorSettings
-from producer.cli_options import apply_options
-from services.settings import RetrySettings, WorkerSettings
+from services.cli.options import apply_options
+from services.settings import DEFAULT_MAX_RESULT_BYTES, RetrySettings, WorkerSettings
 
 
 def pool_options(func: Any) -> Any:
@@ -127,3 +128,34 @@ def supervisor_settings(
         start_method=options["start_method"],
         log_level=log_level,
     )
+
+
+def result_cap_option(func: Any) -> Any:
+    """``--max-result-bytes``, shared by ``run`` and ``worker``."""
+    return click.option(
+        "--max-result-bytes",
+        type=click.IntRange(min=1),
+        default=DEFAULT_MAX_RESULT_BYTES,
+        show_default=True,
+        envvar="CONVEYOR_MAX_RESULT_BYTES",
+        metavar="BYTES",
+        help="Largest JSON-encoded return value stored as a job's result; a job returning "
+        "more fails with a clear error and is retried, then dead-lettered, like any failure.",
+    )(func)
+
+
+def pool_settings(
+    options: dict[str, Any],
+    *,
+    jobs: str,
+    queues: tuple[str, ...],
+    log_level: int,
+    burst: bool = False,
+) -> SupervisorSettings:
+    """The pool flags' ``SupervisorSettings``, with the result cap of ``--max-result-bytes``."""
+    cap = options.pop("max_result_bytes")
+    settings = supervisor_settings(
+        options, jobs=jobs, queues=queues, burst=burst, log_level=log_level
+    )
+    worker = dataclasses.replace(settings.worker, max_result_bytes=cap)
+    return dataclasses.replace(settings, worker=worker)

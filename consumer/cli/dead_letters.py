@@ -1,4 +1,9 @@
-"""``conveyor dead-letters list|requeue``: look at the jobs a queue gave up on, or retry them."""
+"""``conveyor dead-letters list|requeue`` (short: ``conveyor dead``): look at the jobs a queue
+gave up on, or retry them.
+
+The commands read through ``QueueInspector`` and revive through ``QueueAdmin``, the two
+smallest roles of the queue protocol that they need.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,11 @@ from typing import Any
 
 import click
 
-from producer.cli_options import connect_url, connection_options, queue_option
 from services import exitcodes
 from services.backends import open_queue
+from services.cli.options import connect_url, connection_options, queue_option
 from services.names import check_job_id
-from services.protocol import DeadLetter
+from services.protocol import DeadLetter, QueueAdmin, QueueInspector
 from services.settings import QueueSettings
 
 LOOKUP_LIMIT = QueueSettings().dead_letter_max
@@ -32,17 +37,31 @@ def format_letter(letter: DeadLetter) -> str:
     return f"{letter.job_id}  {when}  {last}"
 
 
+def missing_ids(inspector: QueueInspector, queue: str, job_ids: tuple[str, ...]) -> list[str]:
+    """The ``job_ids`` (once each, in order) that are not among ``queue``'s dead letters."""
+    present = {letter.job_id for letter in inspector.dead_letters(queue, limit=LOOKUP_LIMIT)}
+    return [job_id for job_id in dict.fromkeys(job_ids) if job_id not in present]
+
+
+def requeue_letters(
+    inspector: QueueInspector, admin: QueueAdmin, *, queue: str, job_ids: tuple[str, ...]
+) -> tuple[int, list[str]]:
+    """Revive ``queue``'s dead letters (all, or ``job_ids``): how many, and the ids not found."""
+    missing = missing_ids(inspector, queue, job_ids) if job_ids else []
+    return admin.revive(queue, list(job_ids) or None), missing
+
+
 @dead_letters_group.command("list")
 @connection_options()
 @queue_option(text="Queue whose dead letters to show.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 def dead_letters_list(url: str, queue: str, limit: int, **options: Any) -> None:
     """Show the newest dead letters: job id, when it failed (UTC), the reason's last line."""
-    backend = open_queue(connect_url(url, options))
+    inspector: QueueInspector = open_queue(connect_url(url, options))
     try:
-        letters = backend.dead_letters(queue, limit=limit)
+        letters = inspector.dead_letters(queue, limit=limit)
     finally:
-        backend.close()
+        inspector.close()
     for letter in letters:
         click.echo(format_letter(letter))
     click.echo(f"{len(letters)} dead letter(s) shown", err=True)
@@ -64,11 +83,7 @@ def dead_letters_requeue(url: str, queue: str, job_ids: tuple[str, ...], **optio
     """
     backend = open_queue(connect_url(url, options))
     try:
-        missing: list[str] = []
-        if job_ids:
-            present = {letter.job_id for letter in backend.dead_letters(queue, limit=LOOKUP_LIMIT)}
-            missing = [job_id for job_id in dict.fromkeys(job_ids) if job_id not in present]
-        count = backend.revive(queue, list(job_ids) or None)
+        count, missing = requeue_letters(backend, backend, queue=queue, job_ids=job_ids)
     finally:
         backend.close()
     click.echo(f"requeued {count} job(s)")

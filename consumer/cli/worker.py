@@ -1,0 +1,98 @@
+"""``conveyor worker``: consume jobs with a supervised pool of worker processes.
+
+Parse flags, build ``SupervisorSettings``, wait for the backend, then drive the supervisor's
+loop until it has an exit code.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Any
+
+import click
+
+from consumer.cli.pool_options import pool_options, pool_settings, result_cap_option
+from consumer.signals import recorded_signals
+from consumer.startup import wait_for_backend
+from consumer.supervisor import Supervisor
+from services import exitcodes
+from services.backends import open_queue, scheme_of
+from services.cli.options import (
+    connect_url,
+    connection_options,
+    queue_option,
+    queue_options,
+    queue_settings,
+)
+from services.errors import ConfigError
+from services.loading import load_registry
+
+
+@click.command("worker")
+@connection_options()
+@queue_option(multiple=True, text="Queue to consume; repeat for several, highest priority first.")
+@click.option(
+    "--jobs",
+    envvar="CONVEYOR_JOBS",
+    required=True,
+    show_envvar=True,
+    metavar="MODULE:ATTR",
+    help="Registry of job functions, e.g. myapp.jobs:registry.",
+)
+@click.option("--burst", is_flag=True, help="Exit 0 once the queues are empty.")
+@click.option(
+    "--lease",
+    type=click.FloatRange(min=0.1),
+    default=15.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="A dead worker's jobs go to another after about this long.",
+)
+@pool_options
+@queue_options
+@result_cap_option
+@click.pass_obj
+def worker_command(
+    log_level: int,
+    /,
+    url: str,
+    queues: tuple[str, ...],
+    jobs: str,
+    burst: bool,
+    lease: float,
+    **options: Any,
+) -> None:
+    """Consume jobs with a supervised pool of worker processes.
+
+    At start the worker checks the backend: a wrong password or an ACL that denies a command
+    exits 2 with one line. A Redis that cannot be reached yet is retried, logged, with backoff
+    up to 30 s (like a worker started before its broker); stop it with Ctrl+C or SIGTERM.
+
+    SIGTERM or Ctrl+C: stop fetching and let running jobs finish within --shutdown-timeout;
+    a second signal hands every unfinished job back to the queue at once. SIGQUIT: that hard
+    stop at once (every unfinished job goes back to the queue, none is lost: exit 0).
+    Exit codes: 0 stopped cleanly, 2 bad usage or configuration, 3 a worker cannot start.
+    """
+    if scheme_of(url) == "memory":
+        raise ConfigError(
+            "the memory:// queue lives inside one process tree, so a standalone worker would "
+            "see an empty queue of its own; run producers and workers together with "
+            "`conveyor run`, or point both at a redis:// URL"
+        )
+    load_registry(jobs)  # fail fast in the parent with a clear message
+    settings = pool_settings(options, jobs=jobs, queues=queues, burst=burst, log_level=log_level)
+    backend = open_queue(connect_url(url, options), queue_settings(options, lease_s=lease))
+    if not wait_for_backend(backend):
+        sys.exit(exitcodes.OK)  # stopped by a signal before it could start
+    supervisor = Supervisor(backend, settings)
+    try:
+        # The supervisor acts on them itself, before it reaps: children stopped by the same
+        # signal (sent to the whole process group) are then not taken for crashes.
+        with recorded_signals(signal.SIGTERM, signal.SIGINT, signal.SIGQUIT) as signals:
+            supervisor.start()
+            while supervisor.exit_code is None:
+                supervisor.run_once(0.5, signals=signals)
+    finally:
+        backend.close()
+    sys.exit(supervisor.exit_code)

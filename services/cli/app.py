@@ -1,0 +1,72 @@
+"""The ``conveyor`` command: the one place where its commands are put together.
+
+``COMMANDS`` names every command and the module it lives in, as a string: a command's module
+(and everything it imports) is imported only when that command runs, so ``conveyor --help``
+and each command start fast. This table is the only place where the core (``services``) names
+producer or consumer modules; ``tests/test_architecture.py`` checks that, and that every entry
+is a click command. A new command (``serve``, ``scale``, ``status``, ``cron``, ``bench``, ...)
+is one more line here; an alias (``dead``) is one more line of ``ALIASES``.
+
+``conveyor`` is this module's ``main`` (pyproject's ``[project.scripts]``); ``consumer.cli:main``
+is the same group under its old name, and ``python -m consumer`` runs it too.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from services.cli.lazy import LazyCommand, LazyGroup
+
+COMMANDS = {
+    "dead-letters": LazyCommand(
+        "consumer.cli.dead_letters:dead_letters_group",
+        "List dead letters, or put them back on their queue.",
+    ),
+    "enqueue": LazyCommand(
+        "producer.cli:enqueue_command",
+        "Put job NAME with ARGs on a queue and print the job id.",
+    ),
+    "run": LazyCommand(
+        "consumer.cli.run:run_command",
+        "Run producers and a consumer pool together, with progress and a summary.",
+    ),
+    "worker": LazyCommand(
+        "consumer.cli.worker:worker_command",
+        "Consume jobs with a supervised pool of worker processes.",
+    ),
+}
+"""Every ``conveyor`` command: its name, where it lives, and its line in ``conveyor --help``."""
+
+ALIASES = {"dead": "dead-letters"}
+"""Short names: ``conveyor dead list`` is ``conveyor dead-letters list``."""
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy_commands=COMMANDS,
+    aliases=ALIASES,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.version_option(package_name="conveyor", message="conveyor %(version)s")
+@click.option(
+    "--log-level",
+    default="INFO",
+    envvar="CONVEYOR_LOG_LEVEL",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+@click.pass_context
+def main(ctx: click.Context, log_level: str) -> None:
+    """Conveyor: a fast, trustworthy task queue.
+
+    \b
+    Try it:        conveyor run                     (demo jobs, memory queue, one process tree)
+    Consume:       conveyor worker --url redis://localhost:6379/0 --jobs myapp.jobs:registry
+    Produce:       conveyor enqueue resize photo.jpg 640 --url redis://localhost:6379/0
+    Dead letters:  conveyor dead-letters list --url redis://localhost:6379/0
+    """
+    level = getattr(logging, log_level.upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    ctx.obj = level  # the log level, for the commands that start worker processes
