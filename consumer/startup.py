@@ -14,12 +14,12 @@ import select
 
 from consumer.signals import recorded_signals
 from services.errors import BackendUnavailableError
-from services.protocol import JobQueue
+from services.protocol import ConsumerControl
 
 log = logging.getLogger("conveyor.startup")
 
 
-def check_backend(backend: JobQueue) -> None:
+def check_backend(backend: ConsumerControl) -> None:
     """Ask the backend once; on any error close it and let the error reach the user."""
     try:
         backend.check_server()  # the backend logs its warnings itself
@@ -28,7 +28,7 @@ def check_backend(backend: JobQueue) -> None:
         raise
 
 
-def wait_for_backend(backend: JobQueue, *, cap_s: float = 30.0) -> bool:
+def wait_for_backend(backend: ConsumerControl, *, cap_s: float = 30.0) -> bool:
     """Check the backend, retrying while it is unreachable; False if a signal came first.
 
     Configuration errors (wrong password, ACL) are raised at once: retrying cannot fix them.
