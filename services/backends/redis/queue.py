@@ -19,7 +19,16 @@ Why lists and Lua, not Streams or BLMOVE alone:
   a script runs, never stalls other clients for long.
 * **Time** is the Redis clock (``TIME`` in scripts), so hosts' clocks do not matter.
 
-Data flow (key layout in ``keys``)::
+Modules, and who calls whom::
+
+    RedisQueue (queue.py) --state changes: EVALSHA--> scripts.py (PUT, FETCH, ACK, RETRY, ...)
+        |  \\--reads, revive--> Reader (reads.py) --> LLEN, ZCARD, HMGET, ... (+ REQUEUE_DEAD)
+        |--Heartbeat, Hold, Tokens (lease.py): lease renewal, recovery of expired consumers
+        |--ServerWatch (health.py): setup warnings, lost-data alarms
+        \\--make_client, guarded (connection.py): bounded clients, errors mapped to ours
+    keys.py: every key name and byte layout (elements, receipts, status records)
+
+Data flow (key layout in ``keys``, each arrow one script of ``scripts``)::
 
     put --PUT--> cv:q:<queue> --FETCH--> cv:i:<consumer> --ACK-------> cv:j:<id> (status, TTL)
          \\--> cv:d:<queue> --^ (due)       |  |  \\--RETRY--> cv:d / cv:q, cv:f:<id>
@@ -38,7 +47,7 @@ checks everything again.
 
 **Leases and fencing.** ``FETCH`` gives each delivery a token from ``cv:seq`` and stores it in
 the consumer's hash ``cv:i:<consumer>``; the receipt is ``<token>:<consumer>``. The consumer's
-lease (``cv:leases``) is renewed by FETCH and by a heartbeat thread (``redis_lease``), which
+lease (``cv:leases``) is renewed by FETCH and by a heartbeat thread (``lease``), which
 also publishes the tokens held but not started (``cv:p``) and recovers expired consumers,
 counting only their started jobs as crash suspects. Recovery and ``reclaim`` delete the tokens
 from the hash and note them in ``cv:h:<consumer>``: a settlement that misses its token is
@@ -93,7 +102,15 @@ from services.backends.redis.health import ServerWatch
 from services.backends.redis.lease import Heartbeat, Hold, Tokens
 from services.backends.redis.reads import BLOCK_CHUNK_S, Reader, call_many
 from services.errors import BackendUnavailableError, ConveyorError, QueueFullError
-from services.protocol import Completion, Connector, Delivery, JobQueue
+from services.protocol import (
+    Backend,
+    Completion,
+    Connector,
+    DeadLetter,
+    Delivery,
+    JobStatus,
+    QueueCounts,
+)
 from services.settings import QueueSettings
 
 log = logging.getLogger("conveyor.redis")
@@ -103,7 +120,7 @@ CAPS = {"PUT": 250, "FETCH": 100, "ACK": 50, "NACK": 100, "HAND_BACK": 100}
 """Most jobs one script call handles; a bigger batch is several calls in one pipeline."""
 
 
-def open_url(url: str, settings: QueueSettings) -> JobQueue:
+def open_url(url: str, settings: QueueSettings) -> Backend:
     """The backend factory's entry point: a queue on ``url`` with a generated consumer id."""
     return RedisQueue(url, settings)
 
@@ -131,7 +148,7 @@ class RedisConnector:
         """Jobs live in Redis, not in the process that made this connector."""
         return True
 
-    def open(self) -> JobQueue:
+    def open(self) -> Backend:
         """Connect in the child."""
         return RedisQueue(self.url, self.settings, consumer_id=self.consumer_id)
 
@@ -139,8 +156,11 @@ class RedisConnector:
         return f"RedisConnector({redact_url(self.url)!r}, consumer_id={self.consumer_id!r})"
 
 
-class RedisQueue(Reader):
-    """A ``JobQueue`` on one Redis database; see the module docstring for the design."""
+class RedisQueue:
+    """A ``Backend`` on one Redis database; see the module docstring for the design.
+
+    State changes are here; reads (and ``revive``) are its ``Reader``'s, on the same clients.
+    """
 
     def __init__(
         self, url: str, settings: QueueSettings, *, consumer_id: str | None = None
@@ -152,8 +172,9 @@ class RedisQueue(Reader):
         op_s = settings.op_timeout_s
         # Separate connections: blocking waits never delay a put or an ack, and the heartbeat
         # never waits behind either.
-        blocking = make_client(url, timeout_s=BLOCK_CHUNK_S + op_s)
-        super().__init__(make_client(url, timeout_s=op_s), blocking, self.where)
+        self._client = make_client(url, timeout_s=op_s)
+        self._blocking = make_client(url, timeout_s=BLOCK_CHUNK_S + op_s)
+        self._reads = Reader(self._client, self._blocking, self.where)
         self._beat_client = make_client(url, timeout_s=op_s)
         self._scripts = {
             name: self._client.register_script(getattr(lua, name))
@@ -214,6 +235,30 @@ class RedisQueue(Reader):
             with guarded("check_server", self.where):
                 self._watch.baseline(self._client)
 
+    # -- reads (and revive), by the reader ---------------------------------------------------
+
+    def depth(self, queue: str) -> int:
+        return self._reads.depth(queue)
+
+    def counts(self, queue: str) -> QueueCounts:
+        return self._reads.counts(queue)
+
+    def stats(self) -> dict[str, int]:
+        """Backend counters: ``fenced`` (late settlements rejected), ``recovered``, ..."""
+        return self._reads.stats()
+
+    def status(self, job_id: str) -> JobStatus | None:
+        return self._reads.status(job_id)
+
+    def wait_finished(self, job_id: str, timeout_s: float) -> JobStatus | None:
+        return self._reads.wait_finished(job_id, timeout_s)
+
+    def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
+        return self._reads.dead_letters(queue, limit=limit)
+
+    def revive(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
+        return self._reads.revive(queue, job_ids)
+
     # -- producing ---------------------------------------------------------------------------
 
     def put(
@@ -225,7 +270,7 @@ class RedisQueue(Reader):
         delay_s: float = 0.0,
         new_ids: bool = False,
     ) -> bool:
-        """Store one job unless its id is present, in one round trip (see ``JobQueue.put``)."""
+        """Store one job unless its id is present, in one round trip (see ``JobPutter.put``)."""
         return self.put_many(queue, [(job_id, body)], delay_s=delay_s, new_ids=new_ids)[0]
 
     def put_many(

@@ -1,7 +1,8 @@
 """The read side of the Redis backend: depth, counts, status, waiting for a job, dead letters.
 
-Kept apart from the state changes in ``redis_queue``; the only write here is ``revive``,
-a script like every other state change (in capped calls, see ``call_many``).
+``RedisQueue`` (``queue``) holds a ``Reader`` on its clients and delegates these calls to it;
+the state changes stay there. The only write here is ``revive``, a script like every other
+state change (in capped calls, see ``call_many``).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def call_many(
 
 
 class Reader:
-    """Queries on one Redis database (the base of ``RedisQueue``)."""
+    """Queries on one Redis database (held by ``RedisQueue``, on its clients)."""
 
     def __init__(self, client: redis.Redis, blocking: redis.Redis, where: str) -> None:
         self._client = client
