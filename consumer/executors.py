@@ -5,7 +5,8 @@
 * ``AsyncioExecutor``: one event loop in one thread running up to N jobs at once; ``async def``
   jobs run natively, sync jobs in the loop's thread executor.
 
-Both take tasks from a ``Mailbox`` and put outcomes back in it; the worker loop never waits on a
+Both take tasks from a ``Mailbox`` (given to the constructor, with its running board and start
+gate; a bare one by default) and put outcomes back in it; the worker loop never waits on a
 job, so it keeps fetching, acknowledging and watching deadlines while jobs run. A running job
 cannot be killed in a thread: the worker gives up on it (``Mailbox.abandon``) and recycles the
 process instead.
@@ -43,9 +44,9 @@ class Executor(Protocol):
 class ThreadExecutor:
     """``capacity`` daemon threads, each running one task at a time."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, mailbox: Mailbox | None = None) -> None:
         self.capacity = capacity
-        self.mailbox = Mailbox()
+        self.mailbox = mailbox if mailbox is not None else Mailbox()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -72,9 +73,9 @@ class AsyncioExecutor:
     from running meanwhile (``stall``).
     """
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, mailbox: Mailbox | None = None) -> None:
         self.capacity = capacity
-        self.mailbox = Mailbox()
+        self.mailbox = mailbox if mailbox is not None else Mailbox()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._jobs: dict[asyncio.Task[None], Task] = {}

@@ -45,10 +45,10 @@ class Finished:
 class Mailbox:
     """Tasks waiting for a slot, and finished tasks waiting for the worker loop."""
 
-    def __init__(self, board: RunningBoard | None = None) -> None:
-        self.board = board
+    def __init__(self, *, board: RunningBoard | None = None, gate: StartGate | None = None) -> None:
+        self._board = board
         """Where running job ids are published for the supervisor (None: nowhere)."""
-        self.gate: StartGate | None = None
+        self._gate = gate
         """Asked before each start (None: everything starts)."""
         # Two conditions on one lock: a finished task wakes only the worker loop, a new task
         # wakes one executor thread, so hundreds of idle threads are never woken in a herd.
@@ -94,9 +94,9 @@ class Mailbox:
             return refusal
 
     def _may_start_locked(self) -> bool:
-        if self.gate is None:
+        if self._gate is None:
             return True
-        verdict = self.gate.verdict(
+        verdict = self._gate.verdict(
             self._pending[0], running=len(self._running), suspects_running=self._suspects_running
         )
         if verdict is Verdict.START:
@@ -114,14 +114,14 @@ class Mailbox:
     def _start_locked(self, clock_now: float) -> Task:
         task = self._pending.popleft()
         task.started_at = clock_now
-        if self.board is not None:  # before the job runs: it may kill the process
-            task.board_slot = self.board.claim(task.job.id)
+        if self._board is not None:  # before the job runs: it may kill the process
+            task.board_slot = self._board.claim(task.job.id)
         self._running.add(id(task))
         self._tasks[id(task)] = task
         if is_suspect(task.delivery):
             self._suspects_running += 1
-        if self.gate is not None:
-            self.gate.started(task)
+        if self._gate is not None:
+            self._gate.started(task)
         return task
 
     def finish(self, task: Task, outcome: Outcome) -> None:
@@ -163,12 +163,12 @@ class Mailbox:
     def _unboard(self, task: Task) -> None:
         if id(task) not in self._running:
             return
-        if self.board is not None:
-            self.board.clear(task.board_slot)
+        if self._board is not None:
+            self._board.clear(task.board_slot)
         if is_suspect(task.delivery):
             self._suspects_running -= 1
-        if self.gate is not None:
-            self.gate.ended(task)
+        if self._gate is not None:
+            self._gate.ended(task)
         self._running.discard(id(task))
         self._tasks.pop(id(task), None)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from consumer.executors import AsyncioExecutor, Executor, ThreadExecutor
+from consumer.mailbox import Mailbox
 from services.errors import ConfigError
 
 
@@ -41,11 +42,11 @@ class PoolShape:
     def concurrency(self) -> int:
         return self.processes * self.slots
 
-    def make_executor(self) -> Executor:
-        """The executor for one child process of this pool."""
+    def make_executor(self, mailbox: Mailbox) -> Executor:
+        """The executor for one child process of this pool, running the tasks of ``mailbox``."""
         if self.kind is PoolKind.ASYNCIO:
-            return AsyncioExecutor(self.slots)
-        return ThreadExecutor(self.slots)
+            return AsyncioExecutor(self.slots, mailbox)
+        return ThreadExecutor(self.slots, mailbox)
 
 
 def shape_pool(

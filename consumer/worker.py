@@ -7,9 +7,10 @@
 
 Jobs run in an executor (threads or an event loop), never in this loop, so the loop keeps
 fetching, acknowledging and watching deadlines while they run. Whether a fetched job may start
-is the ``StartGate``'s call (``consumer.gate``): not after a stop, not without ownership, a
-crash suspect alone. Done and dead count once the backend accepted them (``consumer.settling``).
-The worker knows the queue protocol only, never which backend is behind it.
+is the ``StartGate``'s call (``consumer.gate``), which the executor's mailbox was built with:
+not after a stop, not without ownership, a crash suspect alone. Done and dead count once the
+backend accepted them (``consumer.settling``). The worker knows the queue protocol only, never
+which backend is behind it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from consumer.backoff import backoff_s
 from consumer.execution import Outcome
 from consumer.executors import Executor
 from consumer.fetching import QUICK_JOB_S, next_extra, queue_order
-from consumer.gate import OwnershipCheck, StartGate, Verdict
+from consumer.gate import OwnershipCheck, Verdict
 from consumer.mailbox import Task
 from consumer.settling import Ledger
 from services.codec import decode_job, encode_job
@@ -65,7 +66,6 @@ class Worker:
         self._stats = stats
         self._clock = clock
         self._ledger = Ledger(queue, stats=stats, clock=clock)
-        executor.mailbox.gate = StartGate(queue, stopping=self.stopping)
         self._ownership = OwnershipCheck(queue, clock=clock)
         self._held: dict[str, Task] = {}
         self._fetch_failures = 0
@@ -88,7 +88,7 @@ class Worker:
 
     def stopping(self) -> bool:
         """Whether the supervisor asked this process to stop (no job may start any more)."""
-        return self._stats is not None and self._stats.get(Field.STOPPING) == 1
+        return self._stats is not None and self._stats.stop_requested()
 
     def start(self) -> None:
         """Start the executor's threads or loop."""

@@ -62,6 +62,10 @@ class Stats:
     def get(self, field: Field) -> float:
         return float(self.block[field])
 
+    def stop_requested(self) -> bool:
+        """Whether the supervisor asked this child to stop (``Field.STOPPING``)."""
+        return self.get(Field.STOPPING) == 1
+
     def record_latency(self, seconds: float) -> None:
         self.block[_FIELDS + _bucket(seconds)] += 1
 

@@ -20,8 +20,11 @@ from typing import Any, cast
 
 import pytest
 
-from consumer.child import ChildSpec, run_worker
+from consumer.child import run_worker
+from consumer.child_stop import ChildStop
 from consumer.executors import ThreadExecutor
+from consumer.gate import StartGate
+from consumer.mailbox import Mailbox
 from consumer.pipeline import Pipeline, RunSettings, run_over, run_pipeline, run_tally
 from consumer.pool_shape import PoolKind, PoolShape, shape_pool
 from consumer.report import Progress, RunSummary, format_summary
@@ -299,29 +302,6 @@ def test_a_run_whose_workers_are_sigkilled_settles_every_job_exactly_once(
 # -- 6. a memory queue's children say plainly that its jobs died with it ------------------------
 
 
-class _Connector:
-    """A connector stub: only its durability matters to a child whose parent is gone."""
-
-    def __init__(self, durable: bool) -> None:
-        self.durable = durable
-
-    def open(self) -> JobQueue:
-        raise AssertionError("not opened in this test")
-
-
-def orphan_spec(durable: bool) -> ChildSpec:
-    return ChildSpec(
-        name="worker-0",
-        connector=_Connector(durable),
-        jobs="tests.jobs:registry",
-        shape=shape_pool(PoolKind.THREADS, 1),
-        settings=WorkerSettings(poll_s=0.05),
-        stats_block=new_block(),
-        board_block=None,
-        parent_pid=-1,  # never our parent: the supervisor is gone
-    )
-
-
 @pytest.mark.parametrize("durable", [False, True])
 def test_a_worker_whose_parent_died_says_what_became_of_its_jobs(
     durable: bool, caplog: pytest.LogCaptureFixture
@@ -338,8 +318,15 @@ def test_a_worker_whose_parent_died_says_what_became_of_its_jobs(
             assert time.monotonic() < deadline
             worker.run_once()
         # When its loop finds the parent gone
+        stop = ChildStop(
+            worker,
+            SignalLog(),
+            WorkerSettings(poll_s=0.05),
+            supervisor_alive=lambda: False,
+            durable=durable,
+        )
         with caplog.at_level(logging.INFO, logger="conveyor.child"):
-            code = run_worker(worker, SignalLog(), orphan_spec(durable))
+            code = run_worker(stop)
         # Then it exits with an error and says what became of the jobs
         assert code == exitcodes.ERROR
         if durable:
@@ -433,7 +420,9 @@ def paused_worker(
     inner = open_queue("memory://", QueueSettings(result_ttl_s=60))
     fake = _Paused(inner)
     stats = Stats(new_block())
-    executor = ThreadExecutor(1)
+    # The gate as a worker process builds it: ownership confirmed before a start.
+    gate = StartGate(cast(JobQueue, fake), stopping=stats.stop_requested)
+    executor = ThreadExecutor(1, Mailbox(gate=gate))
     options: dict[str, Any] = {"poll_s": 0.05, "prefetch": 3}
     options.update(settings)
     worker = Worker(
