@@ -223,6 +223,30 @@ def test_a_present_id_is_not_refused_by_a_full_queue() -> None:
         backend.close()
 
 
+def test_dead_letters_stay_bounded_after_a_revive() -> None:
+    # Given a memory queue keeping at most three dead letters, holding d0..d2
+    backend = open_queue("memory://", QueueSettings(dead_letter_max=3))
+    try:
+        child = backend.connector("c1").open()
+        bury(child, ["d0", "d1", "d2"])
+        # When one is revived (and taken again), and three more die
+        assert backend.revive("default", ["d1", "unknown"]) == 1
+        assert [d.job_id for d in child.get(["default"], timeout_s=1)] == ["d1"]
+        assert backend.depth("default") == 0
+        bury(child, ["d3", "d4"])
+        # Then the others stayed dead, and the bound still holds: the newest three remain
+        assert [d.job_id for d in backend.dead_letters("default")] == ["d4", "d3", "d2"]
+    finally:
+        backend.close()
+
+
+def bury(queue: JobQueue, job_ids: list[str]) -> None:
+    """Put ``job_ids``, take them and dead-letter each, in order."""
+    queue.put_many("default", [(job_id, b"1") for job_id in job_ids])
+    for delivery in queue.get(["default"], max_count=len(job_ids), timeout_s=1):
+        assert queue.dead_letter(delivery, "boom")
+
+
 # -- real child processes ---------------------------------------------------------------------
 def test_real_child_puts_and_gets(queue: JobQueue, processes: list[BaseProcess]) -> None:
     # Given a spawned child with its own channel

@@ -254,7 +254,7 @@ class MemoryState:
         return delivery
 
     def _bury(self, queue: str, job_id: str, body: bytes, reason: str) -> None:
-        letters = self._dead.setdefault(queue, deque(maxlen=self._settings.dead_letter_max))
+        letters = self._dead.setdefault(queue, self._no_letters())
         reason = reason[-_MAX_REASON_CHARS:]
         letters.appendleft(DeadLetter(job_id, queue, body, reason, time.time()))
         self._tally(queue).dead += 1
@@ -270,18 +270,26 @@ class MemoryState:
                 letters.pop()
             return list(itertools.islice(letters, limit))
 
+    def _no_letters(self) -> deque[DeadLetter]:
+        """An empty list of dead letters, bounded: the oldest fall off past the limit."""
+        return deque(maxlen=self._settings.dead_letter_max)
+
     def revive(self, queue: str, job_ids: Sequence[str] | None) -> int:
         """Put dead letters back on their queue; returns how many. A letter whose id the
         backend holds again (put anew after its status expired) stays (put-if-absent)."""
+        wanted = None if job_ids is None else set(job_ids)
         with self._lock:
-            letters = self._dead.get(queue, deque())
-            chosen = [
-                d
-                for d in letters
-                if (job_ids is None or d.job_id in job_ids) and not self._statuses.held(d.job_id)
-            ]
+            chosen: list[DeadLetter] = []
+            kept = self._no_letters()
+            for letter in self._dead.get(queue, ()):
+                asked = wanted is None or letter.job_id in wanted
+                if asked and not self._statuses.held(letter.job_id):
+                    chosen.append(letter)
+                else:
+                    kept.append(letter)
+            if chosen:  # one pass, not a ``remove`` (itself a scan) per revived letter
+                self._dead[queue] = kept
             for letter in chosen:
-                letters.remove(letter)
                 self._add(queue, _Waiting(letter.job_id, letter.body, 0), 0.0)
                 self._statuses.set(letter.job_id, "queued")
             self._lock.notify_all()
