@@ -20,14 +20,14 @@ import signal
 import time
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, Protocol
 
 from consumer.report import Progress, RunSummary, Tally
 from consumer.signals import SignalLog, interrupts_ignored
 from consumer.supervisor import Supervisor, SupervisorSettings
 from producer.process import ProducerSpec, producer_main
 from services import exitcodes
-from services.protocol import DeadLetter, JobQueue, QueueCounts
+from services.protocol import ConsumerControl, DeadLetter, QueueCounts, QueueInspector
 from services.stats import Field, Stats, Totals, new_block, total
 
 log = logging.getLogger("conveyor.run")
@@ -35,6 +35,10 @@ log = logging.getLogger("conveyor.run")
 SUMMARY_LETTERS = 1_000
 """Dead letters listed for the summary's by-error grouping (the newest; counts come from
 ``counts``, never from a listing)."""
+
+
+class RunQueue(ConsumerControl, QueueInspector, Protocol):
+    """What a run needs of its queue: start and reclaim consumers, read counts and dead letters."""
 
 
 def run_tally(produced: int, totals: Totals, before: QueueCounts, now: QueueCounts) -> Tally:
@@ -63,7 +67,7 @@ class RunSettings:
 class Pipeline:
     """The producers, the supervisor and the bookkeeping that decides when the run is over."""
 
-    def __init__(self, queue: JobQueue, settings: RunSettings) -> None:
+    def __init__(self, queue: RunQueue, settings: RunSettings) -> None:
         self._queue = queue
         self._settings = settings
         self._ctx: Any = multiprocessing.get_context(settings.supervisor.start_method)
@@ -182,7 +186,7 @@ class Pipeline:
 
 
 def run_pipeline(
-    queue: JobQueue,
+    queue: RunQueue,
     settings: RunSettings,
     signals: SignalLog,
     progress: Progress,
