@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from services.codec import encode_job
 from services.job import Job
-from services.protocol import Completion, Delivery, JobQueue
+from services.protocol import Completion, Delivery, JobTaker
 
 T = TypeVar("T")
 
@@ -30,7 +30,7 @@ def poll(predicate: Callable[[], T], timeout_s: float = 5.0, interval_s: float =
     return predicate()
 
 
-def run_all(consumer: JobQueue, queue: str = "default", *, quiet_s: float = 0.3) -> list[str]:
+def run_all(consumer: JobTaker, queue: str = "default", *, quiet_s: float = 0.3) -> list[str]:
     """Take and ack every job that becomes visible within 5 s, until none came for
     ``quiet_s``; returns the ids taken, in order (a duplicate shows up twice)."""
     taken: list[str] = []
