@@ -53,7 +53,7 @@ def run_over(tally: Tally, *, producing: bool) -> bool:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """One embedded run."""
+    """What one ``conveyor run`` runs: the pool, the producers and their feed, the queue."""
 
     supervisor: SupervisorSettings
     producers: int = 2

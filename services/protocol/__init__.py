@@ -15,12 +15,12 @@ one backend class implements them all (``Backend``, which ``open_queue`` returns
 
     role              module          who uses it
     ----------------  --------------  ------------------------------------------------------
-    JobPutter         putting.py      Producer: put, follow a job by id
+    JobPutter         putting.py      Producer (``conveyor enqueue``): put, follow a job by id
     JobTaker          taking.py       Worker: get, settle (ack/retry/dead_letter/hand_back)
-    ConsumerControl   control.py      Supervisor and the ``conveyor run`` pipeline
-                                      (+ QueueInspector): connector, reclaim, check_server
-    QueueInspector    inspection.py   CLI status and dead commands: counts, dead letters
-    QueueAdmin        inspection.py   CLI dead commands: revive
+    ConsumerControl   control.py      Supervisor, and the ``conveyor run`` pipeline (which
+                                      also reads counts: + QueueInspector): connector, reclaim
+    QueueInspector    inspection.py   CLI status and ``dead-letters list``: counts, letters
+    QueueAdmin        inspection.py   CLI ``dead-letters requeue``: revive
     Backend           backend.py      backends and ``open_queue``: every role
 
 Each role module's docstring carries the clauses of the delivery contract that belong to it;
