@@ -24,7 +24,7 @@ import pytest
 from services.backends import open_queue
 from services.backends.memory.channel import SERVED, ChannelQueue, MemoryConnector
 from services.errors import ConfigError, QueueFullError
-from services.protocol import Backend, Completion, JobQueue
+from services.protocol import Backend, Completion
 from services.settings import QueueSettings
 from tests import helpers_memory
 
@@ -62,7 +62,7 @@ def serving_thread_waits_in_get(consumer_id: str) -> bool:
 
 
 @pytest.fixture
-def queue() -> Iterator[JobQueue]:
+def queue() -> Iterator[Backend]:
     backend = open_queue("memory://")
     yield backend
     backend.close()
@@ -106,7 +106,7 @@ def collect(results: Any, count: int, timeout_s: float) -> list[tuple[str, Any, 
 
 
 # -- the channel in the same process ----------------------------------------------------------
-def test_same_process_channel_round_trip(queue: JobQueue) -> None:
+def test_same_process_channel_round_trip(queue: Backend) -> None:
     # Given a channel opened in this process, served by the parent's thread
     child = queue.connector("c1").open()
 
@@ -145,7 +145,7 @@ def test_channel_reraises_backend_errors_in_the_child() -> None:
         backend.close()
 
 
-def test_a_channel_carries_protocol_calls_only(queue: JobQueue) -> None:
+def test_a_channel_carries_protocol_calls_only(queue: Backend) -> None:
     # Given a child's channel
     connector = queue.connector("c1")
     assert isinstance(connector, MemoryConnector)
@@ -162,7 +162,7 @@ def test_a_channel_carries_protocol_calls_only(queue: JobQueue) -> None:
     assert protocol >= SERVED
 
 
-def test_ack_through_a_released_channel_is_fenced(queue: JobQueue) -> None:
+def test_ack_through_a_released_channel_is_fenced(queue: Backend) -> None:
     # Given a job in flight for c1, handed back because c1 was declared dead
     child = queue.connector("c1").open()
     queue.put("default", "j1", b"1")
@@ -177,7 +177,7 @@ def test_ack_through_a_released_channel_is_fenced(queue: JobQueue) -> None:
     assert queue.depth("default") == 1
 
 
-def test_put_if_absent_through_a_channel(queue: JobQueue) -> None:
+def test_put_if_absent_through_a_channel(queue: Backend) -> None:
     # Given a channel opened in this process, and a job already put by the parent
     child = queue.connector("c1").open()
     assert queue.put("default", "j1", b"1") is True
@@ -192,7 +192,7 @@ def test_put_if_absent_through_a_channel(queue: JobQueue) -> None:
     assert child.counts("default").waiting == 2
 
 
-def test_holds_through_a_channel(queue: JobQueue) -> None:
+def test_holds_through_a_channel(queue: Backend) -> None:
     # Given a child holding two jobs, one of which it settled
     child = queue.connector("c1").open()
     queue.put_many("default", [("j1", b"1"), ("j2", b"2")])
@@ -240,7 +240,7 @@ def test_dead_letters_stay_bounded_after_a_revive() -> None:
         backend.close()
 
 
-def bury(queue: JobQueue, job_ids: list[str]) -> None:
+def bury(queue: Backend, job_ids: list[str]) -> None:
     """Put ``job_ids``, take them and dead-letter each, in order."""
     queue.put_many("default", [(job_id, b"1") for job_id in job_ids])
     for delivery in queue.get(["default"], max_count=len(job_ids), timeout_s=1):
@@ -248,7 +248,7 @@ def bury(queue: JobQueue, job_ids: list[str]) -> None:
 
 
 # -- real child processes ---------------------------------------------------------------------
-def test_real_child_puts_and_gets(queue: JobQueue, processes: list[BaseProcess]) -> None:
+def test_real_child_puts_and_gets(queue: Backend, processes: list[BaseProcess]) -> None:
     # Given a spawned child with its own channel
     results = CTX.Queue()
     job_ids = [f"job-{n}" for n in range(5)]
@@ -268,7 +268,7 @@ def test_real_child_puts_and_gets(queue: JobQueue, processes: list[BaseProcess])
 
 
 def test_a_childs_put_repeated_after_a_lost_reply_is_stored_once(
-    queue: JobQueue, processes: list[BaseProcess]
+    queue: Backend, processes: list[BaseProcess]
 ) -> None:
     # Given a spawned producer child that puts a job, then puts it again with the same id
     # (what a producer does when the first reply was lost)
@@ -285,7 +285,7 @@ def test_a_childs_put_repeated_after_a_lost_reply_is_stored_once(
 
 
 def test_child_killed_while_blocked_in_get_does_not_hang_others(
-    queue: JobQueue, processes: list[BaseProcess]
+    queue: Backend, processes: list[BaseProcess]
 ) -> None:
     # Given two children blocked in get with long timeouts, on channels of their own
     results = CTX.Queue()
@@ -326,7 +326,7 @@ def test_child_killed_while_blocked_in_get_does_not_hang_others(
 
 
 def test_jobs_put_after_releasing_a_child_killed_in_get_stay_available(
-    queue: JobQueue, processes: list[BaseProcess]
+    queue: Backend, processes: list[BaseProcess]
 ) -> None:
     # Given a child killed while blocked in get, and released as the supervisor does
     ready = CTX.Event()
@@ -346,7 +346,7 @@ def test_jobs_put_after_releasing_a_child_killed_in_get_stay_available(
 
 
 def test_release_hands_a_killed_childs_job_back(
-    queue: JobQueue, processes: list[BaseProcess]
+    queue: Backend, processes: list[BaseProcess]
 ) -> None:
     # Given a child that holds a job in flight
     results = CTX.Queue()
@@ -366,7 +366,7 @@ def test_release_hands_a_killed_childs_job_back(
 
 
 def test_job_whose_consumers_keep_dying_is_dead_lettered(
-    queue: JobQueue, processes: list[BaseProcess]
+    queue: Backend, processes: list[BaseProcess]
 ) -> None:
     # Given a job, and the default poison limit of three redeliveries
     queue.put("default", "poison", b'"body"')

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
@@ -25,7 +25,7 @@ from services.errors import (
 )
 from services.job import Job
 from services.names import InvalidNameError
-from services.protocol import Completion, Delivery, JobQueue, QueueCounts
+from services.protocol import Backend, Completion, Delivery, JobPutter, JobStatus, QueueCounts
 from services.registry import Registry
 from services.settings import QueueSettings
 
@@ -43,17 +43,17 @@ def echo(*args: Any, **kwargs: Any) -> Any:
 
 
 @pytest.fixture
-def queue() -> Iterator[JobQueue]:
+def queue() -> Iterator[Backend]:
     backend = open_queue("memory://")
     yield backend
     backend.close()
 
 
-def take_all(queue: JobQueue, name: str = "default") -> list[Delivery]:
+def take_all(queue: Backend, name: str = "default") -> list[Delivery]:
     return queue.get([name], max_count=10, timeout_s=0)
 
 
-def poll_get(queue: JobQueue, timeout_s: float) -> list[Delivery]:
+def poll_get(queue: Backend, timeout_s: float) -> list[Delivery]:
     """Fetch with short waits until something arrives or ``timeout_s`` passes."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -64,7 +64,7 @@ def poll_get(queue: JobQueue, timeout_s: float) -> list[Delivery]:
 
 
 # -- enqueue ----------------------------------------------------------------------------------
-def test_enqueue_puts_the_encoded_job_on_the_queue(queue: JobQueue) -> None:
+def test_enqueue_puts_the_encoded_job_on_the_queue(queue: Backend) -> None:
     # Given a producer with a registry
     producer = Producer(queue, registry=registry)
 
@@ -78,7 +78,7 @@ def test_enqueue_puts_the_encoded_job_on_the_queue(queue: JobQueue) -> None:
     assert (job.name, job.args, dict(job.kwargs), job.queue) == ("add", (2,), {"b": 3}, "default")
 
 
-def test_enqueue_on_a_named_queue(queue: JobQueue) -> None:
+def test_enqueue_on_a_named_queue(queue: Backend) -> None:
     producer = Producer(queue, name="images")
     job = producer.enqueue("resize", "a.jpg")
     assert take_all(queue) == []
@@ -86,19 +86,19 @@ def test_enqueue_on_a_named_queue(queue: JobQueue) -> None:
     assert decode_job(delivery.body) == job and job.queue == "images"
 
 
-def test_without_a_registry_any_name_is_enqueued(queue: JobQueue) -> None:
+def test_without_a_registry_any_name_is_enqueued(queue: Backend) -> None:
     job = Producer(queue).enqueue("not.registered.anywhere", 1)
     assert [d.job_id for d in take_all(queue)] == [job.id]
 
 
-def test_each_enqueue_gets_a_fresh_id(queue: JobQueue) -> None:
+def test_each_enqueue_gets_a_fresh_id(queue: Backend) -> None:
     producer = Producer(queue, registry=registry)
     ids = {producer.enqueue("add", n, n).id for n in range(20)}
     assert len(ids) == 20
     assert queue.depth("default") == 20
 
 
-def test_unknown_job_is_rejected_at_enqueue(queue: JobQueue) -> None:
+def test_unknown_job_is_rejected_at_enqueue(queue: Backend) -> None:
     # Given a producer with a registry
     producer = Producer(queue, registry=registry)
 
@@ -117,7 +117,7 @@ def test_unknown_job_is_rejected_at_enqueue(queue: JobQueue) -> None:
     ],
 )
 def test_wrong_arguments_are_rejected_at_enqueue(
-    queue: JobQueue, args: tuple[Any, ...], kwargs: dict[str, Any], detail: str
+    queue: Backend, args: tuple[Any, ...], kwargs: dict[str, Any], detail: str
 ) -> None:
     producer = Producer(queue, registry=registry)
     with pytest.raises(JobArgumentsError, match=rf"job 'add': .*{detail}"):
@@ -128,7 +128,7 @@ def test_wrong_arguments_are_rejected_at_enqueue(
 @pytest.mark.parametrize(
     "bad", [{1, 2}, object(), float("nan"), b"bytes"], ids=["set", "object", "nan", "bytes"]
 )
-def test_unencodable_argument_fails_synchronously(queue: JobQueue, bad: Any) -> None:
+def test_unencodable_argument_fails_synchronously(queue: Backend, bad: Any) -> None:
     # Given a producer / When an argument is not JSON
     producer = Producer(queue, registry=registry)
     with pytest.raises(EncodeError, match="arguments of job 'echo' is not JSON-serialisable"):
@@ -141,7 +141,7 @@ def test_unencodable_argument_fails_synchronously(queue: JobQueue, bad: Any) -> 
     assert take_all(queue) == []
 
 
-def test_enqueue_many_puts_every_call(queue: JobQueue) -> None:
+def test_enqueue_many_puts_every_call(queue: Backend) -> None:
     # Given a producer / When a batch is enqueued
     producer = Producer(queue, registry=registry)
     jobs = producer.enqueue_many(
@@ -153,7 +153,7 @@ def test_enqueue_many_puts_every_call(queue: JobQueue) -> None:
     assert [job.name for job in jobs] == ["add", "echo", "add"]
 
 
-def test_enqueue_many_of_nothing(queue: JobQueue) -> None:
+def test_enqueue_many_of_nothing(queue: Backend) -> None:
     assert Producer(queue).enqueue_many([]) == []
     assert queue.depth("default") == 0
 
@@ -169,7 +169,7 @@ def test_enqueue_many_of_nothing(queue: JobQueue) -> None:
     ids=["unknown", "arguments", "set", "object"],
 )
 def test_enqueue_many_is_all_or_nothing(
-    queue: JobQueue, bad_call: tuple[str, list[Any], dict[str, Any]], error: type[Exception]
+    queue: Backend, bad_call: tuple[str, list[Any], dict[str, Any]], error: type[Exception]
 ) -> None:
     # Given a batch whose last call is bad
     producer = Producer(queue, registry=registry)
@@ -182,7 +182,7 @@ def test_enqueue_many_is_all_or_nothing(
 
 
 # -- delays -----------------------------------------------------------------------------------
-def test_enqueue_in_is_invisible_until_due(queue: JobQueue) -> None:
+def test_enqueue_in_is_invisible_until_due(queue: Backend) -> None:
     # Given a job enqueued with a delay
     producer = Producer(queue, registry=registry)
     started = time.monotonic()
@@ -201,7 +201,7 @@ def test_enqueue_in_is_invisible_until_due(queue: JobQueue) -> None:
     assert waited >= 0.3
 
 
-def test_enqueue_in_with_a_negative_delay_is_immediate(queue: JobQueue) -> None:
+def test_enqueue_in_with_a_negative_delay_is_immediate(queue: Backend) -> None:
     job = Producer(queue).enqueue_in(-5, "x")
     assert [d.job_id for d in take_all(queue)] == [job.id]
 
@@ -215,7 +215,7 @@ def test_enqueue_in_with_a_negative_delay_is_immediate(queue: JobQueue) -> None:
     ],
     ids=["utc", "other-zone", "naive-means-utc"],
 )
-def test_enqueue_at_a_future_time(queue: JobQueue, make_when: Callable[[], datetime]) -> None:
+def test_enqueue_at_a_future_time(queue: Backend, make_when: Callable[[], datetime]) -> None:
     # Given a job enqueued for 0.3 s from now
     started = time.monotonic()
     job = Producer(queue).enqueue_at(make_when(), "x")
@@ -227,13 +227,13 @@ def test_enqueue_at_a_future_time(queue: JobQueue, make_when: Callable[[], datet
     assert 0.2 <= time.monotonic() - started < 10.0
 
 
-def test_enqueue_at_a_past_time_is_immediate(queue: JobQueue) -> None:
+def test_enqueue_at_a_past_time_is_immediate(queue: Backend) -> None:
     job = Producer(queue).enqueue_at(datetime.now(UTC) - timedelta(hours=1), "x")
     assert [d.job_id for d in take_all(queue)] == [job.id]
 
 
 # -- results ----------------------------------------------------------------------------------
-def test_result_after_an_ack_with_a_result(queue: JobQueue) -> None:
+def test_result_after_an_ack_with_a_result(queue: Backend) -> None:
     # Given an enqueued job, taken and acked by a consumer with its return value
     producer = Producer(queue, registry=registry)
     job = producer.enqueue("add", 20, 22)
@@ -246,7 +246,7 @@ def test_result_after_an_ack_with_a_result(queue: JobQueue) -> None:
     assert status is not None and status.status == "done"
 
 
-def test_result_waits_for_a_later_ack(queue: JobQueue) -> None:
+def test_result_waits_for_a_later_ack(queue: Backend) -> None:
     # Given a consumer that acks the job from another thread, a little later
     producer = Producer(queue, registry=registry)
     job = producer.enqueue("echo", "hi")
@@ -263,14 +263,14 @@ def test_result_waits_for_a_later_ack(queue: JobQueue) -> None:
     consumer.join(10)
 
 
-def test_result_of_a_job_acked_without_a_result_is_none(queue: JobQueue) -> None:
+def test_result_of_a_job_acked_without_a_result_is_none(queue: Backend) -> None:
     producer = Producer(queue)
     job = producer.enqueue("x")
     queue.ack([Completion(take_all(queue)[0])])
     assert producer.result(job.id, timeout=1.0) is None
 
 
-def test_result_timeout(queue: JobQueue) -> None:
+def test_result_timeout(queue: Backend) -> None:
     # Given a job nobody runs
     producer = Producer(queue, registry=registry)
     job = producer.enqueue("add", 1, 2)
@@ -282,7 +282,7 @@ def test_result_timeout(queue: JobQueue) -> None:
     assert 0.2 <= time.monotonic() - started < 5.0
 
 
-def test_result_of_a_dead_lettered_job(queue: JobQueue) -> None:
+def test_result_of_a_dead_lettered_job(queue: Backend) -> None:
     # Given a job a consumer gave up on
     producer = Producer(queue)
     job = producer.enqueue("x")
@@ -295,13 +295,13 @@ def test_result_of_a_dead_lettered_job(queue: JobQueue) -> None:
 
 # -- bounded queues ---------------------------------------------------------------------------
 @pytest.fixture
-def bounded() -> Iterator[JobQueue]:
+def bounded() -> Iterator[Backend]:
     backend = open_queue("memory://", QueueSettings(max_depth=2, put_timeout_s=0.2))
     yield backend
     backend.close()
 
 
-def test_full_queue_raises_and_enqueues_nothing(bounded: JobQueue) -> None:
+def test_full_queue_raises_and_enqueues_nothing(bounded: Backend) -> None:
     # Given a bounded queue holding its two jobs
     producer = Producer(bounded, registry=registry)
     producer.enqueue("add", 1, 2)
@@ -315,7 +315,7 @@ def test_full_queue_raises_and_enqueues_nothing(bounded: JobQueue) -> None:
     assert bounded.depth("default") == 2
 
 
-def test_full_queue_refuses_a_whole_batch(bounded: JobQueue) -> None:
+def test_full_queue_refuses_a_whole_batch(bounded: Backend) -> None:
     producer = Producer(bounded, registry=registry)
     with pytest.raises(QueueFullError):
         producer.enqueue_many([("add", [n, n], {}) for n in range(3)])
@@ -449,7 +449,7 @@ def test_load_feed() -> None:
         load_feed("services.demo.feed")
 
 
-def test_jobs_built_by_the_producer_are_plain_records(queue: JobQueue) -> None:
+def test_jobs_built_by_the_producer_are_plain_records(queue: Backend) -> None:
     # The Job a producer returns is the frozen record that crossed the queue
     job = Producer(queue).enqueue("x", 1)
     assert isinstance(job, Job)
@@ -459,7 +459,7 @@ def test_jobs_built_by_the_producer_are_plain_records(queue: JobQueue) -> None:
 
 # -- caller-chosen ids: put if absent ---------------------------------------------------------
 @pytest.fixture(params=["memory", "redis"])
-def any_queue(request: pytest.FixtureRequest) -> Iterator[JobQueue]:
+def any_queue(request: pytest.FixtureRequest) -> Iterator[Backend]:
     """The in-process memory queue, or a Redis queue on the suite's real redis-server."""
     url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
     backend = open_queue(url, QueueSettings(result_ttl_s=60))
@@ -467,14 +467,14 @@ def any_queue(request: pytest.FixtureRequest) -> Iterator[JobQueue]:
     backend.close()
 
 
-def test_enqueue_with_a_job_id_uses_it(any_queue: JobQueue) -> None:
+def test_enqueue_with_a_job_id_uses_it(any_queue: Backend) -> None:
     job = Producer(any_queue, registry=registry).enqueue("add", 1, 2, job_id="order-17")
     [delivery] = poll_get(any_queue, 2.0)
     assert job.id == delivery.job_id == "order-17"
     assert decode_job(delivery.body) == job
 
 
-def test_enqueue_of_a_present_id_stores_nothing_and_returns_that_id(any_queue: JobQueue) -> None:
+def test_enqueue_of_a_present_id_stores_nothing_and_returns_that_id(any_queue: Backend) -> None:
     # Given a job enqueued with a caller-chosen id
     producer = Producer(any_queue, registry=registry)
     first = producer.enqueue("add", 1, 2, job_id="order-17")
@@ -491,7 +491,7 @@ def test_enqueue_of_a_present_id_stores_nothing_and_returns_that_id(any_queue: J
     assert decode_job(delivery.body) == first
 
 
-def test_enqueue_of_a_finished_id_stores_nothing(any_queue: JobQueue) -> None:
+def test_enqueue_of_a_finished_id_stores_nothing(any_queue: Backend) -> None:
     # Given a job that ran to completion
     producer = Producer(any_queue)
     producer.enqueue("echo", job_id="once")
@@ -504,7 +504,7 @@ def test_enqueue_of_a_finished_id_stores_nothing(any_queue: JobQueue) -> None:
     assert producer.result("once", timeout=1.0) == "first"
 
 
-def test_enqueue_many_with_ids(any_queue: JobQueue) -> None:
+def test_enqueue_many_with_ids(any_queue: Backend) -> None:
     # Given one id already enqueued
     producer = Producer(any_queue, registry=registry)
     producer.enqueue("add", 0, 0, job_id="a")
@@ -534,9 +534,9 @@ def test_enqueue_many_with_ids(any_queue: JobQueue) -> None:
 
 
 class _LostReply:
-    """A queue whose puts are stored, but whose first put reply is lost on the way back."""
+    """A ``JobPutter`` whose puts are stored, but whose first put reply is lost on the way back."""
 
-    def __init__(self, inner: JobQueue) -> None:
+    def __init__(self, inner: JobPutter) -> None:
         self._inner = inner
         self.lost = 0
 
@@ -549,14 +549,30 @@ class _LostReply:
             raise BackendUnavailableError("connection reset while reading the reply")
         return stored
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
+    def put_many(
+        self,
+        queue: str,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        delay_s: float = 0.0,
+        new_ids: bool = False,
+    ) -> list[bool]:
+        return self._inner.put_many(queue, items, delay_s=delay_s, new_ids=new_ids)
+
+    def status(self, job_id: str) -> JobStatus | None:
+        return self._inner.status(job_id)
+
+    def wait_finished(self, job_id: str, timeout_s: float) -> JobStatus | None:
+        return self._inner.wait_finished(job_id, timeout_s)
+
+    def close(self) -> None:
+        self._inner.close()
 
 
-def test_an_enqueue_whose_reply_was_lost_is_repeated_safely(any_queue: JobQueue) -> None:
+def test_an_enqueue_whose_reply_was_lost_is_repeated_safely(any_queue: Backend) -> None:
     # Given a backend that stores a put but loses its reply
     flaky = _LostReply(any_queue)
-    producer = Producer(cast(JobQueue, flaky))
+    producer = Producer(flaky)
 
     # When the enqueue fails as not confirmed, and the caller enqueues again with the id
     with pytest.raises(BackendUnavailableError) as failed:
@@ -574,7 +590,7 @@ def test_an_enqueue_whose_reply_was_lost_is_repeated_safely(any_queue: JobQueue)
 
 # -- names ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("bad", ["", "has space", "-leading", "a/b", "x" * 129, "é", 17], ids=repr)
-def test_an_invalid_job_id_is_rejected_before_anything_is_sent(queue: JobQueue, bad: Any) -> None:
+def test_an_invalid_job_id_is_rejected_before_anything_is_sent(queue: Backend, bad: Any) -> None:
     producer = Producer(queue, registry=registry)
     with pytest.raises(InvalidNameError, match="job id"):
         producer.enqueue("add", 1, 2, job_id=bad)
@@ -583,13 +599,13 @@ def test_an_invalid_job_id_is_rejected_before_anything_is_sent(queue: JobQueue, 
     assert queue.counts("default") == QueueCounts()
 
 
-def test_an_invalid_queue_name_is_rejected_at_construction(queue: JobQueue) -> None:
+def test_an_invalid_queue_name_is_rejected_at_construction(queue: Backend) -> None:
     with pytest.raises(InvalidNameError, match=r"invalid queue name 'bad name': use 1 to 128"):
         Producer(queue, name="bad name")
     assert issubclass(InvalidNameError, ConfigError)
 
 
-def test_valid_names_are_accepted(queue: JobQueue) -> None:
+def test_valid_names_are_accepted(queue: Backend) -> None:
     producer = Producer(queue, name="images:v2.thumbs-1_a")
     job = producer.enqueue("resize", job_id="user:42.avatar-v1_b")
     assert [d.job_id for d in take_all(queue, "images:v2.thumbs-1_a")] == [job.id]

@@ -1,7 +1,7 @@
 """Backends behind the queue protocol, chosen by URL scheme and imported only when used.
 
 Only this package knows which module serves which scheme; the consumer and producer call
-``open_queue`` and see a ``JobQueue``.
+``open_queue`` and see a ``Backend``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import importlib
 from urllib.parse import quote, urlsplit
 
 from services.errors import ConfigError
-from services.protocol import JobQueue
+from services.protocol import Backend
 from services.settings import QueueSettings
 
 _MODULES = {
@@ -30,7 +30,7 @@ def scheme_of(url: str) -> str:
     return scheme
 
 
-def open_queue(url: str, settings: QueueSettings | None = None) -> JobQueue:
+def open_queue(url: str, settings: QueueSettings | None = None) -> Backend:
     """Connect to the backend that ``url`` names.
 
     Raises:
@@ -44,7 +44,7 @@ def open_queue(url: str, settings: QueueSettings | None = None) -> JobQueue:
             raise
         scheme = scheme_of(url)
         raise ConfigError(f"the {scheme}:// backend is not available in this build yet") from None
-    queue: JobQueue = module.open_url(url, settings or QueueSettings())
+    queue: Backend = module.open_url(url, settings or QueueSettings())
     return queue
 
 
