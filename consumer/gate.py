@@ -19,11 +19,11 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from enum import Enum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from consumer.backoff import backoff_s
 from services.errors import BackendUnavailableError
-from services.protocol import Delivery
+from services.protocol import Delivery, JobTaker
 
 if TYPE_CHECKING:
     from consumer.mailbox import Task
@@ -67,20 +67,12 @@ def is_suspect(delivery: Delivery) -> bool:
     return delivery.redeliveries > 0
 
 
-class Holder(Protocol):
-    """The part of ``JobQueue`` the gate uses."""
-
-    def held_until(self) -> float: ...
-
-    def started(self, deliveries: Sequence[Delivery], *, running: bool = True) -> None: ...
-
-
 class StartGate:
     """Asked by the mailbox, under its lock, before each start; told of each start and end."""
 
     def __init__(
         self,
-        queue: Holder,
+        queue: JobTaker,
         *,
         stopping: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.monotonic,
@@ -114,17 +106,11 @@ def split_confirmed(tasks: list[Task], kept: Sequence[Delivery]) -> tuple[list[T
     return ours, lost
 
 
-class Confirmer(Holder, Protocol):
-    """The part of ``JobQueue`` the ownership check uses."""
-
-    def confirm(self, deliveries: Sequence[Delivery]) -> list[Delivery]: ...
-
-
 class OwnershipCheck:
     """Once the hold may have lapsed, asks the backend (one call) which waiting tasks are ours;
     backs off while the backend is away (the gate keeps refusing those tasks meanwhile)."""
 
-    def __init__(self, queue: Confirmer, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, queue: JobTaker, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._queue = queue
         self._clock = clock
         self._failures = 0

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from consumer.backoff import backoff_s
 from services.errors import BackendUnavailableError
-from services.protocol import Completion, Delivery, JobQueue
+from services.protocol import Completion, Delivery, JobTaker
 from services.stats import Field, Stats
 
 log = logging.getLogger("conveyor.worker")
@@ -47,7 +47,7 @@ class Ledger:
 
     def __init__(
         self,
-        queue: JobQueue,
+        queue: JobTaker,
         *,
         stats: Stats | None = None,
         clock: Callable[[], float] = time.monotonic,

@@ -29,7 +29,7 @@ from consumer.mailbox import Task
 from consumer.settling import Ledger
 from services.codec import decode_job, encode_job
 from services.errors import BackendUnavailableError, DecodeError, UnknownJobError
-from services.protocol import Completion, Delivery, JobQueue
+from services.protocol import Completion, Delivery, JobTaker
 from services.registry import Registry
 from services.settings import WorkerSettings
 from services.stats import Field, Stats
@@ -51,7 +51,7 @@ class Worker:
 
     def __init__(
         self,
-        queue: JobQueue,
+        queue: JobTaker,
         registry: Registry,
         executor: Executor,
         settings: WorkerSettings,
