@@ -7,7 +7,8 @@
 
 The rules, in order:
 
-* Stopping, or a ``--burst`` child that exited 0: retire the seat.
+* Stopping, a seat a shrink sent away (``Supervisor.resize``), or a ``--burst`` child that
+  exited 0: retire the seat. However its process ended, it is not restarted and no crash.
 * BOOT_FAILURE from a child that never booted (bad ``--jobs``, bad configuration): halt the
   supervisor; restarting would only repeat the failure. The same code from a child that had
   booted is a job calling ``os._exit(3)``: an ordinary crash.
@@ -42,7 +43,7 @@ class Action(Enum):
     HALT = "halt"
     """Stop the supervisor with ``Decision.exit_code``."""
     RETIRE = "retire"
-    """Leave the seat empty for good (stopping, or a burst worker done)."""
+    """Leave the seat empty for good (stopping, a shrink, or a burst worker done)."""
     RESTART = "restart"
     """Start a new process after ``Decision.delay_s``."""
 
@@ -64,6 +65,8 @@ class Death:
     idle_deaths: int
     """Consecutive crashes of this seat before this one with no job settled or started."""
     stopping: bool = False
+    leaving: bool = False
+    """A shrink had sent it away: its seat goes, whatever the exit."""
     burst: bool = False
 
 
@@ -98,7 +101,7 @@ def decide(
     death: Death, policy: RestartPolicy, *, rng: Callable[[], float] = random.random
 ) -> Decision:
     """The supervisor's decision for ``death`` (see the module docstring for the rules)."""
-    if death.stopping or (death.burst and death.exitcode == exitcodes.OK):
+    if death.stopping or death.leaving or (death.burst and death.exitcode == exitcodes.OK):
         return Decision(Action.RETIRE)
     if death.exitcode == exitcodes.BOOT_FAILURE and not death.booted:
         return Decision(Action.HALT, exit_code=exitcodes.BOOT_FAILURE)

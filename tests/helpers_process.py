@@ -16,6 +16,15 @@ ROOT = Path(__file__).resolve().parent.parent
 """The repository: the directory every ``conveyor`` command of the tests runs in."""
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (a zombie not yet reaped still does)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def children_of(pid: int) -> set[int]:
     """Direct children of ``pid`` (Linux /proc); a thread that ends while it is read is passed
     over."""

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from consumer.monitoring import Monitor
 from consumer.pool_shape import PoolKind
 from consumer.restart_policy import Action, Death, RestartPolicy, decide
-from consumer.seats import Seat
+from consumer.seats import Roster
 from consumer.signals import interrupts_ignored, recorded_signals
-from consumer.supervision_watch import Watch
 from producer import Producer
 from services import exitcodes
 from services.protocol import JobQueue
@@ -362,7 +362,7 @@ def test_draining_counts_only_jobs_that_run_not_those_prefetched(
 
 
 class AlarmingQueue:
-    """The two calls ``Watch`` makes, scripted by the test."""
+    """The two calls ``Monitor`` makes, scripted by the test."""
 
     def __init__(self) -> None:
         self.setup: list[str] = []
@@ -378,28 +378,28 @@ class AlarmingQueue:
 def test_backend_alarms_are_logged_as_errors_and_kept_for_good(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # Given a watch over two seats on a fixed clock
+    # Given a monitor over two seats on a fixed clock
     now = [0.0]
     backend = AlarmingQueue()
-    seats = [Seat(0, Stats(new_block())), Seat(1, Stats(new_block()))]
-    watch = Watch(backend, seats, clock=lambda: now[0], check_every_s=30)  # type: ignore[arg-type]
+    roster = Roster(2)
+    monitor = Monitor(backend, roster, clock=lambda: now[0], check_every_s=30)  # type: ignore[arg-type]
     caplog.set_level(logging.INFO, logger="conveyor.supervisor")
-    watch.turn(running=0)
-    assert watch.warnings == []
+    monitor.turn()
+    assert monitor.warnings == []
     # When a child counts a backend alarm, and the supervisor's own connection sees lost data
-    seats[1].stats.set(Field.ALARMS, 1)
+    roster.seats[1].stats.set(Field.ALARMS, 1)
     backend.own_alarms = ["Redis restarted EMPTY: jobs were lost"]
     now[0] += 31
-    watch.turn(running=0)
+    monitor.turn()
     # Then both are logged at ERROR once and stay in the warnings after later checks
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 2
     assert any("worker-1" in text for text in errors)
     backend.own_alarms = []
     now[0] += 31
-    watch.turn(running=0)
-    assert len(watch.warnings) == 2
-    assert "Redis restarted EMPTY: jobs were lost" in watch.warnings
+    monitor.turn()
+    assert len(monitor.warnings) == 2
+    assert "Redis restarted EMPTY: jobs were lost" in monitor.warnings
     assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 2
 
 

@@ -28,14 +28,6 @@ from tests.jobs import read_ledger
 __all__ = ["no_child_outlives_its_test", "queue"]  # fixtures, used by name
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def test_a_sigkilled_busy_child_is_replaced_and_its_job_runs_again(
     queue: JobQueue, tmp_path: Path
 ) -> None:

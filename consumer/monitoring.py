@@ -1,21 +1,28 @@
-"""What the supervisor watches besides its children's lives: backend health and progress.
+"""Everything the supervisor watches besides its children's lives: backend health, alarms and
+progress. Metrics (counters for an exporter) will live here too: this is the one place that
+reads every seat's counters on every turn of the loop.
 
-* Setup warnings (``JobQueue.check_server``) every ``check_every_s``.
+* Setup warnings (``ConsumerControl.check_server``) every ``check_every_s``.
 * Alarms: serious backend events (a Redis that restarted empty lost jobs). Every child counts
   those it saw in ``Field.ALARMS``; the supervisor's own connection keeps its own
-  (``JobQueue.alarms``). Each new one is logged at ERROR and kept for good in ``warnings``.
-* A progress line now and then: totals, jobs running now and the recent rate.
+  (``ConsumerControl.alarms``). Each new one is logged at ERROR and kept for good in
+  ``warnings``.
+* A progress line now and then: totals (removed seats included), jobs running now and the
+  recent rate.
+
+The supervisor calls ``turn`` once per loop iteration; a failure to reach the backend is
+logged, never fatal (the workers log and retry on their own).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-from consumer.seats import Seat
+from consumer.seats import Roster
 from services.errors import ConveyorError
-from services.protocol import JobQueue
+from services.protocol import ConsumerControl
 from services.stats import Field, total
 
 log = logging.getLogger("conveyor.supervisor")
@@ -23,19 +30,19 @@ log = logging.getLogger("conveyor.supervisor")
 CHECK_EVERY_S = 30.0
 
 
-class Watch:
-    """The supervisor's periodic checks; ``turn`` runs on every loop iteration, cheaply."""
+class Monitor:
+    """The supervisor's periodic checks over ``roster``; ``turn`` is cheap between them."""
 
     def __init__(
         self,
-        queue: JobQueue,
-        seats: Sequence[Seat],
+        queue: ConsumerControl,
+        roster: Roster,
         *,
         clock: Callable[[], float] = time.monotonic,
         check_every_s: float = CHECK_EVERY_S,
     ) -> None:
         self._queue = queue
-        self._seats = seats
+        self._roster = roster
         self._clock = clock
         self._check_every_s = check_every_s
         self._next_check = 0.0
@@ -48,16 +55,15 @@ class Watch:
         """The latest setup warnings, then every alarm seen so far (sticky)."""
         return [*self._setup, *self._alarms]
 
-    def turn(self, *, running: int) -> None:
+    def turn(self) -> None:
         """Read the children's alarm counters; check the backend and report when due."""
         self._child_alarms()
         if self._clock() >= self._next_check:
             self.check_backend()
-            self._report(running)
+            self._report()
 
     def check_backend(self) -> None:
-        """Ask the backend for setup warnings and alarms (failing to reach it is not fatal:
-        the workers log and retry on their own)."""
+        """Ask the backend for setup warnings and alarms (it logs what is wrong)."""
         self._next_check = self._clock() + self._check_every_s
         try:
             self._setup = self._queue.check_server()
@@ -69,7 +75,7 @@ class Watch:
             self._alarm(text)
 
     def _child_alarms(self) -> None:
-        for seat in self._seats:
+        for seat in self._roster:
             seen = int(seat.stats.get(Field.ALARMS))
             if seen > seat.alarms_seen:
                 self._alarm(
@@ -82,9 +88,9 @@ class Watch:
             log.error("backend alarm: %s", text)
             self._alarms.append(text)
 
-    def _report(self, running: int) -> None:
+    def _report(self) -> None:
         """A progress line for the logs of a long-running worker: totals and the recent rate."""
-        totals = total(seat.stats.block for seat in self._seats)
+        totals = total(stats.block for stats in self._roster.stats())
         settled = totals.count(Field.DONE) + totals.count(Field.DEAD)
         now = self._clock()
         last_settled, last_at = self._last_report
@@ -97,6 +103,6 @@ class Watch:
             totals.count(Field.FAILED),
             totals.count(Field.RETRIED),
             totals.count(Field.DEAD),
-            running,
+            self._roster.running(),
             (settled - last_settled) / max(now - last_at, 1e-9),
         )

@@ -1,0 +1,49 @@
+"""What a supervisor runs and how it treats its children, and the ``ChildSpec`` each seat's
+process gets from it (build in the parent: plain picklable data, so it works under spawn)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+from consumer.child import ChildSpec
+from consumer.pool_shape import PoolShape
+from consumer.restart_policy import RestartPolicy
+from consumer.seats import Seat
+from services.protocol import Connector
+from services.settings import WorkerSettings
+
+
+@dataclass(frozen=True)
+class SupervisorSettings:
+    """What the supervisor runs and how it treats its children."""
+
+    jobs: str
+    shape: PoolShape
+    worker: WorkerSettings
+    start_method: str = "spawn"
+    restart_base_s: float = 0.5
+    restart_cap_s: float = 30.0
+    hang_timeout_s: float = 60.0
+    """A child whose loop has not turned for this long (a job holding the GIL in C) is killed."""
+    log_level: int = logging.INFO
+
+    @property
+    def restart_policy(self) -> RestartPolicy:
+        return RestartPolicy(base_s=self.restart_base_s, cap_s=self.restart_cap_s)
+
+    def child_spec(self, seat: Seat, connector: Connector) -> ChildSpec:
+        """The spec of the next process of ``seat`` (prepared), consuming through
+        ``connector``."""
+        return ChildSpec(
+            name=f"worker-{seat.index}",
+            connector=connector,
+            jobs=self.jobs,
+            shape=self.shape,
+            settings=self.worker,
+            stats_block=seat.stats.block,
+            board_block=seat.board,
+            parent_pid=os.getpid(),
+            log_level=self.log_level,
+        )
