@@ -1,19 +1,17 @@
 """``conveyor worker``: consume jobs with a supervised pool of worker processes.
 
-Parse flags, build ``SupervisorSettings``, wait for the backend, then drive the supervisor's
-loop until it has an exit code.
+Parse flags, build ``SupervisorSettings``, wait for the backend, then run the supervisor until
+it has an exit code.
 """
 
 from __future__ import annotations
 
-import signal
 import sys
 from typing import Any
 
 import click
 
 from consumer.cli.pool_options import pool_options, pool_settings, result_cap_option
-from consumer.signals import recorded_signals
 from consumer.startup import wait_for_backend
 from consumer.supervisor import Supervisor
 from services import exitcodes
@@ -85,14 +83,8 @@ def worker_command(
     backend = open_queue(connect_url(url, options), queue_settings(options, lease_s=lease))
     if not wait_for_backend(backend):
         sys.exit(exitcodes.OK)  # stopped by a signal before it could start
-    supervisor = Supervisor(backend, settings)
     try:
-        # The supervisor acts on them itself, before it reaps: children stopped by the same
-        # signal (sent to the whole process group) are then not taken for crashes.
-        with recorded_signals(signal.SIGTERM, signal.SIGINT, signal.SIGQUIT) as signals:
-            supervisor.start()
-            while supervisor.exit_code is None:
-                supervisor.run_once(0.5, signals=signals)
+        code = Supervisor(backend, settings).run()  # under its signals, resizing ones included
     finally:
         backend.close()
-    sys.exit(supervisor.exit_code)
+    sys.exit(code)
