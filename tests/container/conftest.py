@@ -1,0 +1,77 @@
+"""Fixtures of the container tests: the private engine (one per session, on the cached data
+root), the images built on the Debian base, and a compose project per test, removed with its
+volumes afterwards. Registers the ``container`` marker; the default run deselects it
+(``-m "not container"``), ``pytest -m container tests/container`` runs it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.container.cache import cached_engine
+from tests.container.engine import DockerEngine
+from tests.container.features import compose_files
+from tests.container.images import StackImages, stack_images
+from tests.container.stack import ComposeStack
+from tests.redis_fixtures import free_port
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "container: needs a Docker engine the test starts itself (docker.io)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The default run must not start an engine: a run whose -m does not name "container"
+    # deselects these tests (what addopts = -m "not container" would do, without hiding them
+    # from `pytest -m container`).
+    if "container" in (config.option.markexpr or ""):
+        return
+    chosen = [item for item in items if item.get_closest_marker("container") is None]
+    if len(chosen) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in chosen])
+        items[:] = chosen
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[DockerEngine]:
+    with cached_engine() as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def images(engine: DockerEngine) -> StackImages:
+    return stack_images(engine)
+
+
+@pytest.fixture
+def http_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def stack(
+    engine: DockerEngine, images: StackImages, http_port: int, tmp_path: Path
+) -> Iterator[ComposeStack]:
+    project = ComposeStack(
+        engine,
+        project=f"conveyortest{uuid.uuid4().hex[:8]}",
+        files=compose_files(tmp_path),
+        variables={
+            "REDIS_IMAGE": images.redis,
+            "CONVEYOR_IMAGE": images.conveyor,
+            "CONVEYOR_HTTP_BIND": "127.0.0.1",
+            "CONVEYOR_HTTP_PORT": str(http_port),
+        },
+    )
+    try:
+        yield project
+    finally:
+        # Shown when the test fails: what each container said last.
+        print(project.logs())
+        project.down()
