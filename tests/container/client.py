@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from tests.container.engine import wait_until
 from tests.container.features import serve_exists
 from tests.container.stack import ComposeStack
 
@@ -116,6 +117,20 @@ class ExecJobClient:
         out = self.stack.exec("consumer", "python", "-c", _STATUSES, json.dumps(job_ids), QUEUE)
         found: dict[str, str | None] = json.loads(out.strip().splitlines()[-1])
         return found
+
+
+def wait_settled(
+    client: JobClient, jobs: Sequence[JobSpec], *, deadline_s: float
+) -> dict[str, str | None]:
+    """Poll until every job in ``jobs`` is done or dead; their statuses."""
+    seen: dict[str, str | None] = {}
+
+    def all_final() -> bool:
+        seen.update(client.statuses([job.job_id for job in jobs]))
+        return all(status in ("done", "dead") for status in seen.values())
+
+    wait_until(all_final, deadline_s=deadline_s, what="every job to end done or dead")
+    return seen
 
 
 def job_client(stack: ComposeStack, *, http_port: int) -> JobClient:

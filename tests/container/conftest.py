@@ -16,7 +16,7 @@ from tests.container.cache import cached_engine
 from tests.container.engine import DockerEngine
 from tests.container.features import compose_files
 from tests.container.images import StackImages, stack_images
-from tests.container.stack import ComposeStack
+from tests.container.stack import ComposeStack, MakeStack
 from tests.redis_fixtures import free_port
 
 
@@ -55,23 +55,36 @@ def http_port() -> int:
 
 
 @pytest.fixture
-def stack(
+def make_stack(
     engine: DockerEngine, images: StackImages, http_port: int, tmp_path: Path
-) -> Iterator[ComposeStack]:
-    project = ComposeStack(
-        engine,
-        project=f"conveyortest{uuid.uuid4().hex[:8]}",
-        files=compose_files(tmp_path),
-        variables={
-            "REDIS_IMAGE": images.redis,
-            "CONVEYOR_IMAGE": images.conveyor,
-            "CONVEYOR_HTTP_BIND": "127.0.0.1",
-            "CONVEYOR_HTTP_PORT": str(http_port),
-        },
-    )
+) -> Iterator[MakeStack]:
+    made: list[ComposeStack] = []
+
+    def make(*extra_files: Path, **variables: str) -> ComposeStack:
+        stack = ComposeStack(
+            engine,
+            project=f"conveyortest{uuid.uuid4().hex[:8]}",
+            files=[*compose_files(tmp_path), *extra_files],
+            variables={
+                "REDIS_IMAGE": images.redis,
+                "CONVEYOR_IMAGE": images.conveyor,
+                "CONVEYOR_HTTP_BIND": "127.0.0.1",
+                "CONVEYOR_HTTP_PORT": str(http_port),
+                **variables,
+            },
+        )
+        made.append(stack)
+        return stack
+
     try:
-        yield project
+        yield make
     finally:
-        # Shown when the test fails: what each container said last.
-        print(project.logs())
-        project.down()
+        for stack in made:
+            # Shown when the test fails: what each container said last.
+            print(stack.logs())
+            stack.down()
+
+
+@pytest.fixture
+def stack(make_stack: MakeStack) -> ComposeStack:
+    return make_stack()

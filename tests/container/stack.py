@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,9 +83,11 @@ class ComposeStack:
         )
         return done.stdout
 
-    def up(self, services: Sequence[str], *, consumers: int) -> None:
-        """Create or start ``services``, with ``consumers`` consumer containers."""
+    def up(self, services: Sequence[str], *, consumers: int, deadline_s: float = 180.0) -> None:
+        """Create or start ``services``, with ``consumers`` consumer containers, and wait
+        until they are ready (``wait_ready``)."""
         self.compose("up", "-d", "--no-build", "--scale", f"consumer={consumers}", *services)
+        self.wait_ready(services, consumers=consumers, deadline_s=deadline_s)
 
     def containers(self) -> list[Container]:
         """Every container of the project, running or not."""
@@ -132,3 +134,8 @@ class ComposeStack:
     def down(self) -> None:
         """Remove the containers, the network and the named volumes."""
         self.compose("down", "--volumes", "--remove-orphans")
+
+
+MakeStack = Callable[..., ComposeStack]
+"""The ``make_stack`` fixture: ``make_stack(*extra_files, **variables)`` is a project on the
+test images, taken down (with its volumes) after the test."""

@@ -14,29 +14,15 @@ from collections.abc import Sequence
 
 import pytest
 
-from tests.container.client import JobClient, JobSpec, job_client
+from tests.container.client import JobClient, JobSpec, job_client, wait_settled
 from tests.container.engine import wait_until
 from tests.container.features import serve_exists, services_to_start
 from tests.container.stack import ComposeStack
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]
 
-_READY_DEADLINE_S = 180.0
 # Long enough for a lease to run out (15 s) and the reclaimed jobs to run again.
 _SETTLE_DEADLINE_S = 180.0
-_FINAL = ("done", "dead")
-
-
-def _settled(client: JobClient, jobs: Sequence[JobSpec]) -> dict[str, str | None]:
-    """Poll until every job is done or dead; their statuses."""
-    seen: dict[str, str | None] = {}
-
-    def all_final() -> bool:
-        seen.update(client.statuses([job.job_id for job in jobs]))
-        return all(status in _FINAL for status in seen.values())
-
-    wait_until(all_final, deadline_s=_SETTLE_DEADLINE_S, what="every job to end done or dead")
-    return seen
 
 
 def _count_done(client: JobClient, jobs: Sequence[JobSpec]) -> int:
@@ -54,16 +40,14 @@ def test_stack_scales_and_loses_no_job_across_a_stop(stack: ComposeStack, http_p
 
     # Given the stack up with one consumer
     stack.up(services, consumers=1)
-    stack.wait_ready(services, consumers=1, deadline_s=_READY_DEADLINE_S)
     print(f"[container] up with one consumer: {time.monotonic() - started:.1f} s")
 
     # When jobs go in and the consumers are scaled to three
     client.submit([*quick, *broken])
     stack.up(services, consumers=3)
-    stack.wait_ready(services, consumers=3, deadline_s=_READY_DEADLINE_S)
 
     # Then all of them end: the good ones done, the broken ones dead-lettered after retries
-    first = _settled(client, [*quick, *broken])
+    first = wait_settled(client, [*quick, *broken], deadline_s=_SETTLE_DEADLINE_S)
     assert {first[job.job_id] for job in quick} == {"done"}, first
     assert {first[job.job_id] for job in broken} == {"dead"}, first
 
@@ -83,8 +67,7 @@ def test_stack_scales_and_loses_no_job_across_a_stop(stack: ComposeStack, http_p
 
     # And after up again, every job the test submitted ends done or dead: none lost
     stack.up(services, consumers=3)
-    stack.wait_ready(services, consumers=3, deadline_s=_READY_DEADLINE_S)
-    final = _settled(client, [*quick, *broken, *slow])
+    final = wait_settled(client, [*quick, *broken, *slow], deadline_s=_SETTLE_DEADLINE_S)
     assert {final[job.job_id] for job in [*quick, *slow]} == {"done"}, final
     assert {final[job.job_id] for job in broken} == {"dead"}, final
     print(f"[container] whole stack test: {time.monotonic() - started:.1f} s")
@@ -96,7 +79,6 @@ def test_demo_profile_feeds_jobs_through_the_http_api(stack: ComposeStack) -> No
     # Given the stack up
     services = services_to_start()
     stack.up(services, consumers=1)
-    stack.wait_ready(services, consumers=1, deadline_s=_READY_DEADLINE_S)
     # When the demo profile runs, Then it submits its jobs over HTTP and exits 0
     out = stack.compose("--profile", "demo", "run", "--rm", "demo")
     assert "demo: submitted 300 jobs" in out, out
