@@ -3,12 +3,10 @@ that provides the ``backend`` fixture, with nothing of this repository's test se
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
 CONTRACT_TESTS = 38
 """Tests in ``services.testing.contract`` (``tests/contract`` runs each on two backends)."""
 
@@ -43,32 +41,3 @@ def test_an_outside_project_runs_the_suite_with_a_plugin_of_its_own(tmp_path: Pa
     summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert summary.startswith(f"{CONTRACT_TESTS} passed"), summary
-
-
-def imports_pytest(path: Path) -> bool:
-    """Whether the module at ``path`` imports pytest (or a part of it)."""
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            names = [node.module or ""]
-        else:
-            continue
-        if any(name.split(".")[0] == "pytest" for name in names):
-            return True
-    return False
-
-
-def test_only_the_testing_package_imports_pytest() -> None:
-    # Given every module of the packages Conveyor ships
-    packages = [ROOT / name for name in ("services", "producer", "consumer")]
-    # When their imports are read
-    importers = {
-        path.relative_to(ROOT).as_posix()
-        for package in packages
-        for path in package.rglob("*.py")
-        if imports_pytest(path)
-    }
-    # Then only services/testing imports pytest (a dev dependency)
-    assert importers
-    assert all(path.startswith("services/testing/") for path in importers), importers
