@@ -12,8 +12,8 @@ a child that cannot even start stops the supervisor with BOOT_FAILURE instead of
 storm; a child killed while doing work is replaced at once; one dying before it did any work
 is restarted with capped exponential backoff.
 
-Stopping is two-stage (``consumer.stopping``): ``stop()`` marks every child's stats block STOPPING (so no job starts
-after the stop was received) and asks children to drain (SIGTERM) within
+Stopping is two-stage (``consumer.stopping``): ``stop()`` marks every child's stats block
+STOPPING (so no job starts after the stop was received) and asks children to drain (SIGTERM) within
 ``shutdown_timeout_s``; a second ``stop()``, ``stop_now()`` or the deadline asks again with
 SIGQUIT (children then hand back every unfinished job at once), and a child still alive after
 a short grace is killed and its jobs reclaimed by the supervisor.
