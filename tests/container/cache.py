@@ -7,8 +7,9 @@ moves it):
     engine.lock                       one run at a time uses engine/ (flock)
 
 Everything here may be thrown away: a missing entry is rebuilt, and a data root that dockerd
-cannot load is removed and rebuilt once. A run that finds the lock taken (another run is using
-the engine) starts from an empty data root of its own instead of waiting.
+cannot load (while it starts on an empty one) is removed and rebuilt. A run that finds the lock
+taken (another run is using the engine) starts from an empty data root of its own instead of
+waiting.
 """
 
 from __future__ import annotations
@@ -61,6 +62,19 @@ def _start(dirs: EngineDirs) -> DockerEngine:
     return engine
 
 
+def _start_or_rebuild(scratch: Path, data: Path, *, cached: bool) -> DockerEngine:
+    try:
+        return _start(EngineDirs(run=scratch / "run", data=data))
+    except EngineError:
+        if not cached:
+            raise
+    # Does dockerd start on an empty data root? If not, the cache is not to blame (and this
+    # raises dockerd's own words); if it does, the cached data root is dropped and rebuilt.
+    _start(EngineDirs(run=scratch / "probe", data=scratch / "probe-data")).stop()
+    shutil.rmtree(data)
+    return _start(EngineDirs(run=scratch / "run2", data=data))
+
+
 @contextlib.contextmanager
 def cached_engine() -> Iterator[DockerEngine]:
     """A started engine on the cached data root (or a scratch one), stopped on the way out,
@@ -69,15 +83,7 @@ def cached_engine() -> Iterator[DockerEngine]:
     scratch = Path(tempfile.mkdtemp(prefix="cvd-", dir="/tmp"))
     try:
         with _data_root(scratch) as (data, cached):
-            dirs = EngineDirs(run=scratch / "run", data=data)
-            try:
-                engine = _start(dirs)
-            except EngineError:
-                if not cached or shutil.which("dockerd") is None:
-                    raise
-                # A cached data root dockerd cannot load (or prune) is dropped and rebuilt.
-                shutil.rmtree(data)
-                engine = _start(EngineDirs(run=scratch / "run2", data=data))
+            engine = _start_or_rebuild(scratch, data, cached=cached)
             try:
                 yield engine
             finally:
