@@ -1,7 +1,8 @@
 """Backends behind the queue protocol, chosen by URL scheme and imported only when used.
 
 Only this package knows which module serves which scheme; the consumer and producer call
-``open_queue`` and see a ``Backend``.
+``open_queue`` and see a ``Backend``; the HTTP service calls ``open_async_queue`` and sees an
+``AsyncBackend``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import importlib
 from urllib.parse import quote, urlsplit
 
 from services.errors import ConfigError
-from services.protocol import Backend
+from services.protocol import AsyncBackend, Backend
 from services.settings import QueueSettings
 
 _MODULES = {
@@ -19,6 +20,12 @@ _MODULES = {
     "rediss": "services.backends.redis.queue",
     "unix": "services.backends.redis.queue",
 }
+_ASYNC_MODULES = {
+    "redis": "services.backends.redis.aio",
+    "rediss": "services.backends.redis.aio",
+    "unix": "services.backends.redis.aio",
+}
+"""Backends with an asyncio client (``services.protocol.aio``), for ``conveyor serve``."""
 
 
 def scheme_of(url: str) -> str:
@@ -45,6 +52,24 @@ def open_queue(url: str, settings: QueueSettings | None = None) -> Backend:
         scheme = scheme_of(url)
         raise ConfigError(f"the {scheme}:// backend is not available in this build yet") from None
     queue: Backend = module.open_url(url, settings or QueueSettings())
+    return queue
+
+
+def open_async_queue(url: str, settings: QueueSettings | None = None) -> AsyncBackend:
+    """The asyncio roles on the backend that ``url`` names (connects on first use).
+
+    Raises:
+        ConfigError: the scheme is unknown, or its backend has no asyncio client: a
+            ``memory://`` queue lives inside one process tree, out of any other's reach.
+    """
+    scheme = scheme_of(url)
+    if scheme not in _ASYNC_MODULES:
+        raise ConfigError(
+            f"the {scheme}:// backend cannot be reached from an asyncio service: it lives "
+            "inside one `conveyor run` process tree; use a redis:// URL"
+        )
+    module = importlib.import_module(_ASYNC_MODULES[scheme])
+    queue: AsyncBackend = module.open_async_url(url, settings or QueueSettings())
     return queue
 
 

@@ -19,9 +19,14 @@ one backend class implements them all (``Backend``, which ``open_queue`` returns
     JobTaker          taking.py       Worker: get, settle (ack/retry/dead_letter/hand_back)
     ConsumerControl   control.py      Supervisor, and the ``conveyor run`` pipeline (which
                                       also reads counts: + QueueInspector): connector, reclaim
-    QueueInspector    inspection.py   CLI status and ``dead-letters list``: counts, letters
-    QueueAdmin        inspection.py   CLI ``dead-letters requeue``: revive
+    QueueInspector    inspection.py   CLI status and ``dead-letters list``, ``conveyor serve``:
+                                      counts, queues, letters, status
+    QueueAdmin        inspection.py   CLI ``dead-letters requeue``, ``conveyor serve``: revive,
+                                      delete dead letters, cancel a waiting job
     Backend           backend.py      backends and ``open_queue``: every role
+    Async*            aio.py          ``conveyor serve`` on its event loop: the putter,
+                                      inspector and admin roles as coroutines, and
+                                      AsyncBackend (``open_async_queue``)
 
 Each role module's docstring carries the clauses of the delivery contract that belong to it;
 ``services.testing.contract`` proves them on every backend. ``JobQueue`` is the old name of
@@ -30,18 +35,32 @@ Each role module's docstring carries the clauses of the delivery contract that b
 
 from __future__ import annotations
 
+from services.protocol.aio import AsyncBackend, AsyncJobPutter, AsyncQueueAdmin, AsyncQueueInspector
 from services.protocol.backend import Backend
 from services.protocol.control import Connector, ConsumerControl
-from services.protocol.inspection import QueueAdmin, QueueInspector
+from services.protocol.inspection import CANCELLED, QueueAdmin, QueueInspector
 from services.protocol.putting import JobPutter
-from services.protocol.records import Completion, DeadLetter, Delivery, JobStatus, QueueCounts
+from services.protocol.records import (
+    Cancellation,
+    Completion,
+    DeadLetter,
+    Delivery,
+    JobStatus,
+    QueueCounts,
+)
 from services.protocol.taking import JobTaker
 
 JobQueue = Backend
 """The old name of ``Backend``."""
 
 __all__ = [
+    "CANCELLED",
+    "AsyncBackend",
+    "AsyncJobPutter",
+    "AsyncQueueAdmin",
+    "AsyncQueueInspector",
     "Backend",
+    "Cancellation",
     "Completion",
     "Connector",
     "ConsumerControl",

@@ -1,4 +1,5 @@
-"""``QueueInspector`` and ``QueueAdmin``: cheap reads and administration (status, dead letters).
+"""``QueueInspector`` and ``QueueAdmin``: cheap reads and administration (status, dead letters,
+cancelling).
 
 Delivery contract of these roles (every backend, proven by ``services.testing.contract``):
 
@@ -6,7 +7,16 @@ Delivery contract of these roles (every backend, proven by ``services.testing.co
   the running totals of jobs settled done or dead, as the backend recorded them: a job counts
   once it is settled in the backend, never before. It is one cheap read: code that needs a
   number asks ``counts`` (or ``depth``), never lists jobs or dead letters to count them.
+* **Queues are known by their puts.** ``queues`` names every queue a job was put on (the
+  backend registers the name at put time), sorted; an unused name is not listed.
 * **Revive starts afresh.** ``revive`` puts dead letters back as fresh attempts of the same ids.
+  ``delete_dead`` drops dead letters for good; neither changes the dead total.
+* **Cancel ends a waiting job in one terminal state.** ``cancel`` takes a job that waits (queued,
+  delayed, or waiting for a retry) out of the queue in one atomic step: it is never delivered,
+  its status becomes dead with the error ``"cancelled"`` (its attempts as they were), and it
+  counts once in the queue's dead total and no longer as waiting or delayed. It is not a dead
+  letter (there is nothing to revive: its owner cancelled it). A job that is running,
+  finished or unknown is left alone, and the answer says which.
 """
 
 from __future__ import annotations
@@ -14,7 +24,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from services.protocol.records import DeadLetter, JobStatus, QueueCounts
+from services.protocol.records import Cancellation, DeadLetter, JobStatus, QueueCounts
+
+CANCELLED = "cancelled"
+"""The error of a job that ``cancel`` ended (its status is ``dead``)."""
 
 
 @runtime_checkable
@@ -26,6 +39,9 @@ class QueueInspector(Protocol):
 
     def counts(self, queue: str) -> QueueCounts:
         """``queue``'s numbers in one cheap read (no listing of jobs or dead letters)."""
+
+    def queues(self) -> list[str]:
+        """The names of the queues jobs were put on, sorted."""
 
     def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
         """The newest dead letters of ``queue``, newest first."""
@@ -43,7 +59,13 @@ class QueueInspector(Protocol):
 
 @runtime_checkable
 class QueueAdmin(Protocol):
-    """Changes what an operator may change by hand: dead letters back to work."""
+    """Changes what an operator may change by hand: dead letters, waiting jobs."""
 
     def revive(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
         """Put dead letters (all, or those ids) back on ``queue`` as fresh attempts."""
+
+    def delete_dead(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
+        """Drop dead letters (all, or those ids) of ``queue``; returns how many."""
+
+    def cancel(self, job_id: str) -> Cancellation:
+        """End ``job_id`` as dead ("cancelled") if it waits; else leave it and say why."""

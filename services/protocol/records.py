@@ -49,6 +49,16 @@ class JobStatus:
 
 
 @dataclass(frozen=True)
+class Cancellation:
+    """What ``cancel`` did: the job was waiting and is now dead ("cancelled"), or it was not
+    cancelled and ``status`` says why (running, done, dead; None: the id is unknown)."""
+
+    job_id: str
+    cancelled: bool
+    status: JobStatus | None = None
+
+
+@dataclass(frozen=True)
 class QueueCounts:
     """One queue's numbers, read cheaply (no listing): now, and totals since the backend began."""
 

@@ -41,6 +41,7 @@ from services.backends.memory.state import MemoryState
 from services.errors import ConfigError
 from services.protocol import (
     Backend,
+    Cancellation,
     Completion,
     Connector,
     DeadLetter,
@@ -209,6 +210,15 @@ class MemoryQueue:
 
     def revive(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
         return self._state.revive(queue, job_ids)
+
+    def delete_dead(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
+        return self._state.delete_dead(queue, job_ids)
+
+    def cancel(self, job_id: str) -> Cancellation:
+        return self._state.cancel(job_id)
+
+    def queues(self) -> list[str]:
+        return self._state.queues()
 
     def depth(self, queue: str) -> int:
         return self._state.depth(queue)

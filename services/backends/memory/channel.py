@@ -22,6 +22,7 @@ from services.errors import BackendUnavailableError, ConfigError
 from services.lifecycle import parent_alive
 from services.protocol import (
     Backend,
+    Cancellation,
     Completion,
     Connector,
     DeadLetter,
@@ -44,6 +45,9 @@ SERVED = frozenset(
         "depth",
         "dead_letters",
         "revive",
+        "delete_dead",
+        "cancel",
+        "queues",
         "status",
         "wait_finished",
     }
@@ -192,6 +196,19 @@ class ChannelQueue:
         ids = None if job_ids is None else list(job_ids)
         count: int = self._call("revive", queue, ids)
         return count
+
+    def delete_dead(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
+        ids = None if job_ids is None else list(job_ids)
+        count: int = self._call("delete_dead", queue, ids)
+        return count
+
+    def cancel(self, job_id: str) -> Cancellation:
+        found: Cancellation = self._call("cancel", job_id)
+        return found
+
+    def queues(self) -> list[str]:
+        names: list[str] = self._call("queues")
+        return names
 
     def depth(self, queue: str) -> int:
         found: int = self._call("depth", queue)

@@ -18,9 +18,17 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from services.backends.memory.inflight import InFlight
-from services.backends.memory.statuses import FINISHED, Statuses
+from services.backends.memory.statuses import FINISHED, WAITING, Statuses
 from services.errors import QueueFullError
-from services.protocol import Completion, DeadLetter, Delivery, JobStatus, QueueCounts
+from services.protocol import (
+    CANCELLED,
+    Cancellation,
+    Completion,
+    DeadLetter,
+    Delivery,
+    JobStatus,
+    QueueCounts,
+)
 from services.settings import QueueSettings
 
 _MAX_REASON_CHARS = 16_384
@@ -61,6 +69,8 @@ class MemoryState:
         self._receipts = itertools.count(1)
         self._released: set[str] = set()
         """Consumers declared dead: a get still waiting on their behalf must take nothing."""
+        self._known: set[str] = set()
+        """Every queue a job was put on (``queues``)."""
 
     # -- producing -------------------------------------------------------------------------
     def put_many(
@@ -71,6 +81,7 @@ class MemoryState:
         with self._lock:
             flags = self._wait_for_room(queue, items)
             fresh = [item for item, absent in zip(items, flags, strict=True) if absent]
+            self._known.add(queue)
             for job_id, body in fresh:
                 self._add(queue, _Waiting(job_id, body, 0), delay_s)
             self._statuses.add(
@@ -294,6 +305,53 @@ class MemoryState:
                 self._statuses.set(letter.job_id, "queued")
             self._lock.notify_all()
             return len(chosen)
+
+    def delete_dead(self, queue: str, job_ids: Sequence[str] | None) -> int:
+        """Drop dead letters (all, or those ids) of ``queue``; returns how many."""
+        wanted = None if job_ids is None else set(job_ids)
+        with self._lock:
+            letters = self._dead.get(queue, deque())
+            kept = self._no_letters()
+            if wanted is not None:
+                kept.extend(letter for letter in letters if letter.job_id not in wanted)
+            dropped = len(letters) - len(kept)
+            if dropped:
+                self._dead[queue] = kept
+            return dropped
+
+    def cancel(self, job_id: str) -> Cancellation:
+        """Take ``job_id`` out of its queue or the delayed jobs if it waits: dead, cancelled."""
+        with self._lock:
+            waits = self._statuses.state(job_id) in WAITING
+            queue = self._unqueue(job_id) if waits else None
+            if queue is None:
+                return Cancellation(job_id, cancelled=False, status=self._statuses.get(job_id))
+            tally = self._tally(queue)
+            tally.dead += 1
+            self._statuses.set(job_id, "dead", error=CANCELLED, attempted=False)
+            self._lock.notify_all()
+            return Cancellation(job_id, cancelled=True)
+
+    def _unqueue(self, job_id: str) -> str | None:
+        """Remove waiting ``job_id`` from its queue or the delayed jobs; its queue, or None."""
+        for queue, waiting in self._queues.items():
+            for item in waiting:
+                if item.job_id == job_id:
+                    waiting.remove(item)
+                    return queue
+        for index, (_, _, queue, item) in enumerate(self._delayed):
+            if item.job_id == job_id:
+                self._delayed[index] = self._delayed[-1]
+                self._delayed.pop()
+                heapq.heapify(self._delayed)
+                self._tally(queue).delayed -= 1
+                return queue
+        return None
+
+    def queues(self) -> list[str]:
+        """The queues jobs were put on, sorted."""
+        with self._lock:
+            return sorted(self._known)
 
     def depth(self, queue: str) -> int:
         """Jobs waiting in ``queue``."""

@@ -20,6 +20,8 @@ from services.protocol import JobStatus
 MAX_FINISHED = 100_000
 """Finished ids remembered at most; beyond, the oldest are forgotten before their TTL."""
 FINISHED = frozenset({"done", "dead"})
+WAITING = frozenset({"queued", "scheduled", "failed"})
+"""Statuses of jobs the backend holds that are not running (``failed``: waiting for a retry)."""
 _ATTEMPTS = frozenset({"done", "failed", "dead"})
 """Statuses that end an attempt (each counts one)."""
 
@@ -51,6 +53,11 @@ class Statuses:
         """Whether the backend holds ``job_id`` (waiting, scheduled, in flight, retrying)."""
         return job_id in self._held
 
+    def state(self, job_id: str) -> str | None:
+        """The status of a held job (whatever the TTL); None when the job is not held."""
+        held = self._held.get(job_id)
+        return None if held is None else held[0]
+
     def get(self, job_id: str) -> JobStatus | None:
         """The status of ``job_id``; None if unknown, or with a TTL of 0 (no status kept)."""
         if self._ttl_s <= 0:
@@ -66,9 +73,18 @@ class Statuses:
         self._held.update((job_id, entry) for job_id in job_ids)
 
     def set(
-        self, job_id: str, status: str, *, error: str | None = None, result: bytes | None = None
+        self,
+        job_id: str,
+        status: str,
+        *,
+        error: str | None = None,
+        result: bytes | None = None,
+        attempted: bool = True,
     ) -> None:
-        """Record ``status``; attempts and the last error carry over from the previous one."""
+        """Record ``status``; attempts and the last error carry over from the previous one.
+
+        ``attempted=False``: the job did not run to reach it (cancelled), attempts stay.
+        """
         held = self._held.pop(job_id, None)
         if held is not None:
             _, attempts, old_error = held
@@ -76,7 +92,7 @@ class Statuses:
             old = self._finished_status(job_id)
             self._finished.pop(job_id, None)
             attempts, old_error = (0, None) if old is None else (old.attempts, old.error)
-        attempts += status in _ATTEMPTS
+        attempts += attempted and status in _ATTEMPTS
         if error is None and status != "done":
             error = old_error
         if status not in FINISHED:

@@ -20,6 +20,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -50,6 +52,9 @@ _PHRASES = {
     "wait_finished": "cannot wait for the job",
     "dead_letters": "cannot list the dead letters",
     "revive": "cannot requeue dead letters",
+    "delete_dead": "cannot delete dead letters",
+    "queues": "cannot list the queues",
+    "cancel": "cannot cancel the job",
 }
 
 
@@ -88,11 +93,37 @@ def make_client(url: str, *, timeout_s: float) -> redis.Redis:
     return redis.Redis(connection_pool=pool)
 
 
+def make_async_client(
+    url: str, *, timeout_s: float, max_connections: int = 64
+) -> redis.asyncio.Redis:
+    """``make_client`` for an event loop: bounded calls, no retries, and at most
+    ``max_connections`` connections (a caller beyond waits up to ``timeout_s`` for one).
+
+    Raises:
+        ConfigError: the URL carries a query option outside ``ALLOWED_QUERY``.
+    """
+    check_query(url)
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=timeout_s,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        socket_keepalive=True,
+        retry=AsyncRetry(NoBackoff(), 0),
+        protocol=2,
+    )
+    return redis.asyncio.Redis(connection_pool=pool)
+
+
 @contextmanager
 def guarded(what: str, where: str) -> Iterator[None]:
     """Run Redis calls for ``what``, translating failures; ``where`` is the redacted URL.
 
     ``what`` is the operation's short name (``"put"``); messages use ``phrase(what)``.
+
+    Errors of the asyncio client are the same classes; an ``await`` inside the block is
+    guarded like a blocking call.
     """
     try:
         yield

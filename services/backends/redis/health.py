@@ -62,19 +62,30 @@ class ServerWatch:
 
     def check(self, client: redis.Redis, where: str) -> list[str]:
         """Setup warnings about ``client``'s server (logged), then every alarm so far."""
-        info = client.info()
-        warnings = _config_warnings(client, info, where)
+        warnings = config_warnings(client.info(), _rdb_saves(client), where)
+        return self.report(warnings, _claim(client), where)
+
+    def report(self, warnings: list[str], epoch: bytes | None, where: str) -> list[str]:
+        """Log ``warnings`` not logged yet, observe the server's ``epoch``; warnings + alarms.
+
+        The IO-free half of ``check``, which the asyncio backend (``aio``) calls too.
+        """
         for text in warnings:
             if text not in self.logged:
                 log.warning("%s", text)
                 self.logged.add(text)
-        self.observe(_claim(client), where)
+        self.observe(epoch, where)
         return warnings + self.alarms
+
+
+def new_epoch() -> bytes:
+    """A random epoch for a database that has none yet."""
+    return secrets.token_hex(8).encode()
 
 
 def _claim(client: redis.Redis) -> bytes:
     """The marker's value, set to a new random epoch first if it is missing."""
-    fresh = secrets.token_hex(8).encode()
+    fresh = new_epoch()
     try:
         # SET NX GET (Redis 7): one step, so two processes claiming at once agree on the value.
         old = client.set(MARKER_KEY, fresh, nx=True, get=True)
@@ -85,7 +96,8 @@ def _claim(client: redis.Redis) -> bytes:
     return fresh if old is None else cast(bytes, old)
 
 
-def _config_warnings(client: redis.Redis, info: dict[str, object], where: str) -> list[str]:
+def config_warnings(info: dict[str, object], rdb_saves: bool, where: str) -> list[str]:
+    """What is unsafe in a server's setup, from its ``INFO`` and whether it takes snapshots."""
     warnings = []
     policy = info.get("maxmemory_policy")
     if policy is not None and policy != "noeviction":
@@ -93,7 +105,7 @@ def _config_warnings(client: redis.Redis, info: dict[str, object], where: str) -
             f"Redis at {where} has maxmemory-policy {policy}: it may evict queued jobs; "
             "set noeviction"
         )
-    if not info.get("aof_enabled") and not _rdb_saves(client):
+    if not info.get("aof_enabled") and not rdb_saves:
         warnings.append(
             f"Redis at {where} has no persistence (appendonly no, save ''): "
             "a restart loses every job"

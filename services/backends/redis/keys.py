@@ -9,8 +9,13 @@ key                    type    content
 ``cv:d:<queue>``       zset    delayed jobs: ``<seq>:<element>`` scored by due time (ms)
 ``cv:b:<queue>``       list    the queue's doorbell (at most one item) that idle consumers
                                BLPOP; rung by every push
-``cv:u:<bucket>``      hash    *waiting markers* of jobs queued or delayed (see below)
-``cv:n:<queue>``       hash    counters: ``inflight`` now, ``done`` and ``dead`` in total
+``cv:w:<bucket>``      hash    *waiting markers* of jobs queued or delayed (see below)
+``cv:n:<queue>``       hash    counters: ``inflight`` now, ``done`` and ``dead`` in total;
+                               ``xq``/``xd``: cancelled jobs still in ``cv:q``/``cv:d``
+``cv:x:<queue>``       hash    *tombstones*: id key -> ``q``/``d`` of cancelled jobs still in
+                               ``cv:q``/``cv:d``; FETCH drops those instead of delivering them
+``cv:queues``          hash    every queue a job was put on -> its index (0, 1, ...), the
+                               index a waiting marker records
 ``cv:i:<consumer>``    hash    the consumer's in-flight jobs: ``token -> <len>:<queue><element>``
 ``cv:p:<consumer>``    set     tokens it holds but is not running (prefetched), per heartbeat
 ``cv:h:<consumer>``    set     tokens taken from it by reclaim or lease recovery (1 day TTL):
@@ -38,8 +43,14 @@ else) are dead-lettered by the script that meets them, with the reason, never de
 job. A job's *fingerprint* is 8 bytes: the first 8 bytes of a hex id (random already), else of
 the SHA-1 of the id. Its first 3 hex digits pick one of 4,096 hashes ``cv:w:<3 hex digits>``;
 the field is fingerprint bytes 2-8 (byte 1 is implied by the bucket, so all 64 bits count) and
-the value ``MARK_QUEUED`` or ``MARK_SCHEDULED`` (delayed). PUT/NACK/RETRY/HAND_BACK/REQUEUE_DEAD
-and FETCH (a delayed job come due) set a marker with ``HSET``, FETCH deletes it with ``HDEL``.
+the value an integer that records the state and the queue (``marker_value``): ``2 * (index +
+1) + 1`` queued, ``+ 2`` scheduled (delayed), the index being the queue's in ``cv:queues``; so
+``cancel`` finds a waiting job's queue from its id alone. Up to 62 queues the value stays
+below 128, a 1-byte integer in a listpack like the bare state it replaced. The values 1 and 2
+(queued, scheduled, queue unknown) are what markers written before ``cv:queues`` existed hold.
+PUT/NACK/RETRY/HAND_BACK/REQUEUE_DEAD and FETCH (a delayed job come due) set a marker with
+``HSET``, FETCH and CANCEL delete it with ``HDEL``.
+
 Redis replicates a script's *effects*, so a marker change reaches the AOF and the replicas as
 that one ~40-byte command. Two different ids clash only if their 64-bit fingerprints agree:
 about n / 2^64 per put with n jobs waiting (5e-14 for a million); the second put is then
@@ -61,6 +72,12 @@ is for sorted sets): 4,096 buckets hold ~244 each at a million waiting jobs and 
 two million. Past that a bucket converts to a hashtable: still correct, but ~69 bytes a marker
 instead of ~12 (raise ``hash-max-listpack-entries``, e.g. to 2048 for eight million: a listpack
 lookup is a linear scan, a few microseconds at that size).
+
+**Cancelling** cannot take the job out of its list or sorted set (that would mean finding its
+element, a scan): CANCEL deletes the marker, records the terminal status (dead, "cancelled"),
+counts it dead and leaves a *tombstone* in ``cv:x:<queue>``, counted in ``xq``/``xd``, which
+``counts`` subtracts from the list's and the set's lengths. FETCH, meeting a tombstoned job
+(as it comes due, or at the head of the list), drops it and its tombstone.
 """
 
 from __future__ import annotations
@@ -118,10 +135,42 @@ def counts_key(queue: str) -> str:
     return f"{PREFIX}n:{queue}"
 
 
+def cancelled_key(queue: str) -> str:
+    """The tombstones of ``queue``: cancelled jobs still in its list or delayed set."""
+    return f"{PREFIX}x:{queue}"
+
+
 MARK_QUEUED = b"1"
 MARK_SCHEDULED = b"2"
-"""Values of a waiting marker: integers, which a listpack stores in 2 bytes (a letter takes 3)."""
-_MARK_STATES = {MARK_QUEUED: "queued", MARK_SCHEDULED: "scheduled"}
+"""Values of a waiting marker whose queue is unknown (written before ``cv:queues``); newer
+markers hold ``marker_value``: integers, which a listpack stores in 2 bytes (a letter takes 3)."""
+
+
+def marker_value(state: str, queue_index: int) -> bytes:
+    """The marker of a job ``"queued"`` or ``"scheduled"`` on the queue of that index."""
+    return str(2 * (queue_index + 1) + (1 if state == "queued" else 2)).encode()
+
+
+def marker_state(value: bytes | str | None) -> str | None:
+    """``"queued"``, ``"scheduled"`` or None: the state a marker's value (``HGET``) records."""
+    number = _marker_number(value)
+    if number is None:
+        return None
+    return "queued" if number % 2 else "scheduled"
+
+
+def marker_queue_index(value: bytes | str | None) -> int | None:
+    """The index in ``cv:queues`` of the queue a marker records; None when it records none."""
+    number = _marker_number(value)
+    return None if number is None or number < 3 else (number - 1) // 2 - 1
+
+
+def _marker_number(value: bytes | str | None) -> int | None:
+    try:
+        number = int(value) if value else 0
+    except ValueError:
+        return None
+    return number if number > 0 else None
 
 
 def marker_at(job_id: str) -> tuple[str, bytes]:
@@ -135,15 +184,11 @@ def _sha1(data: bytes) -> bytes:
     return hashlib.sha1(data, usedforsecurity=False).digest()
 
 
-def marker_state(value: bytes | None) -> str | None:
-    """``"queued"``, ``"scheduled"`` or None: the state a marker's value (``HGET``) records."""
-    return _MARK_STATES.get(value) if value else None
-
-
 RUNNING_KEY = f"{PREFIX}running"
 STATS_KEY = f"{PREFIX}stats"
 MARKER_KEY = f"{PREFIX}marker"
 LEASES_KEY = f"{PREFIX}leases"
+QUEUES_KEY = f"{PREFIX}queues"
 
 
 def id_key(job_id: str) -> bytes:

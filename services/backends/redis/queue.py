@@ -71,7 +71,7 @@ without removing it (every waiter sees it) and wakes when ``ACK``/``DEAD`` push 
       +ping +auth +hello +select +info +config|get +time
       +evalsha +script|load +blpop +blmove +llen +lindex +lrange +lpush +rpush +lpop
       +zadd +zrem +zrange +zrevrange +zrangebyscore +zcard +zscore +zremrangebyscore
-      +zremrangebyrank +hset +hsetnx +hget +hmget +hdel +hgetall +hkeys +hincrby +hexists
+      +zremrangebyrank +hset +hsetnx +hget +hmget +hdel +hgetall +hkeys +hincrby +hexists +hlen
       +sadd +scard +sismember +smembers +incr +incrby +get +set +del +exists +expire +pexpire
 
 (``config|get`` is optional: without it the RDB-snapshot check is skipped. On Redis 7.2 and
@@ -103,7 +103,9 @@ from services.backends.redis.lease import Heartbeat, Hold, Tokens
 from services.backends.redis.reads import BLOCK_CHUNK_S, Reader, call_many
 from services.errors import BackendUnavailableError, ConveyorError, QueueFullError
 from services.protocol import (
+    CANCELLED,
     Backend,
+    Cancellation,
     Completion,
     Connector,
     DeadLetter,
@@ -120,6 +122,10 @@ CAPS = {"PUT": 250, "FETCH": 100, "ACK": 50, "NACK": 100, "HAND_BACK": 100}
 """Most jobs one script call handles; a bigger batch is several calls in one pipeline."""
 
 
+SCRIPTS = ("PUT", "FETCH", "ACK", "RETRY", "NACK", "DEAD", "HAND_BACK", "CONFIRM", "CANCEL")
+"""The scripts a ``RedisQueue`` runs on its main client."""
+
+
 def open_url(url: str, settings: QueueSettings) -> Backend:
     """The backend factory's entry point: a queue on ``url`` with a generated consumer id."""
     return RedisQueue(url, settings)
@@ -133,6 +139,28 @@ def new_consumer_id() -> str:
 def chunked(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     """``items`` cut into runs of at most ``size``."""
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def ms(seconds: float) -> int:
+    """``seconds`` as whole milliseconds (never negative), as the scripts take durations."""
+    return max(round(seconds * 1000), 0)
+
+
+def cancel_args(job_id: str, settings: QueueSettings) -> tuple[Any, ...]:
+    """The CANCEL script's arguments after the prefix (see ``scripts.CANCEL``)."""
+    bucket, field = keys.marker_at(job_id)
+    return ms(settings.result_ttl_s), job_id, keys.id_key(job_id), bucket, field, CANCELLED
+
+
+def cancellation(job_id: str, outcome: int, found: JobStatus | None) -> Cancellation:
+    """What CANCEL's ``outcome`` means; ``found`` is the job's status, read when it said no.
+
+    Outcome -1 (a waiting job whose marker predates ``cv:queues``, so its queue is unknown)
+    is refused like a job that does not wait: its status says "queued" or "scheduled".
+    """
+    if outcome == 1:
+        return Cancellation(job_id, cancelled=True)
+    return Cancellation(job_id, cancelled=False, status=found)
 
 
 @dataclass(frozen=True, repr=False)
@@ -176,10 +204,7 @@ class RedisQueue:
         self._blocking = make_client(url, timeout_s=BLOCK_CHUNK_S + op_s)
         self._reads = Reader(self._client, self._blocking, self.where)
         self._beat_client = make_client(url, timeout_s=op_s)
-        self._scripts = {
-            name: self._client.register_script(getattr(lua, name))
-            for name in ("PUT", "FETCH", "ACK", "RETRY", "NACK", "DEAD", "HAND_BACK", "CONFIRM")
-        }
+        self._scripts = {name: self._client.register_script(getattr(lua, name)) for name in SCRIPTS}
         self._beat_scripts = {
             name: self._beat_client.register_script(getattr(lua, name))
             for name in ("HEARTBEAT", "HAND_BACK")
@@ -218,7 +243,7 @@ class RedisQueue:
         return call_many(self._client, self._scripts[name], what, self.where, calls)
 
     def _ms(self, seconds: float) -> int:
-        return max(round(seconds * 1000), 0)
+        return ms(seconds)
 
     def check_server(self) -> list[str]:
         """Warnings about the server (eviction policy, persistence), then this connection's
@@ -258,6 +283,17 @@ class RedisQueue:
 
     def revive(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
         return self._reads.revive(queue, job_ids)
+
+    def delete_dead(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
+        return self._reads.delete_dead(queue, job_ids)
+
+    def queues(self) -> list[str]:
+        return self._reads.queues()
+
+    def cancel(self, job_id: str) -> Cancellation:
+        """End ``job_id`` as dead ("cancelled") if it waits (one CANCEL script); else say why."""
+        outcome = int(self._run("CANCEL", "cancel", *cancel_args(job_id, self.settings)))
+        return cancellation(job_id, outcome, None if outcome == 1 else self.status(job_id))
 
     # -- producing ---------------------------------------------------------------------------
 

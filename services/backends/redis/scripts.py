@@ -89,8 +89,27 @@ local function id_text(e)
   return string.format(HEX16, string.byte(e, 3, 18))
 end
 -- Waiting markers (see keys.py): hash cv:w:<first 3 hex digits of the fingerprint>, field
--- fingerprint bytes 2-8, value QUEUED or SCHEDULED. One HSET/HDEL each: that is what replicates.
-local QUEUED, SCHEDULED = '1', '2'
+-- fingerprint bytes 2-8, value 2 * (queue index + 1) + QUEUED or SCHEDULED. One HSET/HDEL each:
+-- that is what replicates.
+local QUEUED, SCHEDULED = 1, 2
+-- The queue's index in cv:queues, registered on first use (once per queue and call).
+local QI = {}
+local function qindex(q)
+  local i = QI[q]
+  if i then return i end
+  local k = P .. 'queues'
+  i = redis.call('HGET', k, q)
+  if not i then
+    i = redis.call('HLEN', k)
+    redis.call('HSET', k, q, i)
+  end
+  i = tonumber(i)
+  QI[q] = i
+  return i
+end
+local function mark_value(state, q)
+  return 2 * (qindex(q) + 1) + state
+end
 local function mark_at(e)
   if string.byte(e, 2) == 0 then
     local a, b = string.byte(e, 3, 4)
@@ -101,9 +120,9 @@ local function mark_at(e)
     function(x) return string.char(tonumber(x, 16)) end)
   return P .. 'w:' .. string.sub(h, 1, 3), f
 end
-local function mark(e, state)
+local function mark(e, state, q)
   local k, f = mark_at(e)
-  redis.call('HSET', k, f, state)
+  redis.call('HSET', k, f, mark_value(state, q))
 end
 local function unmark(e)
   local k, f = mark_at(e)
@@ -216,7 +235,8 @@ for i = 6, #ARGV do
   local why = bad(ARGV[i])
   if why then return redis.error_reply('PUT element ' .. (i - 5) .. ': ' .. why) end
 end
-local state = delay > 0 and SCHEDULED or QUEUED
+local state = mark_value(delay > 0 and SCHEDULED or QUEUED, q)
+local xk = P .. 'x:' .. q
 if fresh and delay <= 0 and max_depth > 0
     and redis.call('LLEN', P .. 'q:' .. q) + #ARGV - 5 > max_depth then
   fresh = false
@@ -236,7 +256,8 @@ for i = 6, #ARGV do
     local id = id_text(e)
     if seen[k .. f] or redis.call('HEXISTS', k, f) == 1
         or redis.call('HEXISTS', P .. 'running', id_key(e)) == 1
-        or redis.call('EXISTS', P .. 'j:' .. id, P .. 'f:' .. id) > 0 then
+        or redis.call('EXISTS', P .. 'j:' .. id, P .. 'f:' .. id) > 0
+        or redis.call('HEXISTS', xk, id_key(e)) == 1 then
       flags[#flags + 1] = '0'
     else
       flags[#flags + 1] = '1'
@@ -276,17 +297,24 @@ LIM.dl_max, LIM.dl_age = tonumber(ARGV[5]), tonumber(ARGV[6])
 local now, next_due, got, out = now_ms(), -1, 0, {}
 for qi = 7, #ARGV do
   local q = ARGV[qi]
-  local qk, dk = P .. 'q:' .. q, P .. 'd:' .. q
+  local qk, dk, xk = P .. 'q:' .. q, P .. 'd:' .. q, P .. 'x:' .. q
+  -- Cancelled jobs still here are dropped as they are met (see keys.py, "Cancelling").
+  local tombs = redis.call('EXISTS', xk) == 1
   local due = redis.call('ZRANGEBYSCORE', dk, '-inf', now, 'LIMIT', 0, 100)
   if #due > 0 then
     local els = {}
-    for i, m in ipairs(due) do
+    for _, m in ipairs(due) do
       local at = string.find(m, ':', 1, true)
       local e = at and string.sub(m, at + 1) or m
-      els[i] = e
-      if not bad(e) then mark(e, QUEUED) end
+      local ok = not bad(e)
+      if ok and tombs and redis.call('HDEL', xk, id_key(e)) == 1 then
+        count(q, 'xd', -1)
+      else
+        els[#els + 1] = e
+        if ok then mark(e, QUEUED, q) end
+      end
     end
-    redis.call('RPUSH', qk, unpack(els))
+    if #els > 0 then redis.call('RPUSH', qk, unpack(els)) end
     redis.call('ZREM', dk, unpack(due))
   end
   local first = redis.call('ZRANGE', dk, 0, 0, 'WITHSCORES')
@@ -301,6 +329,8 @@ for qi = 7, #ARGV do
       local why = bad(e)
       if why then
         bury(q, e, why, now)
+      elseif tombs and redis.call('HDEL', xk, id_key(e)) == 1 then
+        count(q, 'xq', -1)
       else
         n = n + 1
         held[2 * n - 1], held[2 * n] = seq + i, tag .. e
@@ -369,10 +399,10 @@ if st == 'bad' then counts_save() return 1 end
 if delay > 0 then
   local seq = redis.call('INCR', P .. 'seq')
   redis.call('ZADD', P .. 'd:' .. q, now_ms() + delay, seq .. ':' .. e)
-  mark(e, SCHEDULED)
+  mark(e, SCHEDULED, q)
 else
   redis.call('RPUSH', P .. 'q:' .. q, e)
-  mark(e, QUEUED)
+  mark(e, QUEUED, q)
 end
 ring(q)
 counts_save()
@@ -396,7 +426,7 @@ for i = 5, #ARGV, 2 do
   local st, q, e = take(ARGV[i], ARGV[i + 1])
   if st == 'ok' then
     redis.call('LPUSH', P .. 'q:' .. q, e)
-    mark(e, QUEUED)
+    mark(e, QUEUED, q)
     ring(q)
     n = n + 1
   end
@@ -472,7 +502,7 @@ for j = 1, n do
     if (suspects and not suspects[key]) or (prefetched and prefetched[tok]) then
       -- Merely prefetched, never started: back uncounted.
       redis.call('LPUSH', P .. 'q:' .. q, e)
-      mark(e, QUEUED)
+      mark(e, QUEUED, q)
       ring(q)
     elseif deaths >= max_rd then
       local why2 = reason .. ', ' .. deaths .. ' times'
@@ -482,7 +512,7 @@ for j = 1, n do
     else
       local back = string.char(math.min(deaths, 255)) .. string.sub(e, 2)
       redis.call('LPUSH', P .. 'q:' .. q, back)
-      mark(back, QUEUED)
+      mark(back, QUEUED, q)
       ring(q)
     end
   end
@@ -557,11 +587,44 @@ for i = 3, #ARGV do
     -- A requeued job is a fresh attempt: its crash count starts again.
     local fresh = '\0' .. string.sub(e, 2)
     redis.call('RPUSH', P .. 'q:' .. q, fresh)
-    mark(fresh, QUEUED)
+    mark(fresh, QUEUED, q)
     n = n + 1
   end
 end
 if n > 0 then ring(q) end
 return n
+"""
+)
+
+# ARGV: prefix, ttl_ms, job id, id key, marker bucket, marker field, reason
+# -> 1 (cancelled) | 0 (not waiting: no marker) | -1 (waiting, but its marker names no queue)
+# A waiting job's marker names its queue (keys.py): the job cannot be taken out of the list or
+# the delayed set without a scan, so it is tombstoned there, and counted dead now.
+CANCEL = (
+    _COMMON
+    + r"""
+LIM.ttl = tonumber(ARGV[2])
+local id, key, bucket, field, reason = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local v = tonumber(redis.call('HGET', bucket, field))
+if not v then return 0 end
+local qi, q = math.floor((v - 1) / 2) - 1, nil
+if qi >= 0 then
+  local all = redis.call('HGETALL', P .. 'queues')
+  for i = 1, #all, 2 do
+    if tonumber(all[i + 1]) == qi then q = all[i] end
+  end
+end
+if not q then return -1 end
+local where = (v % 2 == 1) and 'q' or 'd'
+redis.call('HDEL', bucket, field)
+redis.call('HSET', P .. 'x:' .. q, key, where)
+count(q, 'x' .. where, 1)
+count(q, 'dead', 1)
+counts_save()
+local fk = P .. 'f:' .. id
+local att = attempts_of(redis.call('GET', fk))
+redis.call('DEL', fk)
+if LIM.ttl > 0 then finish(id, 'dead', att, reason, '0') end
+return 1
 """
 )

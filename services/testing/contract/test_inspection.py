@@ -1,10 +1,11 @@
 """Cheap reads and administration (``QueueInspector``, ``QueueAdmin``): ``counts`` and
-``depth`` follow jobs through every state, dead letters are listed and revived."""
+``depth`` follow jobs through every state, queues are listed, dead letters are listed, revived
+and deleted, and a waiting job is cancelled into one terminal state."""
 
 from __future__ import annotations
 
-from services.protocol import QueueCounts
-from services.testing.contract.helpers import completion, job
+from services.protocol import CANCELLED, Cancellation, JobStatus, QueueCounts
+from services.testing.contract.helpers import completion, job, run_all
 from services.testing.contract.subject import BackendUnderTest
 
 
@@ -62,3 +63,123 @@ def test_dead_letters_are_listed_and_revived(backend: BackendUnderTest) -> None:
     assert backend.root.dead_letters("default") == []
     [again] = consumer.get(["default"], timeout_s=1)
     assert again.job_id == job_id
+
+
+def test_queues_are_the_ones_jobs_were_put_on(backend: BackendUnderTest) -> None:
+    # Given jobs put on two queues, one of them delayed
+    backend.root.put("beta", *job(1))
+    backend.root.put("alpha", *job(2), delay_s=60)
+    # Then both are listed, sorted, and a queue only read from is not
+    backend.root.counts("never-put")
+    assert backend.root.queues() == ["alpha", "beta"]
+
+
+def test_delete_dead_drops_the_letters_asked_for(backend: BackendUnderTest) -> None:
+    # Given three dead letters
+    ids = _dead_letters(backend, 3)
+    dead_before = backend.root.counts("default").dead
+    # When one is deleted by id, and an id that is not there is asked for too
+    assert backend.root.delete_dead("default", [ids[0], "not-a-letter"]) == 1
+    # Then the others stay; deleting all takes them; the dead total does not change
+    assert sorted(letter.job_id for letter in backend.root.dead_letters("default")) == sorted(
+        ids[1:]
+    )
+    assert backend.root.delete_dead("default") == 2
+    assert backend.root.dead_letters("default") == []
+    assert backend.root.counts("default").dead == dead_before
+    assert backend.root.delete_dead("default", []) == 0
+
+
+def _dead_letters(backend: BackendUnderTest, n: int) -> list[str]:
+    items = [job(i) for i in range(n)]
+    backend.root.put_many("default", items)
+    consumer = backend.consumer("undertaker")
+    for delivery in consumer.get(["default"], max_count=n, timeout_s=1):
+        assert consumer.dead_letter(delivery, "broken")
+    return [job_id for job_id, _ in items]
+
+
+def test_cancel_ends_a_queued_job_dead_and_it_is_never_delivered(
+    backend: BackendUnderTest,
+) -> None:
+    # Given three queued jobs
+    items = [job(n) for n in range(3)]
+    backend.root.put_many("default", items)
+    middle = items[1][0]
+    # When the middle one is cancelled
+    outcome = backend.root.cancel(middle)
+    # Then it is dead, "cancelled", not attempted, counted once and no longer waiting
+    assert outcome == Cancellation(middle, cancelled=True)
+    assert backend.root.status(middle) == JobStatus(middle, "dead", 0, CANCELLED)
+    assert backend.root.counts("default") == QueueCounts(waiting=2, dead=1)
+    assert backend.root.depth("default") == 2
+    # And it is not a dead letter, and a consumer gets only the other two
+    assert backend.root.dead_letters("default") == []
+    assert run_all(backend.consumer("c1")) == [items[0][0], items[2][0]]
+    assert backend.root.counts("default") == QueueCounts(done=2, dead=1)
+
+
+def test_cancel_ends_a_delayed_job(backend: BackendUnderTest) -> None:
+    # Given a job delayed by 0.3 s
+    job_id, body = job()
+    backend.root.put("default", job_id, body, delay_s=0.3)
+    # When it is cancelled before it is due
+    assert backend.root.cancel(job_id).cancelled
+    assert backend.root.counts("default") == QueueCounts(dead=1)
+    # Then it never comes, not even once it is due
+    consumer = backend.consumer("c1")
+    assert consumer.get(["default"], timeout_s=0.6) == []
+    assert backend.root.counts("default") == QueueCounts(dead=1)
+    assert backend.root.status(job_id) == JobStatus(job_id, "dead", 0, CANCELLED)
+
+
+def test_cancel_ends_a_job_waiting_for_its_retry_with_its_attempts(
+    backend: BackendUnderTest,
+) -> None:
+    # Given a job that failed once and waits a minute for its retry
+    job_id, body = job()
+    backend.root.put("default", job_id, body)
+    consumer = backend.consumer("c1")
+    [delivery] = consumer.get(["default"], timeout_s=1)
+    assert consumer.retry(delivery, body, delay_s=60, error="boom")
+    # When it is cancelled / Then it is dead with the attempt it made
+    assert backend.root.cancel(job_id).cancelled
+    assert backend.root.status(job_id) == JobStatus(job_id, "dead", 1, CANCELLED)
+    assert backend.root.counts("default") == QueueCounts(dead=1)
+
+
+def test_cancel_leaves_running_finished_and_unknown_jobs_alone(
+    backend: BackendUnderTest,
+) -> None:
+    # Given a running job and a finished one
+    running, finished = job(1), job(2)
+    backend.root.put_many("default", [finished, running])
+    consumer = backend.consumer("c1")
+    first, second = consumer.get(["default"], max_count=2, timeout_s=1)
+    consumer.ack([completion(first, b"7")])
+    # When each is cancelled, and an id never put
+    for job_id, status in ((running[0], "running"), (finished[0], "done")):
+        outcome = backend.root.cancel(job_id)
+        # Then nothing changes, and the answer says why
+        assert not outcome.cancelled
+        assert outcome.status is not None
+        assert outcome.status.status == status
+    assert backend.root.cancel("never-put") == Cancellation("never-put", cancelled=False)
+    assert backend.root.counts("default") == QueueCounts(in_flight=1, done=1)
+    # And the running job still settles normally
+    assert consumer.ack([completion(second)]) == 0
+    assert backend.root.status(running[0]) == JobStatus(running[0], "done", 1)
+
+
+def test_a_cancelled_job_counts_dead_once_even_if_cancelled_again(
+    backend: BackendUnderTest,
+) -> None:
+    job_id, body = job()
+    backend.root.put("default", job_id, body)
+    assert backend.root.cancel(job_id).cancelled
+    again = backend.root.cancel(job_id)
+    assert not again.cancelled
+    assert again.status == JobStatus(job_id, "dead", 0, CANCELLED)
+    assert backend.root.counts("default") == QueueCounts(dead=1)
+    # And its id stays taken within the result TTL, like any finished job's
+    assert not backend.root.put("default", job_id, body)

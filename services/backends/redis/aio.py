@@ -1,0 +1,280 @@
+"""The Redis backend for an asyncio event loop (``redis.asyncio``): what ``conveyor serve`` uses.
+
+Same keys (``keys``), same Lua (``scripts``: PUT, CANCEL, REQUEUE_DEAD), same reads
+(``reads``: the pipelines are queued and their replies read by the very functions the
+blocking ``Reader`` uses), same error mapping (``connection.guarded``), same server checks
+(``health.ServerWatch``); only the client is asyncio's, so no call blocks the loop::
+
+    AsyncRedisQueue --put_many--> PutCoalescer (batching) --one pipeline per loop turn--> PUT
+        |--status, counts_many, queues, dead_letters--> pipelines of reads.add_* / *_from
+        |--cancel--> CANCEL, revive--> REQUEUE_DEAD, delete_dead--> ZREM
+        \\--check_server--> INFO, CONFIG GET save, the epoch (ServerWatch.report)
+
+It implements the asyncio roles of ``services.protocol.aio``. Puts behave as ``RedisQueue``'s:
+put-if-absent, a lost reply retried with full checks until ``put_timeout_s``, a full bounded
+queue waited on until then. Puts of concurrent callers on an unbounded queue are merged into
+one PUT call (an id repeated across them is stored once, for the first caller); on a bounded
+queue each caller's put stays one all-or-nothing call, pipelined with the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any, cast
+
+import redis
+import redis.asyncio
+
+from services.backends import redact_url
+from services.backends.redis import keys, reads
+from services.backends.redis import scripts as lua
+from services.backends.redis.batching import PutCoalescer, PutRequest
+from services.backends.redis.connection import guarded, make_async_client
+from services.backends.redis.health import ServerWatch, config_warnings, new_epoch
+from services.backends.redis.queue import CAPS, cancel_args, cancellation, chunked, ms
+from services.errors import BackendUnavailableError, QueueFullError
+from services.protocol import (
+    AsyncBackend,
+    Cancellation,
+    DeadLetter,
+    JobStatus,
+    QueueCounts,
+)
+from services.settings import QueueSettings
+
+Call = tuple[Any, ...]
+"""The arguments of one script call after the key prefix."""
+
+
+def open_async_url(url: str, settings: QueueSettings) -> AsyncBackend:
+    """The factory's entry point (``open_async_queue``): a queue on ``url``; connects lazily."""
+    return AsyncRedisQueue(url, settings)
+
+
+class AsyncRedisQueue:
+    """The asyncio roles on one Redis database; see the module docstring."""
+
+    def __init__(self, url: str, settings: QueueSettings) -> None:
+        self.url = url
+        self.settings = settings
+        self.where = redact_url(url)
+        self._client = make_async_client(url, timeout_s=settings.op_timeout_s)
+        self._scripts = {
+            name: self._client.register_script(getattr(lua, name))
+            for name in ("PUT", "CANCEL", "REQUEUE_DEAD")
+        }
+        self._watch = ServerWatch()
+        self._coalescer = PutCoalescer(self._send_puts)
+
+    def __repr__(self) -> str:
+        return f"AsyncRedisQueue({self.where!r})"
+
+    # -- scripts -----------------------------------------------------------------------------
+
+    async def _run(self, name: str, what: str, *args: Any) -> Any:
+        script = self._scripts[name]
+        with guarded(what, self.where):
+            try:
+                return await cast(Any, self._client.evalsha(script.sha, 0, keys.PREFIX, *args))
+            except redis.exceptions.NoScriptError:  # Redis restarted, or SCRIPT FLUSH
+                return await script(args=[keys.PREFIX, *args])
+
+    async def _run_many(self, name: str, what: str, calls: Sequence[Call]) -> list[Any]:
+        """Several calls of one script, pipelined (``reads.call_many`` for the loop)."""
+        if len(calls) == 1:
+            return [await self._run(name, what, *calls[0])]
+        sha = self._scripts[name].sha
+        with guarded(what, self.where):
+            pipe = self._client.pipeline(transaction=False)
+            for args in calls:
+                pipe.evalsha(sha, 0, keys.PREFIX, *args)
+            replies = await pipe.execute(raise_on_error=False)
+        out = []
+        for args, reply in zip(calls, replies, strict=True):
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                out.append(await self._run(name, what, *args))  # only this one did not run
+                continue
+            if isinstance(reply, Exception):
+                with guarded(what, self.where):
+                    raise reply
+            out.append(reply)
+        return out
+
+    # -- putting -----------------------------------------------------------------------------
+
+    async def put_many(
+        self,
+        queue: str,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        delay_s: float = 0.0,
+        new_ids: bool = False,
+    ) -> list[bool]:
+        """Store the ``items`` whose ids are absent, with the puts of this loop turn."""
+        if not items:
+            return []
+        max_depth = self.settings.max_depth
+        if max_depth and len(items) > max_depth and delay_s <= 0:
+            raise QueueFullError(f"{len(items)} jobs can never fit {queue!r} ({max_depth})")
+        elements = [keys.pack_element(job_id, body) for job_id, body in items]
+        return await self._coalescer.put(PutRequest(queue, elements, ms(delay_s), new_ids))
+
+    async def _send_puts(self, requests: Sequence[PutRequest]) -> list[list[bool]]:
+        """Store a batch: merged by queue, delay and id freshness unless the queue is bounded
+        (then each request stays one all-or-nothing call); one flag list per request."""
+        max_depth = self.settings.max_depth or 0
+        groups: dict[tuple[str, int, bool, int], list[int]] = defaultdict(list)
+        for index, request in enumerate(requests):
+            alone = index if max_depth else -1
+            groups[(request.queue, request.delay_ms, request.new_ids, alone)].append(index)
+        calls: list[Call] = []
+        owners: list[list[int]] = []  # per call: the request of each of its elements
+        for (queue, delay_ms, new_ids, _), members in groups.items():
+            head = (queue, max_depth, delay_ms, "1" if new_ids else "0")
+            flat = [(i, e) for i in members for e in requests[i].elements]
+            for chunk in chunked(flat, len(flat) if max_depth else CAPS["PUT"]):
+                calls.append((*head, *(element for _, element in chunk)))
+                owners.append([i for i, _ in chunk])
+        results: list[list[bool]] = [[] for _ in requests]
+        for owner, reply in zip(owners, await self._put_calls(calls), strict=True):
+            for index, flag in zip(owner, reply, strict=True):
+                results[index].append(flag == ord("1"))
+        return results
+
+    async def _put_calls(self, calls: list[Call]) -> list[bytes]:
+        """PUT calls until each is answered: a lost reply is sent again with full checks, a
+        full queue waited on, both until ``put_timeout_s`` (as ``RedisQueue.put_many``)."""
+        deadline = time.monotonic() + self.settings.put_timeout_s
+        replies: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        pause = 0.005
+        while True:
+            try:
+                got = await self._run_many("PUT", "put", [calls[i] for i in todo])
+            except BackendUnavailableError as exc:
+                if time.monotonic() >= deadline:
+                    raise BackendUnavailableError(
+                        f"{exc} (retried for {self.settings.put_timeout_s}s): the put was not "
+                        "confirmed, the jobs may or may not be stored; putting the same ids "
+                        "again is safe, nothing is stored twice"
+                    ) from exc
+                # The lost attempt may have stored the jobs, and a worker finished them since.
+                calls = [(*call[:3], "0", *call[4:]) for call in calls]
+            else:
+                for index, reply in zip(todo, got, strict=True):
+                    replies[index] = reply
+                todo = [index for index in todo if isinstance(replies[index], int)]
+                if not todo:
+                    return cast(list[bytes], replies)
+                if time.monotonic() >= deadline:
+                    raise QueueFullError(
+                        f"queue {calls[todo[0]][0]!r} stayed at its limit of "
+                        f"{self.settings.max_depth} for {self.settings.put_timeout_s}s; "
+                        "nothing was enqueued"
+                    )
+            await asyncio.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
+            pause = min(pause * 2, 0.2)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def status(self, job_id: str) -> JobStatus | None:
+        with guarded("status", self.where):
+            pipe = self._client.pipeline(transaction=False)
+            reads.add_status(pipe, job_id)
+            return reads.status_from(job_id, await pipe.execute())
+
+    async def counts_many(self, queues: Sequence[str]) -> list[QueueCounts]:
+        if not queues:
+            return []
+        with guarded("counts", self.where):
+            pipe = self._client.pipeline(transaction=False)
+            for queue in queues:
+                reads.add_counts(pipe, queue)
+            replies = await pipe.execute()
+        return [reads.counts_from(replies[i : i + 3]) for i in range(0, len(replies), 3)]
+
+    async def queues(self) -> list[str]:
+        with guarded("queues", self.where):
+            names = await cast(Any, self._client.hkeys(keys.QUEUES_KEY))
+        return sorted(name.decode() for name in names)
+
+    async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
+        if limit < 1:
+            return []
+        with guarded("dead_letters", self.where):
+            read = reads.newest_letters(queue, limit)
+            rows = await self._client.execute_command(*read)  # type: ignore[no-untyped-call]
+        return reads.letters_from(queue, rows)
+
+    # -- administration ----------------------------------------------------------------------
+
+    async def revive(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
+        members = await self._dead_members("revive", queue, job_ids)
+        calls = [(queue, *chunk) for chunk in reads.capped(members)]
+        if not calls:
+            return 0
+        return sum(int(n) for n in await self._run_many("REQUEUE_DEAD", "revive", calls))
+
+    async def delete_dead(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
+        members = await self._dead_members("delete_dead", queue, job_ids)
+        if not members:
+            return 0
+        with guarded("delete_dead", self.where):
+            pipe = self._client.pipeline(transaction=False)
+            for chunk in reads.capped(members):
+                pipe.zrem(keys.dead_key(queue), *chunk)
+            return sum(int(n) for n in await pipe.execute())
+
+    async def _dead_members(
+        self, what: str, queue: str, job_ids: Sequence[str] | None
+    ) -> list[bytes]:
+        if job_ids is not None and not job_ids:
+            return []
+        with guarded(what, self.where):
+            every = await cast(Any, self._client.zrange(keys.dead_key(queue), 0, -1))
+        return reads.chosen_members(every, job_ids)
+
+    async def cancel(self, job_id: str) -> Cancellation:
+        outcome = int(await self._run("CANCEL", "cancel", *cancel_args(job_id, self.settings)))
+        found = None if outcome == 1 else await self.status(job_id)
+        return cancellation(job_id, outcome, found)
+
+    # -- health ------------------------------------------------------------------------------
+
+    async def check_server(self) -> list[str]:
+        """Setup warnings (logged once) and alarms; the first call takes the epoch baseline."""
+        with guarded("check_server", self.where):
+            info = await self._client.info()
+            saves = await self._rdb_saves()
+            epoch = await self._claim()
+        return self._watch.report(config_warnings(info, saves, self.where), epoch, self.where)
+
+    def alarms(self) -> list[str]:
+        return list(self._watch.alarms)
+
+    async def _rdb_saves(self) -> bool:
+        try:
+            found = await self._client.config_get("save")
+        except redis.ResponseError:
+            return True  # CONFIG GET denied (ACL): assume the operator set snapshots up
+        return bool(str(found.get("save", "")).strip())
+
+    async def _claim(self) -> bytes:
+        """The epoch marker's value, created first when missing (``health._claim``)."""
+        fresh = new_epoch()
+        try:
+            old = await self._client.set(keys.MARKER_KEY, fresh, nx=True, get=True)
+        except redis.ResponseError:  # Redis 6.2 refuses NX with GET: two steps, same outcome
+            await self._client.set(keys.MARKER_KEY, fresh, nx=True)
+            old = await self._client.get(keys.MARKER_KEY)
+            return cast(bytes, old) if old is not None else fresh
+        return fresh if old is None else cast(bytes, old)
+
+    async def aclose(self) -> None:
+        """Let batches on their way finish, then drop the connections."""
+        await self._coalescer.drain()
+        await self._client.aclose()
+        await self._client.connection_pool.disconnect()

@@ -1,0 +1,85 @@
+"""``PutCoalescer``: puts made by concurrent tasks of one event loop go to Redis together.
+
+An HTTP service has many requests in flight on one event loop, each wanting one small put. Sent
+one by one, each costs a round trip and, in the client and in Redis, a command of its own.
+Here a put waits for the end of the current turn of the event loop (``call_soon``), and every
+put made during that turn is sent in one batch: the backend merges puts on the same queue into
+one PUT call and pipelines the rest, so a burst of requests costs one round trip. The first
+caller waits no longer than it takes the loop to finish what it was already doing::
+
+    request 1 --put--+
+    request 2 --put--+--> (end of the loop's turn) --> send([put 1, put 2, put 3]) --> Redis
+    request 3 --put--+                                   |
+          <-- flags of its own items, or the error ------+
+
+A failed batch fails every put in it with the same error (``BackendUnavailableError``: not
+confirmed; putting the same ids again is safe). A caller that goes away (its task cancelled)
+leaves the batch as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PutRequest:
+    """One caller's put: packed elements for one queue, due after ``delay_ms``."""
+
+    queue: str
+    elements: Sequence[bytes]
+    delay_ms: int
+    new_ids: bool
+
+
+Send = Callable[[Sequence[PutRequest]], Awaitable[list[list[bool]]]]
+"""Stores a batch of puts; one list of flags per request, in order."""
+
+
+class PutCoalescer:
+    """Gathers the puts of one event-loop turn and hands them to ``send`` as one batch."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._pending: list[tuple[PutRequest, asyncio.Future[list[bool]]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
+        """Batches on their way (kept referenced, so the loop cannot drop them)."""
+
+    async def put(self, request: PutRequest) -> list[bool]:
+        """Store ``request`` with the others of this turn; its flags (False: id present)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[bool]] = loop.create_future()
+        self._pending.append((request, done))
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush)
+        return await done
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.ensure_future(self._deliver(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _deliver(self, batch: list[tuple[PutRequest, asyncio.Future[list[bool]]]]) -> None:
+        try:
+            results = await self._send([request for request, _ in batch])
+        except asyncio.CancelledError:  # the loop is closing: so are its callers
+            for _, done in batch:
+                done.cancel()
+            raise
+        except Exception as exc:
+            for _, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        for (_, done), flags in zip(batch, results, strict=True):
+            if not done.done():
+                done.set_result(flags)
+
+    async def drain(self) -> None:
+        """Wait for the batches on their way (before the connection closes)."""
+        while self._pending or self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+            await asyncio.sleep(0)
