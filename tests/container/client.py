@@ -1,6 +1,6 @@
 """How the stack test puts jobs in and reads their status: the one place that knows.
 
-Over HTTP when the checkout has ``conveyor serve`` (``POST /v1/queues/{queue}/jobs`` with
+Over HTTP when the image has ``conveyor serve`` (``POST /v1/queues/{queue}/jobs`` with
 ``{"job", "args", "job_id"}`` -> 202 ``{"job_id"}``; ``GET /v1/jobs/{id}`` -> ``{"status"}``,
 404 for an id the service does not know), from the host to the producer's published port.
 Until then, through the documented Python API (``Producer(open_queue(url))``) run inside a
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tests.container.engine import wait_until
-from tests.container.features import serve_exists
+from tests.container.features import Features
 from tests.container.stack import ComposeStack
 
 QUEUE = "default"
@@ -133,8 +133,8 @@ def wait_settled(
     return seen
 
 
-def job_client(stack: ComposeStack, *, http_port: int) -> JobClient:
-    """HTTP once the checkout serves it, else the Python API inside the stack."""
-    if serve_exists():
+def job_client(stack: ComposeStack, features: Features, *, http_port: int) -> JobClient:
+    """HTTP once the image serves it, else the Python API inside the stack."""
+    if features.serve:
         return HttpJobClient(f"http://127.0.0.1:{http_port}")
     return ExecJobClient(stack)

@@ -14,7 +14,7 @@ import pytest
 
 from tests.container.cache import cached_engine
 from tests.container.engine import DockerEngine
-from tests.container.features import compose_files
+from tests.container.features import Features
 from tests.container.images import StackImages, stack_images
 from tests.container.stack import ComposeStack, MakeStack
 from tests.redis_fixtures import free_port
@@ -49,6 +49,11 @@ def images(engine: DockerEngine) -> StackImages:
     return stack_images(engine)
 
 
+@pytest.fixture(scope="session")
+def features(engine: DockerEngine, images: StackImages) -> Features:
+    return Features.of_image(engine, images.conveyor)
+
+
 @pytest.fixture
 def http_port() -> int:
     return free_port()
@@ -56,7 +61,11 @@ def http_port() -> int:
 
 @pytest.fixture
 def make_stack(
-    engine: DockerEngine, images: StackImages, http_port: int, tmp_path: Path
+    engine: DockerEngine,
+    images: StackImages,
+    features: Features,
+    http_port: int,
+    tmp_path: Path,
 ) -> Iterator[MakeStack]:
     made: list[ComposeStack] = []
 
@@ -64,7 +73,7 @@ def make_stack(
         stack = ComposeStack(
             engine,
             project=f"conveyortest{uuid.uuid4().hex[:8]}",
-            files=[*compose_files(tmp_path), *extra_files],
+            files=[*features.compose_files(tmp_path), *extra_files],
             variables={
                 "REDIS_IMAGE": images.redis,
                 "CONVEYOR_IMAGE": images.conveyor,

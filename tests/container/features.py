@@ -1,61 +1,56 @@
-"""What the code under test can do today, asked of the checkout's own ``conveyor`` (the image
-is built from the same tree): ``conveyor serve`` and ``conveyor worker --metrics-port`` are
-being written while this test already runs.
+"""What the code under test can do today, asked of the Conveyor image the test built:
+``conveyor serve`` and ``conveyor worker --metrics-port`` are being written while this test
+already runs (and the checkout may change under a running test; the image does not).
 
 Until ``serve`` exists the stack starts without its ``producer`` service and jobs go in through
 the Python API inside a consumer container (``tests.container.client``); until
-``--metrics-port`` exists an override file drops that flag from the consumer's command. Both
-fallbacks switch themselves off once the feature is there; then this module can go.
+``--metrics-port`` exists an override file drops the metrics flags (and the healthcheck that
+scrapes the port) from the consumer. Both fallbacks switch themselves off once the feature is in
+the image; then this module can go.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from tests.container.engine import DockerEngine
 from tests.helpers_process import ROOT
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 
-
-def _conveyor_help(*command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "consumer", *command, "--help"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
+_PROBE = "conveyor serve --help >/dev/null 2>&1 && echo SERVE-EXISTS; conveyor worker --help"
 
 
-def serve_exists() -> bool:
-    """``conveyor serve`` is a command of this checkout."""
-    return _conveyor_help("serve").returncode == 0
+@dataclass(frozen=True)
+class Features:
+    """Which of the stack's commands the image knows."""
 
+    serve: bool
+    metrics_port: bool
 
-def worker_has_metrics_port() -> bool:
-    """``conveyor worker`` takes ``--metrics-port``."""
-    return "--metrics-port" in _conveyor_help("worker").stdout
+    @classmethod
+    def of_image(cls, engine: DockerEngine, image: str) -> Features:
+        """Ask ``image`` itself, in one throwaway container."""
+        out = engine.docker("run", "--rm", image, "sh", "-c", _PROBE).stdout
+        return cls(serve="SERVE-EXISTS" in out, metrics_port="--metrics-port" in out)
 
+    def services(self) -> list[str]:
+        """The compose services the test brings up (the demo profile is run on its own)."""
+        return ["redis", "consumer", *(["producer"] if self.serve else [])]
 
-def services_to_start() -> list[str]:
-    """The compose services the test brings up (the demo profile is run on its own)."""
-    return ["redis", "consumer", *(["producer"] if serve_exists() else [])]
-
-
-def compose_files(scratch: Path) -> list[Path]:
-    """``docker-compose.yml``, plus an override written to ``scratch`` while the worker does
-    not take ``--metrics-port`` yet (JSON is YAML, so no YAML library is needed)."""
-    if worker_has_metrics_port():
-        return [COMPOSE_FILE]
-    override = scratch / "no-metrics-port.yml"
-    command = [arg for arg in _consumer_command() if arg not in ("--metrics-port", "9100")]
-    override.write_text(json.dumps({"services": {"consumer": {"command": command}}}))
-    return [COMPOSE_FILE, override]
+    def compose_files(self, scratch: Path) -> list[Path]:
+        """``docker-compose.yml``, plus an override written to ``scratch`` while the worker
+        does not take ``--metrics-port`` (JSON is YAML: no YAML library is needed)."""
+        if self.metrics_port:
+            return [COMPOSE_FILE]
+        override = scratch / "no-metrics-port.yml"
+        command = _without_flags(_consumer_command(), "--metrics-port", "--metrics-host")
+        consumer = {"command": command, "healthcheck": {"disable": True}}
+        override.write_text(json.dumps({"services": {"consumer": consumer}}))
+        return [COMPOSE_FILE, override]
 
 
 def _consumer_command() -> list[str]:
@@ -68,3 +63,17 @@ def _consumer_command() -> list[str]:
     ]
     assert len(found) == 1, "docker-compose.yml: expected one `conveyor worker` command"
     return list(json.loads(found[0]))
+
+
+def _without_flags(command: list[str], *flags: str) -> list[str]:
+    """``command`` less each of ``flags`` and the value that follows it."""
+    kept: list[str] = []
+    skip = False
+    for arg in command:
+        if arg in flags:
+            skip = True
+        elif skip:
+            skip = False
+        else:
+            kept.append(arg)
+    return kept

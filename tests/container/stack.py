@@ -37,10 +37,12 @@ class Container:
     health: str | None
     """healthy, starting, unhealthy; None without a healthcheck."""
     exit_code: int
+    restarts: int
+    """Restarts by the restart policy since the last start: a crash loop shows here."""
 
     @property
     def ready(self) -> bool:
-        return self.status == "running" and self.health in (None, "healthy")
+        return self.status == "running" and self.health in (None, "healthy") and not self.restarts
 
     @classmethod
     def from_inspect(cls, found: dict[str, Any]) -> Container:
@@ -51,6 +53,7 @@ class Container:
             status=state["Status"],
             health=health["Status"] if health else None,
             exit_code=state["ExitCode"],
+            restarts=found["RestartCount"],
         )
 
 

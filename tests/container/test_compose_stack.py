@@ -16,11 +16,12 @@ import pytest
 
 from tests.container.client import JobClient, JobSpec, job_client, wait_settled
 from tests.container.engine import wait_until
-from tests.container.features import serve_exists, services_to_start
+from tests.container.features import Features
 from tests.container.stack import ComposeStack
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(1800)]
 
+_SCRAPE = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())"
 # Long enough for a lease to run out (15 s) and the reclaimed jobs to run again.
 _SETTLE_DEADLINE_S = 180.0
 
@@ -30,10 +31,12 @@ def _count_done(client: JobClient, jobs: Sequence[JobSpec]) -> int:
     return sum(status == "done" for status in statuses.values())
 
 
-def test_stack_scales_and_loses_no_job_across_a_stop(stack: ComposeStack, http_port: int) -> None:
+def test_stack_scales_and_loses_no_job_across_a_stop(
+    stack: ComposeStack, features: Features, http_port: int
+) -> None:
     started = time.monotonic()
-    services = services_to_start()
-    client = job_client(stack, http_port=http_port)
+    services = features.services()
+    client = job_client(stack, features, http_port=http_port)
     quick = [JobSpec(f"quick-{n}", "download", (0.05,)) for n in range(30)]
     broken = [JobSpec(f"broken-{n}", "broken", ("on purpose",)) for n in range(2)]
     slow = [JobSpec(f"slow-{n}", "download", (1.0,)) for n in range(60)]
@@ -50,6 +53,10 @@ def test_stack_scales_and_loses_no_job_across_a_stop(stack: ComposeStack, http_p
     first = wait_settled(client, [*quick, *broken], deadline_s=_SETTLE_DEADLINE_S)
     assert {first[job.job_id] for job in quick} == {"done"}, first
     assert {first[job.job_id] for job in broken} == {"dead"}, first
+    if features.metrics_port:
+        # And the consumers' metrics are served on the compose network, not only on loopback
+        scraped = stack.exec("consumer", "python", "-c", _SCRAPE, "http://consumer:9100/metrics")
+        assert "conveyor_" in scraped, scraped
 
     # When the stack is stopped while slow jobs run
     client.submit(slow)
@@ -73,11 +80,13 @@ def test_stack_scales_and_loses_no_job_across_a_stop(stack: ComposeStack, http_p
     print(f"[container] whole stack test: {time.monotonic() - started:.1f} s")
 
 
-def test_demo_profile_feeds_jobs_through_the_http_api(stack: ComposeStack) -> None:
-    if not serve_exists():
+def test_demo_profile_feeds_jobs_through_the_http_api(
+    stack: ComposeStack, features: Features
+) -> None:
+    if not features.serve:
         pytest.xfail("conveyor serve does not exist yet: the demo profile has no API to feed")
     # Given the stack up
-    services = services_to_start()
+    services = features.services()
     stack.up(services, consumers=1)
     # When the demo profile runs, Then it submits its jobs over HTTP and exits 0
     out = stack.compose("--profile", "demo", "run", "--rm", "demo")
