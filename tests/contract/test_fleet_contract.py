@@ -10,8 +10,10 @@ database of the redis backend under test.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
+import redis
 
 from services.backends.memory.fleet import MemoryFleet
 from services.backends.redis.fleet import RedisFleet
@@ -19,7 +21,7 @@ from services.protocol.fleet import FleetControl, SupervisorRecord
 from services.testing.contract.subject import BackendUnderTest
 from services.testing.contract.test_fleet import *  # noqa: F403
 from services.testing.contract.test_fleet import OpenFleet
-from tests.redis_fixtures import RedisServer
+from tests.redis_fixtures import RedisServer, documented_acl
 
 
 @pytest.fixture
@@ -73,3 +75,32 @@ def test_redis_fleet_state_outlives_its_connection_and_a_server_restart(
         assert reader.revision() == revision
     finally:
         reader.close()
+
+
+@pytest.mark.redis
+def test_redis_fleet_needs_no_command_beyond_the_documented_acl(redis_url: str) -> None:
+    # Given a user made from the ACL line of the Redis backend's docstring
+    admin = redis.Redis.from_url(redis_url, socket_timeout=5.0)
+    name, rules = documented_acl("fleet-pw")
+    admin.execute_command("ACL", "SETUSER", name, *rules)  # type: ignore[no-untyped-call]
+    admin.execute_command("ACL", "LOG", "RESET")  # type: ignore[no-untyped-call]
+    parts = urlsplit(redis_url)
+    store = RedisFleet.open(f"redis://{name}:fleet-pw@{parts.hostname}:{parts.port}{parts.path}")
+    try:
+        # When it does every fleet operation, the scripts loaded afresh (as after a restart)
+        admin.script_flush()
+        store.beat(SupervisorRecord("s1", "g", 4), 30.0)
+        store.set_desired("g", 2, set_by="x", if_version=0)
+        store.pause("q")
+        listed, desired, groups = store.supervisors(), store.desired("g"), store.groups()
+        paused, pauses, revision = store.paused(), store.pauses(), store.revision()
+        resumed = store.resume("q")
+        store.leave("s1")
+        # Then all of it worked, and Redis denied the user nothing
+        assert [r.id for r in listed] == ["s1"] and groups == ["g"] and desired is not None
+        assert paused == {"q"} and len(pauses) == 1 and revision == 3 and resumed
+        assert store.supervisors() == []
+        assert admin.execute_command("ACL", "LOG") == []  # type: ignore[no-untyped-call]
+    finally:
+        store.close()
+        admin.close()
