@@ -246,7 +246,6 @@ def run_checked(
     timeout_s: float,
     stdin: str | None = None,
     check: bool = True,
-    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``command`` with text output; EngineError with its output if it fails (``check``)."""
     done = subprocess.run(
@@ -255,7 +254,6 @@ def run_checked(
         capture_output=True,
         text=True,
         env=env,
-        cwd=cwd,
         timeout=timeout_s,
         check=False,
     )
