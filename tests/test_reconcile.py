@@ -59,11 +59,24 @@ def reconciler(fleet: FleetControl, sup: FakeSupervisor, **kwargs: Any) -> Recon
     return Reconciler(fleet, sup.report, sup.resize, timing=TIMING, **kwargs)
 
 
-def turn_all(pairs: list[tuple[Reconciler, FakeSupervisor]], clock: Clock, step: float) -> None:
+def turn_all(pairs: Pairs, clock: Clock, step: float) -> None:
     """Advance the clock by ``step`` and give every supervisor a turn."""
     clock.now += step
     for rec, _ in pairs:
         rec.run_once(clock.now)
+
+
+Pairs = list[tuple[Reconciler, FakeSupervisor]]
+
+
+def two_settled(fleet: MemoryFleet, clock: Clock, total: int) -> tuple[Pairs, FakeSupervisor]:
+    """Supervisors a and b of one process each, after two turns at a desired ``total``."""
+    fleet.set_desired("g", total, set_by="alice")
+    a, b = FakeSupervisor("a"), FakeSupervisor("b")
+    pairs = [(reconciler(fleet, a), a), (reconciler(fleet, b), b)]
+    turn_all(pairs, clock, 0.0)
+    turn_all(pairs, clock, 0.5)  # b's arrival moved the revision: a splits again
+    return pairs, a
 
 
 def test_without_a_desired_state_a_supervisor_beats_and_keeps_its_size(
@@ -77,13 +90,9 @@ def test_without_a_desired_state_a_supervisor_beats_and_keeps_its_size(
 
 
 def test_two_supervisors_split_the_desired_total(fleet: MemoryFleet, clock: Clock) -> None:
-    # Given a group that should run 6 processes, and two supervisors of one process each
-    fleet.set_desired("g", 6, set_by="alice")
-    a, b = FakeSupervisor("a"), FakeSupervisor("b")
-    pairs = [(reconciler(fleet, a), a), (reconciler(fleet, b), b)]
-    # When each takes a turn, then another (b's arrival moved the revision)
-    turn_all(pairs, clock, 0.0)
-    turn_all(pairs, clock, 0.5)
+    # Given a group that should run 6 processes, When two supervisors take two turns each
+    pairs, a = two_settled(fleet, clock, 6)
+    b = pairs[1][1]
     # Then they run 3 each: a first took all 6 alone, then gave half to b
     assert (a.size, b.size) == (3, 3)
     assert a.resizes == [6, 3] and b.resizes == [3]
@@ -130,12 +139,8 @@ def test_a_poke_makes_the_next_call_a_full_turn(fleet: MemoryFleet, clock: Clock
 
 def test_a_silent_peer_is_noticed_by_the_periodic_resync(fleet: MemoryFleet, clock: Clock) -> None:
     # Given two supervisors sharing 6
-    fleet.set_desired("g", 6, set_by="alice")
-    a, b = FakeSupervisor("a"), FakeSupervisor("b")
-    pairs = [(reconciler(fleet, a), a), (reconciler(fleet, b), b)]
-    turn_all(pairs, clock, 0.0)
-    turn_all(pairs, clock, 0.5)
-    assert (a.size, b.size) == (3, 3)
+    pairs, a = two_settled(fleet, clock, 6)
+    assert [s.size for _, s in pairs] == [3, 3]
     # When b stops beating (SIGKILL: no leave, so the revision does not move)
     survivor = pairs[:1]
     for _ in range(int((TIMING.ttl_s + TIMING.resync_s) / 0.5) + 1):
@@ -148,11 +153,8 @@ def test_a_silent_peer_is_noticed_by_the_periodic_resync(fleet: MemoryFleet, clo
 def test_a_supervisor_that_leaves_hands_its_share_to_peers(
     fleet: MemoryFleet, clock: Clock
 ) -> None:
-    fleet.set_desired("g", 4, set_by="alice")
-    a, b = FakeSupervisor("a"), FakeSupervisor("b")
-    pairs = [(reconciler(fleet, a), a), (reconciler(fleet, b), b)]
-    turn_all(pairs, clock, 0.0)
-    turn_all(pairs, clock, 0.5)
+    pairs, a = two_settled(fleet, clock, 4)
+    assert a.size == 2
     # When b stops cleanly / Then a takes over at its next turn (the revision moved)
     pairs[1][0].leave()
     turn_all(pairs[:1], clock, 0.5)
