@@ -66,7 +66,7 @@ SEAMS: dict[str, tuple[str, ...]] = {
     "fastapi": (),  # the HTTP API, when it lands
     "starlette": (),
     "uvicorn": (),
-    "prometheus_client": (),  # the metrics exporter, when it lands
+    "prometheus_client": ("services.metrics.exposition",),
     "tqdm": ("consumer.report",),
     "pytest": ("services.testing",),  # the contract suite that ships with the package
     "fakeredis": (),  # tests only
