@@ -14,7 +14,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from consumer.board import RunningBoard
@@ -28,6 +28,8 @@ from services import exitcodes
 from services.errors import ConfigError
 from services.lifecycle import die_with_parent, exit_now, parent_alive
 from services.loading import load_registry
+from services.logs import LogSettings, setup_logging
+from services.metrics.job_counters import JobCounters
 from services.protocol import Connector
 from services.registry import Registry
 from services.settings import WorkerSettings
@@ -48,23 +50,24 @@ class ChildSpec:
     stats_block: Any
     board_block: Any
     parent_pid: int
-    log_level: int = logging.INFO
+    logs: LogSettings = field(default_factory=LogSettings)
+    consumer_id: str = ""
+    job_counters: JobCounters | None = None
+    """The seat's per-job counters, kept when the supervisor serves metrics."""
 
 
 def child_main(spec: ChildSpec) -> None:
     """Entry point of a worker process; always ends the process with an exit code."""
     ignore_interrupts()
     die_with_parent()
-    logging.basicConfig(
-        level=spec.log_level, format=f"%(asctime)s {spec.name} %(levelname)s %(message)s"
-    )
+    setup_logging(spec.logs, process=spec.name, consumer=spec.consumer_id or None)
     try:
         registry = load_registry(spec.jobs, max_result_bytes=spec.settings.max_result_bytes)
     except ConfigError as exc:
         log.error("cannot start: %s", exc)
         exit_now(exitcodes.BOOT_FAILURE)
     with recorded_signals(signal.SIGTERM, signal.SIGQUIT) as signals:
-        stats = Stats(spec.stats_block)
+        stats = Stats(spec.stats_block, spec.job_counters)
         worker = start_worker(spec, registry, stats)
         stats.set(Field.BOOTED, 1)
         stop = ChildStop(
@@ -83,7 +86,7 @@ def start_worker(spec: ChildSpec, registry: Registry, stats: Stats) -> Worker:
     executor's mailbox) and start the executor."""
     queue = spec.connector.open()
     gate = StartGate(queue, stopping=stats.stop_requested)
-    mailbox = Mailbox(board=RunningBoard(spec.board_block), gate=gate)
+    mailbox = Mailbox(board=RunningBoard(spec.board_block), gate=gate, stats=stats)
     worker = Worker(queue, registry, spec.shape.make_executor(mailbox), spec.settings, stats=stats)
     worker.start()
     return worker

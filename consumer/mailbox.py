@@ -16,6 +16,7 @@ from consumer.gate import StartGate, Verdict, is_suspect
 from services.job import Job
 from services.protocol import Delivery
 from services.registry import JobSpec
+from services.stats import Stats
 
 
 @dataclass
@@ -45,11 +46,19 @@ class Finished:
 class Mailbox:
     """Tasks waiting for a slot, and finished tasks waiting for the worker loop."""
 
-    def __init__(self, *, board: RunningBoard | None = None, gate: StartGate | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        board: RunningBoard | None = None,
+        gate: StartGate | None = None,
+        stats: Stats | None = None,
+    ) -> None:
         self._board = board
         """Where running job ids are published for the supervisor (None: nowhere)."""
         self._gate = gate
         """Asked before each start (None: everything starts)."""
+        self._stats = stats
+        """Counts each start (its cells have one writer: whoever holds this lock)."""
         # Two conditions on one lock: a finished task wakes only the worker loop, a new task
         # wakes one executor thread, so hundreds of idle threads are never woken in a herd.
         self._lock = threading.Lock()
@@ -122,6 +131,8 @@ class Mailbox:
             self._suspects_running += 1
         if self._gate is not None:
             self._gate.started(task)
+        if self._stats is not None:
+            self._stats.job_started(task.delivery.queue, task.job)
         return task
 
     def finish(self, task: Task, outcome: Outcome) -> None:

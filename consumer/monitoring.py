@@ -1,6 +1,6 @@
-"""Everything the supervisor watches besides its children's lives: backend health, alarms and
-progress. Metrics (counters for an exporter) will live here too: this is the one place that
-reads every seat's counters on every turn of the loop.
+"""Everything the supervisor watches besides its children's lives: backend health, alarms,
+progress and the numbers its ``/metrics`` shows: this is the one place that reads every seat's
+counters on every turn of the loop.
 
 * Setup warnings (``ConsumerControl.check_server``) every ``check_every_s``.
 * Alarms: serious backend events (a Redis that restarted empty lost jobs). Every child counts
@@ -9,6 +9,8 @@ reads every seat's counters on every turn of the loop.
   ``warnings``.
 * A progress line now and then: totals (removed seats included), jobs running now and the
   recent rate.
+* Metrics, when the supervisor serves them (``consumer.pool_metrics``): each turn publishes
+  the worker processes desired and alive and the jobs running; ``restarted`` counts restarts.
 
 The supervisor calls ``turn`` once per loop iteration; a failure to reach the backend is
 logged, never fatal (the workers log and retry on their own).
@@ -20,6 +22,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from consumer.pool_metrics import PoolMetrics, PoolNumbers
 from consumer.seats import Roster
 from services.errors import ConveyorError
 from services.protocol import ConsumerControl
@@ -40,9 +43,11 @@ class Monitor:
         *,
         clock: Callable[[], float] = time.monotonic,
         check_every_s: float = CHECK_EVERY_S,
+        metrics: PoolMetrics | None = None,
     ) -> None:
         self._queue = queue
         self._roster = roster
+        self._metrics = metrics
         self._clock = clock
         self._check_every_s = check_every_s
         self._next_check = 0.0
@@ -56,11 +61,19 @@ class Monitor:
         return [*self._setup, *self._alarms]
 
     def turn(self) -> None:
-        """Read the children's alarm counters; check the backend and report when due."""
+        """Read the children's alarm counters and publish metrics; check the backend and
+        report when due."""
         self._child_alarms()
+        if self._metrics is not None:
+            self._publish(self._metrics)
         if self._clock() >= self._next_check:
             self.check_backend()
             self._report()
+
+    def restarted(self) -> None:
+        """A seat's process ended and will be started again."""
+        if self._metrics is not None:
+            self._metrics.restarted()
 
     def check_backend(self) -> None:
         """Ask the backend for setup warnings and alarms (it logs what is wrong)."""
@@ -73,6 +86,16 @@ class Monitor:
             return
         for text in alarms:
             self._alarm(text)
+
+    def _publish(self, metrics: PoolMetrics) -> None:
+        seats = list(self._roster)
+        metrics.publish(
+            PoolNumbers(
+                desired=sum(1 for seat in seats if not seat.leaving),  # a shrink's leavers: no
+                alive=sum(1 for seat in seats if seat.alive),
+                running=self._roster.running(),
+            )
+        )
 
     def _child_alarms(self) -> None:
         for seat in self._roster:

@@ -98,6 +98,7 @@ class Pipeline:
                 stats_block=stats.block,
                 feed_options=self._settings.feed_options,
                 log_level=self._settings.supervisor.log_level,
+                log_format=self._settings.supervisor.log_format,
             )
             process = self._ctx.Process(
                 target=producer_main, args=(spec,), name=f"producer-{index}"

@@ -26,20 +26,28 @@ log = logging.getLogger("conveyor.worker")
 
 
 @dataclass(frozen=True)
+class _Ack:
+    completion: Completion
+    job: str
+
+
+@dataclass(frozen=True)
 class _Retry:
     delivery: Delivery
     body: bytes
     delay_s: float
     error: str
+    job: str
 
 
 @dataclass(frozen=True)
 class _Bury:
     delivery: Delivery
     reason: str
+    job: str
 
 
-_Op = Completion | _Retry | _Bury | Delivery  # a bare Delivery means "hand it back"
+_Op = _Ack | _Retry | _Bury | Delivery  # a bare Delivery means "hand it back"
 
 
 class Ledger:
@@ -63,14 +71,17 @@ class Ledger:
     def __len__(self) -> int:
         return len(self._ops)
 
-    def ack(self, completion: Completion) -> None:
-        self._ops.append(completion)
+    # ``job``: the job's registered name, for the per-job counters ("" when unknown).
+    def ack(self, completion: Completion, job: str = "") -> None:
+        self._ops.append(_Ack(completion, job))
 
-    def retry(self, delivery: Delivery, body: bytes, delay_s: float, error: str) -> None:
-        self._ops.append(_Retry(delivery, body, delay_s, error))
+    def retry(
+        self, delivery: Delivery, body: bytes, delay_s: float, error: str, job: str = ""
+    ) -> None:
+        self._ops.append(_Retry(delivery, body, delay_s, error, job))
 
-    def bury(self, delivery: Delivery, reason: str) -> None:
-        self._ops.append(_Bury(delivery, reason))
+    def bury(self, delivery: Delivery, reason: str, job: str = "") -> None:
+        self._ops.append(_Bury(delivery, reason, job))
 
     def hand_back(self, delivery: Delivery) -> None:
         self._ops.append(delivery)
@@ -97,20 +108,25 @@ class Ledger:
 
     def _send_next(self) -> None:
         op = self._ops[0]
-        if isinstance(op, Completion):
-            batch = self._leading(Completion)
-            rejected = self._queue.ack(batch)  # type: ignore[arg-type]
+        if isinstance(op, _Ack):
+            batch = self._leading(_Ack)
+            acks: list[_Ack] = batch  # type: ignore[assignment]
+            rejected = self._queue.ack([each.completion for each in acks])
             self.fenced += rejected
-            self._count(Field.DONE, len(batch) - rejected)
+            # The backend says how many were fenced, not which: the last ones of the batch.
+            for number, each in enumerate(acks):
+                field = Field.FENCED if number >= len(acks) - rejected else Field.DONE
+                self._count(field, each.completion.delivery, each.job)
         elif isinstance(op, Delivery):
             batch = self._leading(Delivery)
             self._queue.hand_back(batch)  # type: ignore[arg-type]
         elif isinstance(op, _Retry):
             accepted = self._queue.retry(op.delivery, op.body, delay_s=op.delay_s, error=op.error)
-            self._counted(Field.RETRIED, accepted)
+            self._counted(Field.RETRIED, accepted, op.delivery, op.job)
             batch = [op]
         else:
-            self._counted(Field.DEAD, self._queue.dead_letter(op.delivery, op.reason))
+            accepted = self._queue.dead_letter(op.delivery, op.reason)
+            self._counted(Field.DEAD, accepted, op.delivery, op.job)
             batch = [op]
         for _ in batch:  # only now: a failed call above leaves its ops queued
             self._ops.popleft()
@@ -123,12 +139,11 @@ class Ledger:
             batch.append(op)
         return batch
 
-    def _counted(self, field: Field, accepted: bool) -> None:
-        if accepted:
-            self._count(field, 1)
-        else:
+    def _counted(self, field: Field, accepted: bool, delivery: Delivery, job: str) -> None:
+        if not accepted:
             self.fenced += 1
+        self._count(field if accepted else Field.FENCED, delivery, job)
 
-    def _count(self, field: Field, count: int) -> None:
-        if self._stats is not None and count:
-            self._stats.add(field, count)
+    def _count(self, field: Field, delivery: Delivery, job: str) -> None:
+        if self._stats is not None:
+            self._stats.job_settled(field, delivery.queue, job)

@@ -21,8 +21,9 @@ a short grace is killed and its jobs reclaimed by the supervisor.
 ``resize(n)`` (SIGTTIN: one more, SIGTTOU: one less) changes the number of seats live
 (``consumer.sizing``): new seats start at the next turn; each seat a shrink sends away gets
 that same two-stage stop of its own, and is removed once its process ended and its jobs were
-reclaimed. Backend checks, alarms and progress lines live in ``consumer.monitoring``; the
-children are reached only through ``consumer.process_handle``, so tests run the loop on fakes.
+reclaimed. Backend checks, alarms, progress lines and metrics live in ``consumer.monitoring``
+(given a ``PoolMetrics``, each seat's children count their jobs into it); the children are
+reached only through ``consumer.process_handle``, so tests run the loop on fakes.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from multiprocessing.connection import wait
 
 from consumer.board import new_board
 from consumer.monitoring import Monitor
+from consumer.pool_metrics import PoolMetrics
 from consumer.process_handle import Launcher, spawner
 from consumer.reaping import Reaper
 from consumer.seats import Roster, Seat
@@ -65,6 +67,7 @@ class Supervisor:
         *,
         clock: Callable[[], float] = time.monotonic,
         launch: Launcher | None = None,
+        metrics: PoolMetrics | None = None,
     ) -> None:
         self._queue = queue
         self._settings = settings
@@ -72,7 +75,8 @@ class Supervisor:
         self._launch = launch or spawner(settings.start_method)
         self._size = settings.shape.processes
         self._roster = Roster(self._size)
-        self._monitor = Monitor(queue, self._roster, clock=clock)
+        self._metrics = metrics
+        self._monitor = Monitor(queue, self._roster, clock=clock, metrics=metrics)
         self._reaper = Reaper(queue, settings.restart_policy, burst=settings.worker.burst)
         drain_s = settings.worker.shutdown_timeout_s
         self._stopper = Stopper(self._roster, drain_s=drain_s, clock=clock)
@@ -221,7 +225,9 @@ class Supervisor:
 
     def _spawn(self, seat: Seat) -> None:
         seat.prepare(new_board(self._settings.shape.slots), stopping=self.stopping)
-        spec = self._settings.child_spec(seat, self._queue.connector(seat.consumer_id))
+        counters = self._metrics.counters(seat.index) if self._metrics else None
+        connector = self._queue.connector(seat.consumer_id)
+        spec = self._settings.child_spec(seat, connector, job_counters=counters)
         seat.process = self._launch(spec)
         seat.started_at = self._clock()
         seat.stats.set(Field.HEARTBEAT, time.monotonic())
@@ -239,6 +245,8 @@ class Supervisor:
             if code is not None:
                 self._fail(code)
                 return
+            if not seat.retired:
+                self._monitor.restarted()
 
     # -- children gone wrong ---------------------------------------------------------------
     def _kill_hung(self) -> None:

@@ -1,5 +1,6 @@
 """What a supervisor runs and how it treats its children, and the ``ChildSpec`` each seat's
-process gets from it (build in the parent: plain picklable data, so it works under spawn)."""
+process gets from it (build in the parent: plain picklable data, so it works under spawn;
+the child logs as its parent does: ``log_level`` and ``log_format`` go into its spec)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from consumer.child import ChildSpec
 from consumer.pool_shape import PoolShape
 from consumer.restart_policy import RestartPolicy
 from consumer.seats import Seat
+from services.logs import LogFormat, LogSettings
+from services.metrics.job_counters import JobCounters
 from services.protocol import Connector
 from services.settings import WorkerSettings
 
@@ -28,14 +31,17 @@ class SupervisorSettings:
     hang_timeout_s: float = 60.0
     """A child whose loop has not turned for this long (a job holding the GIL in C) is killed."""
     log_level: int = logging.INFO
+    log_format: LogFormat = LogFormat.TEXT
 
     @property
     def restart_policy(self) -> RestartPolicy:
         return RestartPolicy(base_s=self.restart_base_s, cap_s=self.restart_cap_s)
 
-    def child_spec(self, seat: Seat, connector: Connector) -> ChildSpec:
+    def child_spec(
+        self, seat: Seat, connector: Connector, *, job_counters: JobCounters | None = None
+    ) -> ChildSpec:
         """The spec of the next process of ``seat`` (prepared), consuming through
-        ``connector``."""
+        ``connector``, counting its jobs into ``job_counters`` if given."""
         return ChildSpec(
             name=f"worker-{seat.index}",
             connector=connector,
@@ -45,5 +51,7 @@ class SupervisorSettings:
             stats_block=seat.stats.block,
             board_block=seat.board,
             parent_pid=os.getpid(),
-            log_level=self.log_level,
+            logs=LogSettings(self.log_level, self.log_format),
+            consumer_id=seat.consumer_id,
+            job_counters=job_counters,
         )

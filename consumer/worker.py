@@ -239,8 +239,11 @@ class Worker:
             self._seen_quick = True
         else:
             self._seen_slow = True
+        queue, name = task.delivery.queue, task.job.name
+        if self._stats is not None:
+            self._stats.job_ran(queue, name, outcome.duration_s)
         if outcome.ok:
-            self._ledger.ack(Completion(task.delivery, outcome.result))  # counted once sent
+            self._ledger.ack(Completion(task.delivery, outcome.result), name)  # counted once sent
             if self._stats is not None:
                 self._stats.record_latency(max(0.0, time.time() - task.job.enqueued_at))
             return
@@ -251,16 +254,18 @@ class Worker:
             delay = backoff_s(
                 job.attempt, base_s=self._settings.retry.base_s, cap_s=self._settings.retry.cap_s
             )
-            self._ledger.retry(task.delivery, encode_job(job.next_attempt()), delay, error)
+            self._ledger.retry(task.delivery, encode_job(job.next_attempt()), delay, error, name)
             return
         tries = job.attempt + 1
-        self._bury(task.delivery, f"failed {tries} time(s); last error:\n{error}")
+        self._bury(task.delivery, f"failed {tries} time(s); last error:\n{error}", name)
 
-    def _bury(self, delivery: Delivery, reason: str) -> None:
+    def _bury(self, delivery: Delivery, reason: str, job: str = "") -> None:
         lines = reason.strip().splitlines() or [""]
         summary = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
-        log.warning("dead-lettered job %s: %s", delivery.job_id, summary)
-        self._ledger.bury(delivery, reason)
+        log.warning(
+            "dead-lettered job %s: %s", delivery.job_id, summary, extra={"job": delivery.job_id}
+        )
+        self._ledger.bury(delivery, reason, job)
 
     def _hand_back(self, tasks: list[Task]) -> int:
         for task in tasks:
@@ -274,9 +279,12 @@ class Worker:
             if task.started_at is None or now - task.started_at <= task.timeout_s:
                 continue
             self._executor.mailbox.abandon(task)
-            self._count(Field.TIMED_OUT)
+            if self._stats is not None:
+                self._stats.job_timed_out(task.delivery.queue, task.job.name)
             message = f"timed out after {task.timeout_s:g} s"
-            log.warning("job %s (%s) %s", task.job.id, task.job.name, message)
+            log.warning(
+                "job %s (%s) %s", task.job.id, task.job.name, message, extra={"job": task.job.id}
+            )
             self._settle(task, Outcome(ok=False, error=message, duration_s=now - task.started_at))
             # A thread cannot be killed: the process must be replaced to free the slot.
             self.recycle_reason = f"job {task.job.id} {message}"
@@ -285,7 +293,6 @@ class Worker:
         if self._stats is not None:
             self._stats.set(Field.HEARTBEAT, self._clock())
             self._stats.set(Field.RUNNING, len(self._executor.mailbox.running()))
-            self._stats.set(Field.FENCED, self._ledger.fenced)
             self._stats.set(Field.ALARMS, len(self._queue.alarms()))
 
     def _count(self, field: Field) -> None:

@@ -17,6 +17,7 @@ from producer.producer import Producer
 from services.errors import ConveyorError
 from services.lifecycle import die_with_parent, exit_now
 from services.loading import load_registry
+from services.logs import LogFormat, LogSettings, setup_logging
 from services.protocol import Connector
 from services.stats import Field, Stats
 
@@ -38,13 +39,19 @@ class ProducerSpec:
     stats_block: Any
     feed_options: dict[str, Any] = field(default_factory=dict)
     log_level: int = logging.INFO
+    log_format: LogFormat = LogFormat.TEXT
 
 
 def producer_main(spec: ProducerSpec) -> None:
     """Entry point of a producer process; exits 0 when its share is enqueued, 1 on error."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the parent, which stops us
     die_with_parent(signal.SIGKILL)  # a producer holds no job: it may simply vanish
-    logging.basicConfig(level=spec.log_level, format=f"producer-{spec.index} %(message)s")
+    name = f"producer-{spec.index}"
+    setup_logging(
+        LogSettings(spec.log_level, spec.log_format),
+        process=name,
+        text_format=f"{name} %(message)s",
+    )
     stats = Stats(spec.stats_block)
     try:
         produce(spec, stats)

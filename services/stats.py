@@ -2,7 +2,9 @@
 
 Each child writes its own block (one writer, so no lock and nothing a dying child can hold);
 the supervisor reads every block to show progress, decide on hangs and print the summary.
-Latencies go into a log-spaced histogram, so p50/p99 cost no memory per job.
+Latencies go into a log-spaced histogram, so p50/p99 cost no memory per job. When the
+supervisor serves metrics, a ``Stats`` also carries the seat's per-job counters
+(``services.metrics.job_counters``): the ``job_*`` methods count in both at once.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
+
+from services.job import Job
+from services.metrics.job_counters import JobCounters, Outcome
 
 
 class Field(IntEnum):
@@ -36,6 +41,15 @@ class Field(IntEnum):
     """How many serious backend events (``JobQueue.alarms``) the child has seen."""
 
 
+_OUTCOMES = {
+    Field.DONE: Outcome.DONE,
+    Field.RETRIED: Outcome.RETRIED,
+    Field.DEAD: Outcome.DEAD,
+    Field.FENCED: Outcome.FENCED,
+}
+"""The fields a settlement counts in, and their ``outcome`` label."""
+
+
 _FIELDS = len(Field)
 _BUCKETS = 200
 _FIRST_S = 1e-5
@@ -48,10 +62,11 @@ def new_block() -> Any:
 
 
 class Stats:
-    """The writer's and reader's view of one block."""
+    """The writer's and reader's view of one block (and of per-job counters, if given)."""
 
-    def __init__(self, block: Any) -> None:
+    def __init__(self, block: Any, jobs: JobCounters | None = None) -> None:
         self.block = block
+        self._jobs = jobs
 
     def add(self, field: Field, count: float = 1) -> None:
         self.block[field] += count
@@ -68,6 +83,28 @@ class Stats:
 
     def record_latency(self, seconds: float) -> None:
         self.block[_FIELDS + _bucket(seconds)] += 1
+
+    def job_started(self, queue: str, job: Job) -> None:
+        """``job`` starts now (its executor thread calls this under the mailbox lock)."""
+        if self._jobs is not None:
+            self._jobs.started(queue, job)
+
+    def job_ran(self, queue: str, job: str, duration_s: float) -> None:
+        """An attempt of ``job`` ran for ``duration_s``, whatever its outcome."""
+        if self._jobs is not None:
+            self._jobs.ran(queue, job, duration_s)
+
+    def job_timed_out(self, queue: str, job: str) -> None:
+        self.add(Field.TIMED_OUT)
+        if self._jobs is not None:
+            self._jobs.timed_out(queue, job)
+
+    def job_settled(self, field: Field, queue: str, job: str, count: int = 1) -> None:
+        """The backend accepted ``count`` settlements of ``job`` (``field``: DONE, RETRIED,
+        DEAD), or refused them as fenced (``Field.FENCED``)."""
+        self.add(field, count)
+        if self._jobs is not None:
+            self._jobs.finished(queue, job, _OUTCOMES[field], count)
 
 
 def _bucket(seconds: float) -> int:

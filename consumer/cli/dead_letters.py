@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
+from logging import WARNING
 from typing import Any
 
 import click
 
 from services import exitcodes
 from services.backends import open_queue
+from services.cli.logging_options import say
 from services.cli.options import connect_url, connection_options, queue_option
 from services.names import check_job_id
 from services.protocol import DeadLetter, QueueAdmin, QueueInspector
@@ -64,7 +66,7 @@ def dead_letters_list(url: str, queue: str, limit: int, **options: Any) -> None:
         inspector.close()
     for letter in letters:
         click.echo(format_letter(letter))
-    click.echo(f"{len(letters)} dead letter(s) shown", err=True)
+    say(f"{len(letters)} dead letter(s) shown")
 
 
 def _checked_ids(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> Any:
@@ -88,6 +90,6 @@ def dead_letters_requeue(url: str, queue: str, job_ids: tuple[str, ...], **optio
         backend.close()
     click.echo(f"requeued {count} job(s)")
     if missing:
-        click.echo(f"not among the dead letters of {queue!r}: {', '.join(missing)}", err=True)
+        say(f"not among the dead letters of {queue!r}: {', '.join(missing)}", level=WARNING)
     if job_ids and count == 0:
         sys.exit(exitcodes.ERROR)

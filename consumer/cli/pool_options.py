@@ -12,6 +12,7 @@ import click
 from consumer.pool_shape import PoolKind, shape_pool
 from consumer.supervisor import SupervisorSettings
 from services.cli.options import apply_options
+from services.logs import LogSettings
 from services.settings import DEFAULT_MAX_RESULT_BYTES, RetrySettings, WorkerSettings
 
 
@@ -102,7 +103,7 @@ def pool_options(func: Any) -> Any:
 
 
 def supervisor_settings(
-    options: dict[str, Any], *, jobs: str, queues: tuple[str, ...], burst: bool, log_level: int
+    options: dict[str, Any], *, jobs: str, queues: tuple[str, ...], burst: bool, logs: LogSettings
 ) -> SupervisorSettings:
     """Settings for the supervisor from the shared pool flags."""
     shape = shape_pool(
@@ -126,7 +127,8 @@ def supervisor_settings(
         shape=shape,
         worker=worker,
         start_method=options["start_method"],
-        log_level=log_level,
+        log_level=logs.level,
+        log_format=logs.format,
     )
 
 
@@ -149,13 +151,11 @@ def pool_settings(
     *,
     jobs: str,
     queues: tuple[str, ...],
-    log_level: int,
+    logs: LogSettings,
     burst: bool = False,
 ) -> SupervisorSettings:
     """The pool flags' ``SupervisorSettings``, with the result cap of ``--max-result-bytes``."""
     cap = options.pop("max_result_bytes")
-    settings = supervisor_settings(
-        options, jobs=jobs, queues=queues, burst=burst, log_level=log_level
-    )
+    settings = supervisor_settings(options, jobs=jobs, queues=queues, burst=burst, logs=logs)
     worker = dataclasses.replace(settings.worker, max_result_bytes=cap)
     return dataclasses.replace(settings, worker=worker)

@@ -6,8 +6,9 @@ built-in demo on the embedded memory queue.
 
 from __future__ import annotations
 
+import logging
 import sys
-from typing import Any
+from typing import Any, TextIO, cast
 
 import click
 
@@ -19,6 +20,7 @@ from consumer.startup import check_backend
 from producer.feeds import load_feed
 from services.backends import open_queue, redact_url, scheme_of
 from services.cli.arguments import parse_kwarg
+from services.cli.logging_options import say
 from services.cli.options import (
     connect_url,
     connection_options,
@@ -27,6 +29,9 @@ from services.cli.options import (
     queue_settings,
 )
 from services.loading import load_registry
+from services.logs import LogFormat, LogLines, LogSettings
+
+log = logging.getLogger("conveyor.run")
 
 DEMO_JOBS = "services.demo:registry"
 DEMO_FEED = "services.demo:feed"
@@ -74,7 +79,7 @@ DEMO_FEED = "services.demo:feed"
 @result_cap_option
 @click.pass_obj
 def run_command(
-    log_level: int,
+    logs: LogSettings,
     /,
     url: str,
     queue: str,
@@ -96,7 +101,7 @@ def run_command(
     if count is not None:
         feed_options["count"] = count
     settings = RunSettings(
-        supervisor=pool_settings(options, jobs=jobs, queues=(queue,), log_level=log_level),
+        supervisor=pool_settings(options, jobs=jobs, queues=(queue,), logs=logs),
         producers=producers,
         feed=feed,
         feed_options=feed_options,
@@ -105,16 +110,22 @@ def run_command(
     backend = open_queue(connect_url(url, options), queue_settings(options))
     if scheme_of(url) != "memory":
         check_backend(backend)
-    click.echo(
+    say(
         f"conveyor run: {producers} producer(s), {settings.supervisor.shape.kind.value} "
         f"pool x{settings.supervisor.shape.concurrency}, queue {queue!r} on "
-        f"{redact_url(url)}",
-        err=True,
+        f"{redact_url(url)}"
     )
     try:
         with recorded_signals() as signals:
-            code, summary = run_pipeline(backend, settings, signals, Progress())
+            code, summary = run_pipeline(backend, settings, signals, progress(logs))
     finally:
         backend.close()
     click.echo(format_summary(summary))
     sys.exit(code)
+
+
+def progress(logs: LogSettings) -> Progress:
+    """A bar on a terminal, progress lines elsewhere; log records when logging JSON."""
+    if logs.format is LogFormat.JSON:
+        return Progress(cast(TextIO, LogLines(log)))
+    return Progress()

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from consumer.cli.metrics_options import metrics_options, serving_metrics
 from consumer.cli.pool_options import pool_options, pool_settings, result_cap_option
 from consumer.startup import wait_for_backend
 from consumer.supervisor import Supervisor
@@ -25,6 +26,7 @@ from services.cli.options import (
 )
 from services.errors import ConfigError
 from services.loading import load_registry
+from services.logs import LogSettings
 
 
 @click.command("worker")
@@ -50,9 +52,10 @@ from services.loading import load_registry
 @pool_options
 @queue_options
 @result_cap_option
+@metrics_options
 @click.pass_obj
 def worker_command(
-    log_level: int,
+    logs: LogSettings,
     /,
     url: str,
     queues: tuple[str, ...],
@@ -78,13 +81,16 @@ def worker_command(
             "see an empty queue of its own; run producers and workers together with "
             "`conveyor run`, or point both at a redis:// URL"
         )
-    load_registry(jobs)  # fail fast in the parent with a clear message
-    settings = pool_settings(options, jobs=jobs, queues=queues, burst=burst, log_level=log_level)
-    backend = open_queue(connect_url(url, options), queue_settings(options, lease_s=lease))
-    if not wait_for_backend(backend):
-        sys.exit(exitcodes.OK)  # stopped by a signal before it could start
-    try:
-        code = Supervisor(backend, settings).run()  # under its signals, resizing ones included
-    finally:
-        backend.close()
+    registry = load_registry(jobs)  # fail fast in the parent with a clear message
+    settings = pool_settings(options, jobs=jobs, queues=queues, burst=burst, logs=logs)
+    url = connect_url(url, options)
+    with serving_metrics(options, url=url, queues=queues, registry=registry) as metrics:
+        backend = open_queue(url, queue_settings(options, lease_s=lease))
+        if not wait_for_backend(backend):
+            sys.exit(exitcodes.OK)  # stopped by a signal before it could start
+        try:
+            # Under its signals, resizing ones included.
+            code = Supervisor(backend, settings, metrics=metrics).run()
+        finally:
+            backend.close()
     sys.exit(code)

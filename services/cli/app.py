@@ -13,11 +13,10 @@ is the same group under its old name, and ``python -m consumer`` runs it too.
 
 from __future__ import annotations
 
-import logging
-
 import click
 
 from services.cli.lazy import LazyCommand, LazyGroup
+from services.cli.logging_options import group_logging_options, start_logging
 
 COMMANDS = {
     "dead-letters": LazyCommand(
@@ -50,15 +49,9 @@ ALIASES = {"dead": "dead-letters"}
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 @click.version_option(package_name="conveyor", message="conveyor %(version)s")
-@click.option(
-    "--log-level",
-    default="INFO",
-    envvar="CONVEYOR_LOG_LEVEL",
-    show_default=True,
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-)
+@group_logging_options
 @click.pass_context
-def main(ctx: click.Context, log_level: str) -> None:
+def main(ctx: click.Context, log_level: str, log_format: str) -> None:
     """Conveyor: a fast, trustworthy task queue.
 
     \b
@@ -67,6 +60,4 @@ def main(ctx: click.Context, log_level: str) -> None:
     Produce:       conveyor enqueue resize photo.jpg 640 --url redis://localhost:6379/0
     Dead letters:  conveyor dead-letters list --url redis://localhost:6379/0
     """
-    level = getattr(logging, log_level.upper())
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    ctx.obj = level  # the log level, for the commands that start worker processes
+    start_logging(ctx, log_level, log_format)  # the commands that start processes pass it on

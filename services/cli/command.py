@@ -7,17 +7,19 @@ check or from the command itself. Anything else keeps its traceback: it is a bug
 
 from __future__ import annotations
 
+import logging
 from typing import Any, NoReturn
 
 import click
 
 from services import exitcodes
+from services.cli.logging_options import say
 from services.errors import ConfigError, ConveyorError
 
 
 def fail(error: ConveyorError) -> NoReturn:
     """One clear line and an exit code instead of a traceback: 2 for configuration, else 1."""
-    click.echo(f"error: {error}", err=True)
+    say(f"error: {error}", level=logging.ERROR)  # a JSON line when logging JSON
     raise click.exceptions.Exit(exitcodes.USAGE if isinstance(error, ConfigError) else 1)
 
 

@@ -1,9 +1,10 @@
 """``LazyGroup``: a command group that imports each of its commands only when it runs.
 
 Click's documented pattern for lazily loaded subcommands ("Advanced Groups and Context",
-``LazyGroup``), with one addition: each entry carries the line ``--help`` shows for it, so
-listing the commands imports none of them. ``tests/test_cli.py`` checks that this line is the
-one the command's own docstring gives.
+``LazyGroup``), with two additions: each entry carries the line ``--help`` shows for it, so
+listing the commands imports none of them; and each command it loads accepts the logging flags
+(``services.cli.logging_options``) after its name too. ``tests/test_cli.py`` checks that the
+line is the one the command's own docstring gives.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import click
 
 from services.cli.command import ConveyorGroup
+from services.cli.logging_options import with_logging
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class LazyGroup(ConveyorGroup):
         entry = self.lazy_commands.get(self.aliases.get(cmd_name, cmd_name))
         if entry is None:
             return super().get_command(ctx, cmd_name)
-        return load_command(entry.target)
+        return with_logging(load_command(entry.target))  # --log-level/--log-format after it too
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """Click's command list, made from the summaries: listing imports no command."""
