@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
 
+from consumer.pool_metrics import PoolMetrics
 from consumer.report import Progress, RunSummary, Tally
 from consumer.signals import SignalLog, interrupts_ignored
 from consumer.supervisor import Supervisor, SupervisorSettings
@@ -67,11 +68,13 @@ class RunSettings:
 class Pipeline:
     """The producers, the supervisor and the bookkeeping that decides when the run is over."""
 
-    def __init__(self, queue: RunQueue, settings: RunSettings) -> None:
+    def __init__(
+        self, queue: RunQueue, settings: RunSettings, metrics: PoolMetrics | None = None
+    ) -> None:
         self._queue = queue
         self._settings = settings
         self._ctx: Any = multiprocessing.get_context(settings.supervisor.start_method)
-        self.supervisor = Supervisor(queue, settings.supervisor)
+        self.supervisor = Supervisor(queue, settings.supervisor, metrics=metrics)
         self._producers: list[tuple[BaseProcess, Stats]] = []
         self._before = queue.counts(settings.queue)
         self.producer_failures = 0
@@ -191,9 +194,10 @@ def run_pipeline(
     settings: RunSettings,
     signals: SignalLog,
     progress: Progress,
+    metrics: PoolMetrics | None = None,
 ) -> tuple[int, RunSummary]:
     """Run producers and the pool to the end; returns the exit code and the summary."""
-    pipeline = Pipeline(queue, settings)
+    pipeline = Pipeline(queue, settings, metrics)
     pipeline.start()
     while pipeline.supervisor.exit_code is None:
         tally = pipeline.step(signals)

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.protocol import QueueCounts
+
 SampleKey = tuple[str, tuple[tuple[str, str], ...]]
 _SERVING = re.compile(r"serving metrics on (http://\S+/metrics)")
 _MONOTONIC = ("_total", "_bucket", "_count", "_sum")
@@ -85,3 +87,23 @@ def served_url(log_path: Path, timeout_s: float = 20.0) -> str:
             return match[1]
         time.sleep(0.05)
     pytest.fail(f"no 'serving metrics on' line in {log_path}")
+
+
+def assert_depth_is(found: Scrape, counts: QueueCounts) -> None:
+    """The depth gauges of queue ``default`` are ``counts``, and the backend answered."""
+    for state in ("waiting", "delayed", "in_flight"):
+        shown = found.total("conveyor_queue_depth", queue="default", state=state)
+        assert shown == getattr(counts, state), state
+    assert found.total("conveyor_backend_up") == 1
+
+
+def assert_n_done(found: Scrape, n: int, *, job: str) -> None:
+    """Exactly ``n`` jobs named ``job`` (and none other) started and finished done, and each
+    histogram observed ``n``."""
+    assert found.total("conveyor_jobs_finished_total", job=job, outcome="done") == n
+    assert found.total("conveyor_jobs_finished_total") == n
+    assert found.total("conveyor_jobs_started_total", job=job) == n
+    assert found.total("conveyor_jobs_started_total") == n
+    assert found.total("conveyor_job_duration_seconds_count", job=job) == n
+    assert found.total("conveyor_job_queue_wait_seconds_count", job=job) == n
+    assert found.total("conveyor_job_duration_seconds_bucket", job=job, le="+Inf") == n

@@ -34,7 +34,14 @@ from services.metrics.job_counters import (
 from services.protocol import JobQueue, QueueCounts
 from services.settings import QueueSettings, RetrySettings, WorkerSettings
 from tests import jobs
-from tests.helpers_metrics import Scrape, backwards, parse, scrape, scrape_until
+from tests.helpers_metrics import (
+    assert_depth_is,
+    assert_n_done,
+    backwards,
+    parse,
+    scrape,
+    scrape_until,
+)
 from tests.helpers_supervisor import stop_supervisor, turn_until
 
 LABELS = JobLabels(queues=("q",), jobs=("a", "b"))
@@ -248,28 +255,11 @@ def test_a_scrape_after_n_jobs_on_four_processes_says_n(memory_queue: JobQueue) 
             stop_supervisor(supervisor)
     # Then the depth said N waiting before, and says what the backend counts after
     assert before.total("conveyor_queue_depth", state="waiting") == n
-    _assert_depth_is(after, counts)
+    assert_depth_is(after, counts)
     # And the scrape says exactly N started and done, no other outcome, N of each histogram
-    _assert_n_done(after, n, job="add")
+    assert_n_done(after, n, job="add")
     assert backwards([before, *scrapes, after]) == []
     # And four processes were desired and alive
     assert after.total("conveyor_worker_processes_desired") == 4
     assert after.total("conveyor_worker_processes_alive") == 4
     assert after.total("conveyor_worker_restarts_total") == 0
-
-
-def _assert_depth_is(found: Scrape, counts: QueueCounts) -> None:
-    for state in ("waiting", "delayed", "in_flight"):
-        shown = found.total("conveyor_queue_depth", queue="default", state=state)
-        assert shown == getattr(counts, state), state
-    assert found.total("conveyor_backend_up") == 1
-
-
-def _assert_n_done(found: Scrape, n: int, *, job: str) -> None:
-    assert found.total("conveyor_jobs_finished_total", job=job, outcome="done") == n
-    assert found.total("conveyor_jobs_finished_total") == n
-    assert found.total("conveyor_jobs_started_total", job=job) == n
-    assert found.total("conveyor_jobs_started_total") == n
-    assert found.total("conveyor_job_duration_seconds_count", job=job) == n
-    assert found.total("conveyor_job_queue_wait_seconds_count", job=job) == n
-    assert found.total("conveyor_job_duration_seconds_bucket", job=job, le="+Inf") == n

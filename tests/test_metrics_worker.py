@@ -1,10 +1,12 @@
 """``conveyor worker --metrics-port``: real supervisors on the session's redis-server, scraped
-over HTTP while their worker processes run, crash and restart."""
+over HTTP while their worker processes run, crash and restart; and ``conveyor run``'s."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,9 +15,17 @@ import pytest
 from producer import Producer
 from services.backends.redis.queue import RedisQueue
 from tests import jobs
-from tests.helpers_metrics import Scrape, backwards, scrape, scrape_until, served_url
+from tests.helpers_metrics import (
+    Scrape,
+    assert_depth_is,
+    assert_n_done,
+    backwards,
+    scrape,
+    scrape_until,
+    served_url,
+)
+from tests.helpers_process import ROOT
 from tests.redis_fixtures import free_port
-from tests.test_metrics import _assert_depth_is, _assert_n_done
 from tests.test_redis_system import WorkerProcess, inspect, launch
 
 __all__ = ["inspect", "launch"]  # fixtures
@@ -47,10 +57,10 @@ def test_a_scrape_after_n_jobs_on_four_worker_processes_says_n(
     worker.wait_workers(4)
     found = scrape_until(url, lambda s: s.total("conveyor_worker_processes_alive") == 4)[-1]
     # Then the scrape says N done, N started, N in each histogram, never going backwards
-    _assert_n_done(found, n, job="add")
+    assert_n_done(found, n, job="add")
     assert backwards([*scrapes, found]) == []
     # And the depth gauges are the backend's counts
-    _assert_depth_is(found, inspect.counts("default"))
+    assert_depth_is(found, inspect.counts("default"))
     assert found.total("conveyor_queue_depth", state="delayed") == 3
     assert found.total("conveyor_worker_processes_desired") == 4
     # And a SIGTERM stops it cleanly, metrics server included
@@ -99,3 +109,40 @@ def test_metrics_are_served_while_the_backend_is_still_unreachable(tmp_path: Pat
         assert worker.wait_exit(30) == 0
     finally:
         worker.cleanup()
+
+
+def test_conveyor_run_serves_the_same_metrics_on_its_memory_queue(tmp_path: Path) -> None:
+    # Given a conveyor run of slow jobs on memory:// with metrics on any free port
+    log_path = tmp_path / "run.log"
+    command = [sys.executable, "-m", "consumer", "run", "--jobs", JOBS,
+               "--feed", "tests.feeds:slow_feed", "--feed-arg", "count=40",
+               "--producers", "1", "-c", "2", "--metrics-port", "0"]  # fmt: skip
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen(
+            command, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=_clean_env()
+        )
+        try:
+            url = served_url(log_path)
+            # When it is scraped while its jobs run
+            found = scrape_until(
+                url,
+                lambda s: (
+                    s.total("conveyor_jobs_finished_total", job="sleep") >= 2
+                    and s.total("conveyor_worker_processes_alive") == 2
+                ),
+            )[-1]
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+    # Then it shows the jobs of its own queue, the pool, and that queue's depth
+    assert found.total("conveyor_jobs_started_total", job="sleep") >= 2
+    assert found.total("conveyor_worker_processes_desired") == 2
+    assert found.total("conveyor_backend_up") == 1
+    states = {labels["state"] for labels in found.series("conveyor_queue_depth")}
+    assert states == {"waiting", "delayed", "in_flight"}
+
+
+def _clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env

@@ -23,6 +23,7 @@ from services.cli.options import apply_options
 from services.metrics.depth import SCRAPE_TIMEOUT_S, QueueDepth
 from services.metrics.exposition import MetricsRegistry
 from services.metrics.job_counters import JobLabels
+from services.protocol import QueueInspector
 from services.registry import Registry
 from services.settings import QueueSettings
 
@@ -55,23 +56,31 @@ def metrics_options(func: Any) -> Any:
 
 @contextlib.contextmanager
 def serving_metrics(
-    options: dict[str, Any], *, url: str, queues: tuple[str, ...], registry: Registry
+    options: dict[str, Any],
+    *,
+    url: str,
+    queues: tuple[str, ...],
+    registry: Registry,
+    inspector: QueueInspector | None = None,
 ) -> Iterator[PoolMetrics | None]:
     """Serve ``/metrics`` while the block runs, if ``--metrics-port`` was given (the two flags
     are popped from ``options``); yields the ``PoolMetrics`` for the supervisor, else None.
 
-    The queues' depth is read through a connection of its own to ``url``, whose every call
-    gives up after ``SCRAPE_TIMEOUT_S``: a scrape never hangs on an unreachable backend.
+    The queues' depth is read through ``inspector`` (``conveyor run``: its own queue, which a
+    ``memory://`` URL cannot reach from elsewhere), else through a connection of its own to
+    ``url`` whose every call gives up after ``SCRAPE_TIMEOUT_S``: a scrape never hangs on an
+    unreachable backend.
     """
     port, host = options.pop("metrics_port"), options.pop("metrics_host")
     if port is None:
         yield None
         return
     pool = PoolMetrics(JobLabels(queues=queues, jobs=tuple(registry.names())))
-    reader = open_queue(url, QueueSettings(op_timeout_s=SCRAPE_TIMEOUT_S))
+    reader = inspector or open_queue(url, QueueSettings(op_timeout_s=SCRAPE_TIMEOUT_S))
     exported = MetricsRegistry(pool.families, QueueDepth(reader, queues).families)
     try:
         with exported.server(host, port):
             yield pool
     finally:
-        reader.close()
+        if inspector is None:
+            reader.close()

@@ -12,6 +12,7 @@ from typing import Any, TextIO, cast
 
 import click
 
+from consumer.cli.metrics_options import metrics_options, serving_metrics
 from consumer.cli.pool_options import pool_options, pool_settings, result_cap_option
 from consumer.pipeline import RunSettings, run_pipeline
 from consumer.report import Progress, format_summary
@@ -77,6 +78,7 @@ DEMO_FEED = "services.demo:feed"
 @pool_options
 @queue_options
 @result_cap_option
+@metrics_options
 @click.pass_obj
 def run_command(
     logs: LogSettings,
@@ -95,7 +97,7 @@ def run_command(
     With no options: the built-in demo (CPU-bound, IO-bound and failing jobs) on the embedded
     memory queue. Exits 0 when every produced job is done or dead-lettered.
     """
-    load_registry(jobs)  # fail fast in the parent with a clear message
+    registry = load_registry(jobs)  # fail fast in the parent with a clear message
     load_feed(feed)
     feed_options = dict(parse_kwarg(text) for text in feed_args)
     if count is not None:
@@ -107,7 +109,8 @@ def run_command(
         feed_options=feed_options,
         queue=queue,
     )
-    backend = open_queue(connect_url(url, options), queue_settings(options))
+    url = connect_url(url, options)
+    backend = open_queue(url, queue_settings(options))
     if scheme_of(url) != "memory":
         check_backend(backend)
     say(
@@ -115,9 +118,12 @@ def run_command(
         f"pool x{settings.supervisor.shape.concurrency}, queue {queue!r} on "
         f"{redact_url(url)}"
     )
+    serving = serving_metrics(
+        options, url=url, queues=(queue,), registry=registry, inspector=backend
+    )
     try:
-        with recorded_signals() as signals:
-            code, summary = run_pipeline(backend, settings, signals, progress(logs))
+        with serving as metrics, recorded_signals() as signals:
+            code, summary = run_pipeline(backend, settings, signals, progress(logs), metrics)
     finally:
         backend.close()
     click.echo(format_summary(summary))
