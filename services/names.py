@@ -18,6 +18,8 @@ from services.errors import ConfigError
 MAX_NAME_CHARS = 128
 _ALLOWED = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _RULE = "1 to 128 characters from A-Z a-z 0-9 . _ - :, starting with a letter or digit"
+NAME_PATTERN = f"^{_ALLOWED.pattern}$"
+"""The rule as an anchored regular expression, for schemas (the HTTP API's OpenAPI document)."""
 
 
 class InvalidNameError(ConfigError):

@@ -60,13 +60,14 @@ LAYERS = (
 
 CLI_MODULES = ("services.cli", "producer.cli", "consumer.cli")
 SEAMS: dict[str, tuple[str, ...]] = {
-    "click": CLI_MODULES,
+    "click": (*CLI_MODULES, "producer.http.command"),
     "redis": ("services.backends.redis",),
     "rq": (),  # the RQ adapter, when it lands
-    "fastapi": (),  # the HTTP API, when it lands
-    "starlette": (),
-    "uvicorn": (),
+    "fastapi": ("producer.http",),  # the HTTP API: app, routes, models, auth
+    "starlette": ("producer.http",),
+    "uvicorn": ("producer.http.command",),  # `conveyor serve` runs the server
     "prometheus_client": ("services.metrics.exposition",),
+    "pydantic": ("producer.http",),  # the HTTP API's request and response models
     "tqdm": ("consumer.report",),
     "pytest": ("services.testing",),  # the contract suite that ships with the package
     "fakeredis": (),  # tests only

@@ -31,6 +31,10 @@ COMMANDS = {
         "consumer.cli.run:run_command",
         "Run producers and a consumer pool together, with progress and a summary.",
     ),
+    "serve": LazyCommand(
+        "producer.http.command:serve_command",
+        "Serve the HTTP API: put jobs on queues, follow, cancel them, manage dead letters.",
+    ),
     "worker": LazyCommand(
         "consumer.cli.worker:worker_command",
         "Consume jobs with a supervised pool of worker processes.",

@@ -1,0 +1,85 @@
+"""``create_app``: the ASGI application of ``conveyor serve``, put together from its parts.
+
+Layers, outside in: ``BodyLimit`` (no body over the cap is read), FastAPI's routing, the bearer
+token (a dependency of every route but health), the routes, and the error handlers that give
+every failure the one JSON error body. The service's backend is checked when the app starts
+(its lifespan) and closed when it stops.
+
+The routes are added to the application's own router, not included from routers of their own:
+FastAPI matches included routers through a wrapper per router, which costs a one-job
+submission ~15% of its throughput. ``fastapi_options`` turns off FastAPI's built-in
+OpenTelemetry hooks (versions that have them check for a configured provider on every request,
+another ~10%); the service's numbers are Prometheus metrics. ``scripts/bench_http.py`` builds
+its bare endpoint with the same options, so the two are compared on equal terms.
+
+``extra_routers`` is where other parts of Conveyor add routes without editing this module
+(``GET /metrics``, say); they are served as they are, outside the token like health checks
+unless they carry dependencies of their own.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI
+
+from producer.http.auth import bearer_guard
+from producer.http.bodies import document_bodies
+from producer.http.errors import install_error_handlers
+from producer.http.limits import BodyLimit
+from producer.http.routes import jobs, queues
+from producer.http.routes.health import add_health_routes
+from producer.http.service import JobService
+from producer.http.settings import ServeSettings
+
+
+def create_app(
+    service: JobService, settings: ServeSettings, *, extra_routers: Sequence[APIRouter] = ()
+) -> FastAPI:
+    """The HTTP API on ``service``, as ``settings`` say (token, body cap)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.close()
+
+    app = FastAPI(
+        title="Conveyor",
+        version=_version(),
+        summary="Put jobs on queues, follow and cancel them, manage dead letters.",
+        docs_url=None,  # the interactive pages load scripts from a CDN; /openapi.json is here
+        redoc_url=None,
+        lifespan=lifespan,
+        **fastapi_options(),
+    )
+    guard = [Depends(bearer_guard(settings.token))] if settings.token is not None else []
+    jobs.add_job_routes(app.router, service, guard)
+    queues.add_queue_routes(app.router, service, guard)
+    add_health_routes(app.router, service)
+    for router in extra_routers:
+        app.include_router(router)
+    document_bodies(app, [*jobs.REQUEST_BODIES, *queues.REQUEST_BODIES])
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def fastapi_options() -> dict[str, Any]:
+    """Options for ``FastAPI(...)``: its built-in telemetry off where it has any."""
+    if "telemetry" in inspect.signature(FastAPI).parameters:
+        return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    return {}
+
+
+def _version() -> str:
+    try:
+        return version("conveyor")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "0"

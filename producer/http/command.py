@@ -1,0 +1,164 @@
+"""``conveyor serve``: parse flags, check the backend once, then run the HTTP API on uvicorn.
+
+uvicorn is imported here and nowhere else. It runs one event loop (uvloop and httptools when
+installed: ``uvicorn[standard]``), logs through Conveyor's logging (``log_config=None``), and
+owns SIGINT/SIGTERM: its handlers only set a flag; the server then stops accepting
+connections, lets requests in flight finish (up to ``--shutdown-timeout``), closes the backend
+(the app's lifespan) and returns, and the command exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import IO, Any
+
+import click
+import uvicorn
+
+from producer.http.app import create_app
+from producer.http.service import JobService
+from producer.http.settings import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_BODY_BYTES,
+    ServeSettings,
+    check_auth,
+)
+from services.backends import open_async_queue, scheme_of
+from services.cli.command import ConveyorCommand
+from services.cli.options import connect_url, connection_options, queue_options, queue_settings
+from services.errors import BackendUnavailableError, ConfigError
+from services.loading import load_registry
+from services.settings import QueueSettings
+
+log = logging.getLogger("conveyor.serve")
+
+
+@click.command("serve", cls=ConveyorCommand)
+@connection_options()
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="CONVEYOR_HOST")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, envvar="CONVEYOR_PORT"
+)
+@click.option(
+    "--jobs",
+    envvar="CONVEYOR_JOBS",
+    show_envvar=True,
+    metavar="MODULE:ATTR",
+    help="Registry to check job names and arguments against (422 for an unknown job or "
+    "arguments that do not fit). Without it any name is accepted; workers dead-letter "
+    "unknown ones.",
+)
+@click.option(
+    "--token-file",
+    type=click.File("r"),
+    envvar="CONVEYOR_TOKEN_FILE",
+    show_envvar=True,
+    help="Require `Authorization: Bearer <token>` with the token in this file (or set the "
+    "CONVEYOR_TOKEN variable). Required unless --host is loopback or --no-auth is given.",
+)
+@click.option("--token", hidden=True, envvar="CONVEYOR_TOKEN")
+@click.option(
+    "--no-auth",
+    is_flag=True,
+    help="Serve without a token on a non-loopback --host (only where the port is not exposed).",
+)
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=1024),
+    default=DEFAULT_MAX_BODY_BYTES,
+    show_default=True,
+    help="Larger request bodies are refused with 413.",
+)
+@click.option(
+    "--max-batch",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_BATCH,
+    show_default=True,
+    help="Most jobs one batch request may carry.",
+)
+@click.option("--access-log/--no-access-log", default=True, show_default=True)
+@click.option(
+    "--shutdown-timeout",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="After SIGTERM, how long requests in flight may take to finish.",
+)
+@queue_options
+def serve_command(
+    url: str,
+    jobs: str | None,
+    token_file: IO[str] | None,
+    token: str | None,
+    no_auth: bool,
+    **options: Any,
+) -> None:
+    """Serve the HTTP API: put jobs on queues, follow, cancel them, manage dead letters.
+
+    POST /v1/queues/{queue}/jobs and /v1/queues/{queue}/batches, GET and DELETE
+    /v1/jobs/{id}, GET /v1/queues, dead letters under /v1/queues/{queue}/dead-letters;
+    GET /healthz and /readyz need no token. The schema is at /openapi.json.
+    SIGTERM or Ctrl+C: stop accepting, finish requests in flight, exit 0.
+    """
+    if scheme_of(url) == "memory":
+        raise ConfigError(
+            "a memory:// queue lives inside one `conveyor run` process tree, so a separate "
+            "`conveyor serve` process cannot reach it: give a redis:// URL shared with the "
+            "workers"
+        )
+    if token_file is not None:
+        token = token_file.read().strip()
+    backend_url = connect_url(url, options)
+    queue = queue_settings(options)
+    settings = ServeSettings(
+        host=options.pop("host"),
+        port=options.pop("port"),
+        token=token,
+        max_body_bytes=options.pop("max_body_bytes"),
+        max_batch=options.pop("max_batch"),
+        access_log=options.pop("access_log"),
+        shutdown_timeout_s=options.pop("shutdown_timeout"),
+    )
+    check_auth(settings, no_auth=no_auth)
+    registry = load_registry(jobs) if jobs else None
+    asyncio.run(_probe(backend_url, queue))
+    service = JobService(
+        open_async_queue(backend_url, queue), registry=registry, max_batch=settings.max_batch
+    )
+    _run(create_app(service, settings), settings)
+
+
+async def _probe(url: str, settings: QueueSettings) -> None:
+    """Reach the backend once before serving: refused credentials or a refusing ACL stop the
+    command (exit 2); a backend that does not answer yet only makes /readyz say 503."""
+    backend = open_async_queue(url, settings)
+    try:
+        await backend.queues()
+    except BackendUnavailableError as exc:
+        log.warning("%s; serving anyway: /readyz answers 503 until it is back", exc)
+    finally:
+        await backend.aclose()
+
+
+def _run(app: Any, settings: ServeSettings) -> None:
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # Conveyor's logging (configured by the `conveyor` group)
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
+        server_header=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    log.info(
+        "serving on http://%s:%d (%s)",
+        settings.host,
+        settings.port,
+        "bearer token required" if settings.token else "no authentication",
+    )
+    server.run()

@@ -1,0 +1,140 @@
+"""Jobs: ``POST /v1/queues/{queue}/jobs`` (one), ``POST /v1/queues/{queue}/batches`` (many, all
+or nothing), ``GET /v1/jobs/{job_id}`` (status and result), ``DELETE /v1/jobs/{job_id}``
+(cancel a job that waits)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.params import Depends
+from starlette.responses import Response
+
+from producer.http.bodies import parse_body, request_body
+from producer.http.errors import json_response
+from producer.http.models import BatchIn, BatchOut, CancelOut, JobIn, JobOut, SubmitIn, SubmitOut
+from producer.http.problems import InvalidRequest
+from producer.http.routes import JobId, errors
+from producer.http.service import JobService
+from producer.http.submission import JobRequest
+from services.names import NAME_PATTERN
+
+MAX_KEY_CHARS = 255
+_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "queue",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": NAME_PATTERN},
+        "description": "A queue name.",
+    },
+    {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS},
+        "description": "Sending the same key again returns the job the first request stored "
+        "(new: false) instead of storing a second one. A key that is a valid job id is the "
+        "job's id; any other stands for one (its SHA-256).",
+    },
+]
+"""The submission routes' parameters, which they read themselves (see ``bodies``)."""
+
+
+REQUEST_BODIES = (SubmitIn, BatchIn)
+"""The bodies these routes parse themselves (``bodies.parse_body``), for the OpenAPI document."""
+
+
+def _request(job: JobIn) -> JobRequest:
+    return JobRequest(job.job, job.args, job.kwargs, job.job_id)
+
+
+def _key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 1 <= len(key) <= MAX_KEY_CHARS:
+        raise InvalidRequest(f"Idempotency-Key must be 1 to {MAX_KEY_CHARS} characters")
+    return key
+
+
+def add_job_routes(router: APIRouter, service: JobService, guard: Sequence[Depends]) -> None:
+    """Add the routes on jobs, served by ``service``, to ``router``, behind ``guard``."""
+
+    @router.post(
+        "/v1/queues/{queue}/jobs",
+        status_code=202,
+        response_model=SubmitOut,
+        responses=errors(400, 401, 413, 422, 503),
+        summary="Put one job on a queue",
+        openapi_extra=request_body(SubmitIn) | {"parameters": _PARAMETERS},
+        tags=["jobs"],
+        dependencies=guard,
+    )
+    async def submit(request: Request) -> Response:
+        # The hot path: parameters and body read here, not by FastAPI's machinery (bodies).
+        queue, key = request.path_params["queue"], _key(request)
+        body = await parse_body(request, SubmitIn)
+        done = await service.submit(queue, _request(body), delay_s=body.delay_s, key=key)
+        return json_response(
+            {"job_id": done.job_id, "queue": queue, "new": done.new},
+            202,
+            {"Location": f"/v1/jobs/{done.job_id}"},
+        )
+
+    @router.post(
+        "/v1/queues/{queue}/batches",
+        status_code=202,
+        response_model=BatchOut,
+        responses=errors(400, 401, 413, 422, 503),
+        summary="Put many jobs on a queue: every one is checked first, then all are put",
+        openapi_extra=request_body(BatchIn) | {"parameters": _PARAMETERS},
+        tags=["jobs"],
+        dependencies=guard,
+    )
+    async def submit_batch(request: Request) -> Response:
+        queue, key = request.path_params["queue"], _key(request)
+        body = await parse_body(request, BatchIn)
+        if len(body.jobs) > service.max_batch:
+            raise InvalidRequest(
+                f"{len(body.jobs)} jobs in one batch, over the limit of {service.max_batch}"
+            )
+        requests = [_request(job) for job in body.jobs]
+        done = await service.submit_batch(queue, requests, delay_s=body.delay_s, key=key)
+        jobs = [{"job_id": one.job_id, "new": one.new} for one in done]
+        new_count = sum(one.new for one in done)
+        answer = {"queue": queue, "count": len(jobs), "new_count": new_count, "jobs": jobs}
+        return json_response(answer, 202)
+
+    @router.get(
+        "/v1/jobs/{job_id}",
+        response_model=JobOut,
+        responses=errors(401, 404, 422, 503),
+        summary="A job's status, attempts, last error and result",
+        tags=["jobs"],
+        dependencies=guard,
+    )
+    async def read(job_id: JobId) -> Response:
+        view = await service.job(job_id)
+        return json_response(
+            {
+                "job_id": view.job_id,
+                "status": view.status,
+                "attempts": view.attempts,
+                "error": view.error,
+                "result": view.result,
+            }
+        )
+
+    @router.delete(
+        "/v1/jobs/{job_id}",
+        response_model=CancelOut,
+        responses=errors(401, 404, 409, 422, 503),
+        summary="Cancel a job that waits (queued, scheduled, or waiting for a retry)",
+        description="The job ends dead with the error 'cancelled' and never runs. A job "
+        "running or finished is left alone: 409, with its status in the details.",
+        tags=["jobs"],
+        dependencies=guard,
+    )
+    async def cancel(job_id: JobId) -> Response:
+        await service.cancel(job_id)
+        return json_response({"job_id": job_id, "cancelled": True, "status": "dead"})
