@@ -2,12 +2,12 @@
 desired states with compare-and-set, persisted pauses, and a revision that moves on changes.
 
 **Fixture.** These tests take ``fleet``, made from the ``backend`` fixture: its ``root`` when
-the backend class implements ``FleetControl`` itself, else what the plugin's optional
-``open_fleet`` fixture (a callable ``BackendUnderTest -> FleetControl``, which closes what it
-opened after the test) makes for it. A backend with neither has these tests skipped, so a
-plugin written for the queue roles alone keeps passing. Times here are short TTLs polled with
-a deadline: a backend stamps beats with its own clock (Redis ``TIME``), which a test cannot
-step.
+the backend class implements ``FleetControl`` itself, else what ``root.fleet()`` returns if
+the backend has that accessor, else what the plugin's optional ``open_fleet`` fixture (a
+callable ``BackendUnderTest -> FleetControl``, which closes what it opened after the test)
+makes for it. A backend with none of these has the tests skipped, so a plugin written for the
+queue roles alone keeps passing. Times here are short TTLs polled with a deadline: a backend
+stamps beats with its own clock (Redis ``TIME``), which a test cannot step.
 """
 
 from __future__ import annotations
@@ -43,6 +43,10 @@ def fleet(backend: BackendUnderTest, request: pytest.FixtureRequest) -> FleetCon
     """The backend's fleet store (empty, as the backend is); skips when it has none."""
     if isinstance(backend.root, FleetControl):
         return backend.root
+    accessor = getattr(backend.root, "fleet", None)  # a backend that hands out its fleet store
+    if callable(accessor):
+        store: FleetControl = accessor()
+        return store
     try:
         opener: OpenFleet = request.getfixturevalue("open_fleet")
     except pytest.FixtureLookupError:
