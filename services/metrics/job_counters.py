@@ -154,7 +154,9 @@ class JobCounters:
 
     def _row(self, queue: str, job: str) -> int:
         found = self._index.get((queue, job))
-        if found is None:  # a job outside the registry (dead-lettered) or a stray queue name
+        if found is None:  # a job outside the registry (it is dead-lettered)
+            # Deliveries come from the supervisor's queues, which are the labels' queues; a
+            # stray name (none expected) is counted rather than lost, under the first row.
             found = self._index.get((queue, UNREGISTERED), 0)
         return found
 
