@@ -15,7 +15,8 @@ in its parent's format). Both formats go to stderr:
 
 Passwords and tokens never reach a log line: URLs are redacted where they are logged
 (``services.backends.redact_url``), and as a second line of defence each formatter scrubs
-``scheme://user:secret@`` and ``Bearer <token>`` from the whole line, tracebacks included.
+``scheme://user:secret@``, ``Bearer <token>`` and ``?token=...`` (``password``, ``secret``,
+``api_key``, ...) from the whole line, tracebacks included.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from typing import Any, TextIO
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/\s]*):[^@\s]*@")
 _BEARER = re.compile(r"(?i)\b(?P<word>bearer)\s+[A-Za-z0-9._~+/=-]+")
+_QUERY = re.compile(
+    r"(?i)(?P<name>[?&](?:access_token|token|password|passwd|secret|api_key|apikey))=[^&#\s\"']*"
+)
 
 
 class LogFormat(StrEnum):
@@ -48,8 +52,10 @@ class LogSettings:
 
 
 def redact(text: str) -> str:
-    """``text`` with URL passwords and bearer tokens replaced by ``***``."""
+    """``text`` with URL passwords, bearer tokens and secret-looking query parameters (a token
+    a client put in the URL, shown by an access log) replaced by ``***``."""
     text = _CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", text)
+    text = _QUERY.sub(r"\g<name>=***", text)
     return _BEARER.sub(r"\g<word> ***", text)
 
 

@@ -11,6 +11,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,6 +99,11 @@ def test_a_json_line_has_the_stable_keys_and_the_context_known() -> None:
         (f"redis://app:{SECRET}@db:6379/0", "redis://app:***@db:6379/0"),
         (f"rediss://:{SECRET}@db/1 is down", "rediss://:***@db/1 is down"),
         (f"Authorization: Bearer {SECRET}.x-y", "Authorization: Bearer ***"),
+        (
+            f'"GET /v1/queues?a=1&token={SECRET} HTTP/1.1"',
+            '"GET /v1/queues?a=1&token=*** HTTP/1.1"',
+        ),
+        (f"/x?access_token={SECRET}&n=2", "/x?access_token=***&n=2"),
         (
             "redis://db:6379/0 and http://example.com/a@b",
             "redis://db:6379/0 and http://example.com/a@b",
@@ -289,3 +296,54 @@ def test_the_group_level_flag_reaches_the_commands_settings() -> None:
         main.commands.pop("probe")
     assert result.exit_code == 0, result.output
     assert seen == [LogSettings(logging.DEBUG, LogFormat.JSON)]
+
+
+@pytest.mark.redis
+def test_serve_logs_json_only_and_never_its_token(redis_url: str, tmp_path: Path) -> None:
+    # Given conveyor serve with a bearer token, logging JSON (uvicorn's own lines included)
+    token_file = tmp_path / "token"
+    token_file.write_text(SECRET)
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "consumer", "serve", "--url", redis_url,
+             "--port", str(port), "--token-file", str(token_file), "--log-format", "json"],
+            cwd=ROOT, env=_env(None), stdout=subprocess.DEVNULL, stderr=log_file,
+        )  # fmt: skip
+        try:
+            # When clients call it with the right token, a wrong one and a token in the URL
+            _wait_until_up(port)
+            for token in (SECRET, f"{SECRET}-wrong"):
+                _get(f"http://127.0.0.1:{port}/v1/queues", token)
+            _get(f"http://127.0.0.1:{port}/v1/queues?token={SECRET}", None)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+    # Then every line on stderr is JSON, and the token appears in none
+    text = log_path.read_text()
+    records = json_lines(text)
+    assert any(record["logger"] == "uvicorn.access" for record in records), text
+    assert SECRET not in text
+
+
+def _wait_until_up(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            _get(f"http://127.0.0.1:{port}/healthz", None)
+            return
+        except OSError:
+            assert time.monotonic() < deadline, "conveyor serve did not answer /healthz"
+            time.sleep(0.05)
+
+
+def _get(url: str, token: str | None) -> int:
+    request = urllib.request.Request(url)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)

@@ -31,6 +31,7 @@ from services.metrics.job_counters import (
     Outcome,
     read_rows,
 )
+from services.metrics.service import ServiceMetrics
 from services.protocol import JobQueue, QueueCounts
 from services.settings import QueueSettings, RetrySettings, WorkerSettings
 from tests import jobs
@@ -213,6 +214,24 @@ def test_the_asyncio_depth_read_is_bounded_too() -> None:
     down = parse(MetricsRegistry().render(extra=hung)[0].decode())
     assert down.total("conveyor_backend_up") == 0
     assert down.series("conveyor_queue_depth") == []
+
+
+def test_a_service_shows_what_it_enqueued_and_the_depth_of_every_queue() -> None:
+    # Given an HTTP producer's metrics after it enqueued 3 + 2 jobs
+    metrics = ServiceMetrics()
+    metrics.enqueued.add("a", "add", 3)
+    metrics.enqueued.add("b", "echo", 2)
+    # When scraped, with a backend that answers, then with one that hangs
+    body, content_type = asyncio.run(metrics.render(None, _FakeAsyncBackend(0.0)))
+    slow = ServiceMetrics(timeout_s=0.2)
+    down = parse(asyncio.run(slow.render(None, _FakeAsyncBackend(30.0)))[0].decode())
+    # Then it shows the counts and the depth, or says the backend is down
+    found = parse(body.decode())
+    assert content_type.startswith("text/plain")
+    assert found.total("conveyor_jobs_enqueued_total") == 5
+    assert found.total("conveyor_jobs_enqueued_total", queue="a", job="add") == 3
+    assert found.total("conveyor_queue_depth", queue="a", state="waiting") == 1
+    assert down.total("conveyor_backend_up") == 0
 
 
 # -- a real supervisor -------------------------------------------------------------------------

@@ -11,7 +11,8 @@
 * ``job_counters``: the per-(queue, job) counters a worker process writes into shared memory;
 * ``families``: every metric's name, type, help and labels, built as plain data;
 * ``depth``: queue depth by state, read from the backend at scrape time, with a bound;
-* ``exposition``: the only module that imports ``prometheus_client``.
+* ``exposition``: the only module that imports ``prometheus_client``;
+* ``service``: what an asyncio HTTP producer shows (``ServiceMetrics``).
 
 Importing this package imports nothing else: a worker process loads ``job_counters`` alone.
 """
