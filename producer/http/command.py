@@ -4,7 +4,9 @@ uvicorn is imported here and nowhere else. It runs one event loop (uvloop and ht
 installed: ``uvicorn[standard]``), logs through Conveyor's logging (``log_config=None``), and
 owns SIGINT/SIGTERM: its handlers only set a flag; the server then stops accepting
 connections, lets requests in flight finish (up to ``--shutdown-timeout``), closes the backend
-(the app's lifespan) and returns, and the command exits 0.
+(the app's lifespan) and returns. uvicorn then raises the signal again for the handler that
+was there before it; ``_recorded_stops`` puts one there that only records, so a graceful stop
+exits 0 instead of dying of the signal.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
 from typing import IO, Any
 
 import click
@@ -161,4 +167,23 @@ def _run(app: Any, settings: ServeSettings) -> None:
         settings.port,
         "bearer token required" if settings.token else "no authentication",
     )
-    server.run()
+    with _recorded_stops() as stops:
+        server.run()
+    if stops:
+        log.info("stopped by %s", signal.Signals(stops[0]).name)
+
+
+@contextmanager
+def _recorded_stops() -> Iterator[list[int]]:
+    """SIGINT and SIGTERM only recorded (uvicorn raises them again once it has stopped)."""
+    seen: list[int] = []
+
+    def record(signum: int, frame: FrameType | None) -> None:
+        seen.append(signum)
+
+    old = {signum: signal.signal(signum, record) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield seen
+    finally:
+        for signum, handler in old.items():
+            signal.signal(signum, handler)

@@ -122,9 +122,10 @@ class AsyncRedisQueue:
         elements = [keys.pack_element(job_id, body) for job_id, body in items]
         return await self._coalescer.put(PutRequest(queue, elements, ms(delay_s), new_ids))
 
-    async def _send_puts(self, requests: Sequence[PutRequest]) -> list[list[bool]]:
+    async def _send_puts(self, requests: Sequence[PutRequest]) -> list[list[bool] | Exception]:
         """Store a batch: merged by queue, delay and id freshness unless the queue is bounded
-        (then each request stays one all-or-nothing call); one flag list per request."""
+        (then each request stays one all-or-nothing call); per request its flags, or the
+        error of a call that holds some of its jobs."""
         max_depth = self.settings.max_depth or 0
         groups: dict[tuple[str, int, bool, int], list[int]] = defaultdict(list)
         for index, request in enumerate(requests):
@@ -138,15 +139,24 @@ class AsyncRedisQueue:
             for chunk in chunked(flat, len(flat) if max_depth else CAPS["PUT"]):
                 calls.append((*head, *(element for _, element in chunk)))
                 owners.append([i for i, _ in chunk])
-        results: list[list[bool]] = [[] for _ in requests]
+        results: list[list[bool] | Exception] = [[] for _ in requests]
         for owner, reply in zip(owners, await self._put_calls(calls), strict=True):
+            if isinstance(reply, Exception):
+                for index in owner:
+                    results[index] = reply
+                continue
             for index, flag in zip(owner, reply, strict=True):
-                results[index].append(flag == ord("1"))
+                done = results[index]
+                if not isinstance(done, Exception):
+                    done.append(flag == ord("1"))
         return results
 
-    async def _put_calls(self, calls: list[Call]) -> list[bytes]:
+    async def _put_calls(self, calls: list[Call]) -> list[Any]:
         """PUT calls until each is answered: a lost reply is sent again with full checks, a
-        full queue waited on, both until ``put_timeout_s`` (as ``RedisQueue.put_many``)."""
+        full queue waited on, both until ``put_timeout_s`` (as ``RedisQueue.put_many``).
+
+        Per call its reply (one flag byte per element), or the error it ended with.
+        """
         deadline = time.monotonic() + self.settings.put_timeout_s
         replies: list[Any] = [None] * len(calls)
         todo = list(range(len(calls)))
@@ -156,11 +166,13 @@ class AsyncRedisQueue:
                 got = await self._run_many("PUT", "put", [calls[i] for i in todo])
             except BackendUnavailableError as exc:
                 if time.monotonic() >= deadline:
-                    raise BackendUnavailableError(
-                        f"{exc} (retried for {self.settings.put_timeout_s}s): the put was not "
-                        "confirmed, the jobs may or may not be stored; putting the same ids "
-                        "again is safe, nothing is stored twice"
-                    ) from exc
+                    for index in todo:
+                        replies[index] = BackendUnavailableError(
+                            f"{exc} (retried for {self.settings.put_timeout_s}s): the put was "
+                            "not confirmed, the jobs may or may not be stored; putting the same "
+                            "ids again is safe, nothing is stored twice"
+                        )
+                    return replies
                 # The lost attempt may have stored the jobs, and a worker finished them since.
                 calls = [(*call[:3], "0", *call[4:]) for call in calls]
             else:
@@ -168,13 +180,15 @@ class AsyncRedisQueue:
                     replies[index] = reply
                 todo = [index for index in todo if isinstance(replies[index], int)]
                 if not todo:
-                    return cast(list[bytes], replies)
+                    return replies
                 if time.monotonic() >= deadline:
-                    raise QueueFullError(
-                        f"queue {calls[todo[0]][0]!r} stayed at its limit of "
-                        f"{self.settings.max_depth} for {self.settings.put_timeout_s}s; "
-                        "nothing was enqueued"
-                    )
+                    for index in todo:
+                        replies[index] = QueueFullError(
+                            f"queue {calls[index][0]!r} stayed at its limit of "
+                            f"{self.settings.max_depth} for {self.settings.put_timeout_s}s; "
+                            "nothing was enqueued"
+                        )
+                    return replies
             await asyncio.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
             pause = min(pause * 2, 0.2)
 

@@ -12,9 +12,10 @@ caller waits no longer than it takes the loop to finish what it was already doin
     request 3 --put--+                                   |
           <-- flags of its own items, or the error ------+
 
-A failed batch fails every put in it with the same error (``BackendUnavailableError``: not
-confirmed; putting the same ids again is safe). A caller that goes away (its task cancelled)
-leaves the batch as it is.
+A batch that fails as a whole fails every put in it with the same error
+(``BackendUnavailableError``: not confirmed; putting the same ids again is safe); ``send`` may
+also fail some puts only (a bounded queue that stayed full for one of them). A caller that goes
+away (its task cancelled) leaves the batch as it is.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ class PutRequest:
     new_ids: bool
 
 
-Send = Callable[[Sequence[PutRequest]], Awaitable[list[list[bool]]]]
-"""Stores a batch of puts; one list of flags per request, in order."""
+Send = Callable[[Sequence[PutRequest]], Awaitable[list[list[bool] | Exception]]]
+"""Stores a batch of puts; per request, in order, its flags or the error it failed with."""
 
 
 class PutCoalescer:
@@ -74,9 +75,13 @@ class PutCoalescer:
                 if not done.done():
                     done.set_exception(exc)
             return
-        for (_, done), flags in zip(batch, results, strict=True):
-            if not done.done():
-                done.set_result(flags)
+        for (_, done), outcome in zip(batch, results, strict=True):
+            if done.done():
+                continue
+            if isinstance(outcome, Exception):
+                done.set_exception(outcome)
+            else:
+                done.set_result(outcome)
 
     async def drain(self) -> None:
         """Wait for the batches on their way (before the connection closes)."""
