@@ -1,7 +1,7 @@
 """Fixtures of the container tests: the private engine (one per session, on the cached data
-root), the images built on the Debian base, and a compose project per test, removed with its
-volumes afterwards. Registers the ``container`` marker; the default run deselects it
-(``-m "not container"``), ``pytest -m container tests/container`` runs it.
+root), the images built on the Debian base, a compose project per test (taken down with its
+volumes afterwards) and the HTTP API it publishes. Registers the ``container`` marker and
+deselects its tests unless ``-m`` names it: ``pytest -m container tests/container`` runs them.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from tests.container.cache import cached_engine
+from tests.container.client import JobsApi
 from tests.container.engine import DockerEngine
-from tests.container.features import Features
 from tests.container.images import StackImages, stack_images
-from tests.container.stack import ComposeStack, MakeStack
+from tests.container.stack import COMPOSE_FILE, ComposeStack, MakeStack
 from tests.redis_fixtures import free_port
 
 
@@ -49,31 +49,26 @@ def images(engine: DockerEngine) -> StackImages:
     return stack_images(engine)
 
 
-@pytest.fixture(scope="session")
-def features(engine: DockerEngine, images: StackImages) -> Features:
-    return Features.of_image(engine, images.conveyor)
-
-
 @pytest.fixture
 def http_port() -> int:
     return free_port()
 
 
 @pytest.fixture
-def make_stack(
-    engine: DockerEngine,
-    images: StackImages,
-    features: Features,
-    http_port: int,
-    tmp_path: Path,
-) -> Iterator[MakeStack]:
+def api(http_port: int) -> JobsApi:
+    """The producer's API, at the port the stack publishes on the host's loopback."""
+    return JobsApi(f"http://127.0.0.1:{http_port}")
+
+
+@pytest.fixture
+def make_stack(engine: DockerEngine, images: StackImages, http_port: int) -> Iterator[MakeStack]:
     made: list[ComposeStack] = []
 
     def make(*extra_files: Path, **variables: str) -> ComposeStack:
         stack = ComposeStack(
             engine,
             project=f"conveyortest{uuid.uuid4().hex[:8]}",
-            files=[*features.compose_files(tmp_path), *extra_files],
+            files=[COMPOSE_FILE, *extra_files],
             variables={
                 "REDIS_IMAGE": images.redis,
                 "CONVEYOR_IMAGE": images.conveyor,

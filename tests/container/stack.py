@@ -18,8 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from tests.container.engine import DockerEngine, EngineError, run_checked, wait_until
+from tests.helpers_process import ROOT
 
 _COMPOSE_DEADLINE_S = 300.0
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+SERVICES = ("redis", "producer", "consumer")
+"""The services the tests bring up; ``demo`` is a profile, run on its own."""
 
 
 def compose_command() -> list[str]:
@@ -86,11 +90,23 @@ class ComposeStack:
         )
         return done.stdout
 
-    def up(self, services: Sequence[str], *, consumers: int, deadline_s: float = 180.0) -> None:
-        """Create or start ``services``, with ``consumers`` consumer containers, and wait
-        until they are ready (``wait_ready``)."""
-        self.compose("up", "-d", "--no-build", "--scale", f"consumer={consumers}", *services)
-        self.wait_ready(services, consumers=consumers, deadline_s=deadline_s)
+    def up(self, *, consumers: int, deadline_s: float = 180.0) -> None:
+        """Create or start ``SERVICES`` with ``consumers`` consumer containers; return once
+        every one runs, is healthy and has not restarted since (a crash loop never is ready)."""
+        self.compose("up", "-d", "--no-build", "--scale", f"consumer={consumers}", *SERVICES)
+
+        def ready() -> bool:
+            found = [each for each in self.containers() if each.service in SERVICES]
+            return (
+                all(each.ready for each in found)
+                and {each.service for each in found} == set(SERVICES)
+                and len([each for each in found if each.service == "consumer"]) == consumers
+            )
+
+        try:
+            wait_until(ready, deadline_s=deadline_s, what="the stack to be ready")
+        except EngineError as error:
+            raise EngineError(f"{error}\n{self.containers()}\n{self.logs()}") from None
 
     def containers(self) -> list[Container]:
         """Every container of the project, running or not."""
@@ -100,26 +116,6 @@ class ComposeStack:
             return []
         found = json.loads(self.engine.docker("inspect", *ids).stdout)
         return [Container.from_inspect(each) for each in found]
-
-    def of(self, service: str) -> list[Container]:
-        return [each for each in self.containers() if each.service == service]
-
-    def wait_ready(self, services: Sequence[str], *, consumers: int, deadline_s: float) -> None:
-        """Until every container of ``services`` runs and is healthy where it has a
-        healthcheck, and ``consumers`` consumer containers do."""
-
-        def ready() -> bool:
-            found = [each for each in self.containers() if each.service in services]
-            return (
-                all(each.ready for each in found)
-                and {each.service for each in found} == set(services)
-                and len([each for each in found if each.service == "consumer"]) == consumers
-            )
-
-        try:
-            wait_until(ready, deadline_s=deadline_s, what=f"{', '.join(services)} to be ready")
-        except EngineError as error:
-            raise EngineError(f"{error}\n{self.containers()}\n{self.logs()}") from None
 
     def exec(self, service: str, *command: str) -> str:
         """Run ``command`` in the first container of ``service``; its output."""
