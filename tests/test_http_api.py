@@ -345,16 +345,30 @@ async def test_dead_letters_are_listed_requeued_and_deleted(
 # -- authentication ----------------------------------------------------------------------------
 async def test_with_a_token_every_route_but_health_needs_it(redis_url: str) -> None:
     async with api(redis_url, token=TOKEN) as client:
-        for method, path in (("POST", "/v1/queues/q/jobs"), ("GET", "/v1/queues")):
+        protected = [
+            ("POST", "/v1/queues/q/jobs"),
+            ("POST", "/v1/queues/q/batches"),
+            ("GET", "/v1/jobs/j"),
+            ("DELETE", "/v1/jobs/j"),
+            ("GET", "/v1/queues"),
+            ("GET", "/v1/queues/q"),
+            ("GET", "/v1/queues/q/dead-letters"),
+            ("POST", "/v1/queues/q/dead-letters/requeue"),
+            ("DELETE", "/v1/queues/q/dead-letters"),
+            ("DELETE", "/v1/queues/q/dead-letters/j"),
+        ]
+        for method, path in protected:
             missing = await client.request(method, path, json=job())
-            assert (missing.status_code, error_code(missing)) == (401, "unauthorized")
+            assert (missing.status_code, error_code(missing)) == (401, "unauthorized"), path
             assert missing.headers["www-authenticate"].startswith("Bearer")
             wrong = await client.request(
                 method, path, json=job(), headers={"Authorization": "Bearer not-the-token"}
             )
-            assert wrong.status_code == 401
+            assert wrong.status_code == 401, (method, path)
             assert 'error="invalid_token"' in wrong.headers["www-authenticate"]
             assert "not-the-token" not in wrong.text
+        basic = await client.get("/v1/queues", headers={"Authorization": f"Basic {TOKEN}"})
+        assert basic.status_code == 401
         right = {"Authorization": f"Bearer {TOKEN}"}
         assert (
             await client.post("/v1/queues/q/jobs", json=job(), headers=right)

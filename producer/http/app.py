@@ -1,8 +1,9 @@
 """``create_app``: the ASGI application of ``conveyor serve``, put together from its parts.
 
 Layers, outside in: ``BodyLimit`` (no body over the cap is read), FastAPI's routing, the bearer
-token (a dependency of every route but health), the routes, and the error handlers that give
-every failure the one JSON error body. The service's backend is checked when the app starts
+token (``auth.access``: a dependency of every route but health, checked by the submission
+routes themselves, see ``direct``), the routes, and the error handlers that give every failure
+the one JSON error body. The service's backend is checked when the app starts
 (its lifespan) and closed when it stops.
 
 The routes are added to the application's own router, not included from routers of their own:
@@ -25,9 +26,9 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, FastAPI
 
-from producer.http.auth import bearer_guard
+from producer.http.auth import access
 from producer.http.bodies import document_bodies
 from producer.http.errors import install_error_handlers
 from producer.http.limits import BodyLimit
@@ -59,7 +60,7 @@ def create_app(
         lifespan=lifespan,
         **fastapi_options(),
     )
-    guard = [Depends(bearer_guard(settings.token))] if settings.token is not None else []
+    guard = access(settings.token)
     jobs.add_job_routes(app.router, service, guard)
     queues.add_queue_routes(app.router, service, guard)
     add_health_routes(app.router, service)

@@ -12,6 +12,7 @@ exits 0 instead of dying of the signal.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 import signal
@@ -167,6 +168,10 @@ def _run(app: Any, settings: ServeSettings) -> None:
         settings.port,
         "bearer token required" if settings.token else "no authentication",
     )
+    # What start-up built (FastAPI, the schemas, the registry) is kept for good: moved out of
+    # the collector's generations, it is not walked again by the collections that a batch's
+    # thousands of short-lived objects set off (a quarter of a batch's CPU time otherwise).
+    gc.freeze()
     with _recorded_stops() as stops:
         server.run()
     if stops:

@@ -11,10 +11,10 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from producer.http.problems import JobNotFound, NotCancellable, NotFound, NotReady
-from producer.http.submission import Encoded, JobRequest, Submission
+from producer.http.submission import Encoded, JobAsked, Submission
 from services.codec import decode_job, decode_value
 from services.errors import BackendUnavailableError, ConfigError, DecodeError
 from services.names import check_job_id, check_queue_name
@@ -27,8 +27,7 @@ READY_TIMEOUT_S = 2.0
 """Longest a readiness check waits for the backend (a health checker gives up soon too)."""
 
 
-@dataclass(frozen=True)
-class Submitted:
+class Submitted(NamedTuple):
     """A job the service put: its id, and whether this request stored it (False: the id was
     present already, stored by an earlier request with the same key or id)."""
 
@@ -77,7 +76,7 @@ class JobService:
         self._submission = Submission(registry)
 
     async def submit(
-        self, queue: str, request: JobRequest, *, delay_s: float = 0.0, key: str | None = None
+        self, queue: str, request: JobAsked, *, delay_s: float = 0.0, key: str | None = None
     ) -> Submitted:
         """Check, encode and put one job (put-if-absent by id: see ``submission``)."""
         job = self._submission.encode_one(queue, request, key)
@@ -87,7 +86,7 @@ class JobService:
     async def submit_batch(
         self,
         queue: str,
-        requests: Sequence[JobRequest],
+        requests: Sequence[JobAsked],
         *,
         delay_s: float = 0.0,
         key: str | None = None,

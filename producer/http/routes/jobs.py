@@ -1,23 +1,26 @@
 """Jobs: ``POST /v1/queues/{queue}/jobs`` (one), ``POST /v1/queues/{queue}/batches`` (many, all
 or nothing), ``GET /v1/jobs/{job_id}`` (status and result), ``DELETE /v1/jobs/{job_id}``
-(cancel a job that waits)."""
+(cancel a job that waits).
+
+The two submission routes are the hot path: they are ``direct.DirectRoute``s, which read their
+parameters and body themselves (``bodies``) and check the token themselves (``Access.check``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.params import Depends
 from starlette.responses import Response
 
+from producer.http.auth import Access
 from producer.http.bodies import parse_body, request_body
+from producer.http.direct import DirectRoute
 from producer.http.errors import json_response
-from producer.http.models import BatchIn, BatchOut, CancelOut, JobIn, JobOut, SubmitIn, SubmitOut
+from producer.http.models import BatchIn, BatchOut, CancelOut, JobOut, SubmitIn, SubmitOut
 from producer.http.problems import InvalidRequest
 from producer.http.routes import JobId, errors
 from producer.http.service import JobService
-from producer.http.submission import JobRequest
 from services.names import NAME_PATTERN
 
 MAX_KEY_CHARS = 255
@@ -46,10 +49,6 @@ REQUEST_BODIES = (SubmitIn, BatchIn)
 """The bodies these routes parse themselves (``bodies.parse_body``), for the OpenAPI document."""
 
 
-def _request(job: JobIn) -> JobRequest:
-    return JobRequest(job.job, job.args, job.kwargs, job.job_id)
-
-
 def _key(request: Request) -> str | None:
     key = request.headers.get("idempotency-key")
     if key is not None and not 1 <= len(key) <= MAX_KEY_CHARS:
@@ -57,53 +56,57 @@ def _key(request: Request) -> str | None:
     return key
 
 
-def add_job_routes(router: APIRouter, service: JobService, guard: Sequence[Depends]) -> None:
+def add_job_routes(router: APIRouter, service: JobService, guard: Access) -> None:
     """Add the routes on jobs, served by ``service``, to ``router``, behind ``guard``."""
 
-    @router.post(
-        "/v1/queues/{queue}/jobs",
-        status_code=202,
-        response_model=SubmitOut,
-        responses=errors(400, 401, 413, 422, 503),
-        summary="Put one job on a queue",
-        openapi_extra=request_body(SubmitIn) | {"parameters": _PARAMETERS},
-        tags=["jobs"],
-        dependencies=guard,
-    )
     async def submit(request: Request) -> Response:
-        # The hot path: parameters and body read here, not by FastAPI's machinery (bodies).
+        guard.check(request)
         queue, key = request.path_params["queue"], _key(request)
         body = await parse_body(request, SubmitIn)
-        done = await service.submit(queue, _request(body), delay_s=body.delay_s, key=key)
+        done = await service.submit(queue, body, delay_s=body.delay_s, key=key)
         return json_response(
             {"job_id": done.job_id, "queue": queue, "new": done.new},
             202,
             {"Location": f"/v1/jobs/{done.job_id}"},
         )
 
-    @router.post(
-        "/v1/queues/{queue}/batches",
-        status_code=202,
-        response_model=BatchOut,
-        responses=errors(400, 401, 413, 422, 503),
-        summary="Put many jobs on a queue: every one is checked first, then all are put",
-        openapi_extra=request_body(BatchIn) | {"parameters": _PARAMETERS},
-        tags=["jobs"],
-        dependencies=guard,
-    )
     async def submit_batch(request: Request) -> Response:
+        guard.check(request)
         queue, key = request.path_params["queue"], _key(request)
         body = await parse_body(request, BatchIn)
         if len(body.jobs) > service.max_batch:
             raise InvalidRequest(
                 f"{len(body.jobs)} jobs in one batch, over the limit of {service.max_batch}"
             )
-        requests = [_request(job) for job in body.jobs]
-        done = await service.submit_batch(queue, requests, delay_s=body.delay_s, key=key)
+        done = await service.submit_batch(queue, body.jobs, delay_s=body.delay_s, key=key)
         jobs = [{"job_id": one.job_id, "new": one.new} for one in done]
         new_count = sum(one.new for one in done)
         answer = {"queue": queue, "count": len(jobs), "new_count": new_count, "jobs": jobs}
         return json_response(answer, 202)
+
+    for path, endpoint, body, answer, summary in (
+        ("/v1/queues/{queue}/jobs", submit, SubmitIn, SubmitOut, "Put one job on a queue"),
+        (
+            "/v1/queues/{queue}/batches",
+            submit_batch,
+            BatchIn,
+            BatchOut,
+            "Put many jobs on a queue: every one is checked first, then all are put",
+        ),
+    ):
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            status_code=202,
+            response_model=answer,
+            responses=errors(400, 401, 413, 422, 503),
+            summary=summary,
+            openapi_extra=request_body(body) | {"parameters": _PARAMETERS},
+            tags=["jobs"],
+            dependencies=guard.dependencies,  # declares the scheme; the endpoint checks it
+            route_class_override=DirectRoute,
+        )
 
     @router.get(
         "/v1/jobs/{job_id}",
@@ -111,7 +114,7 @@ def add_job_routes(router: APIRouter, service: JobService, guard: Sequence[Depen
         responses=errors(401, 404, 422, 503),
         summary="A job's status, attempts, last error and result",
         tags=["jobs"],
-        dependencies=guard,
+        dependencies=guard.dependencies,
     )
     async def read(job_id: JobId) -> Response:
         view = await service.job(job_id)
@@ -133,7 +136,7 @@ def add_job_routes(router: APIRouter, service: JobService, guard: Sequence[Depen
         description="The job ends dead with the error 'cancelled' and never runs. A job "
         "running or finished is left alone: 409, with its status in the details.",
         tags=["jobs"],
-        dependencies=guard,
+        dependencies=guard.dependencies,
     )
     async def cancel(job_id: JobId) -> Response:
         await service.cancel(job_id)

@@ -4,13 +4,12 @@ letters: ``GET /v1/queues/{queue}/dead-letters``, ``POST .../dead-letters/requeu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.params import Depends
 from starlette.responses import Response
 
+from producer.http.auth import Access
 from producer.http.bodies import parse_body, request_body
 from producer.http.errors import json_response
 from producer.http.models import DeleteOut, LettersOut, QueueOut, QueuesOut, RequeueIn, RequeueOut
@@ -51,7 +50,7 @@ def _letter(view: LetterView) -> dict[str, object]:
     }
 
 
-def add_queue_routes(router: APIRouter, service: JobService, guard: Sequence[Depends]) -> None:
+def add_queue_routes(router: APIRouter, service: JobService, guard: Access) -> None:
     """Add the routes on queues and their dead letters, served by ``service``, to ``router``,
     behind ``guard``."""
 
@@ -61,7 +60,7 @@ def add_queue_routes(router: APIRouter, service: JobService, guard: Sequence[Dep
         responses=errors(401, 503),
         summary="Every queue jobs were put on: waiting, delayed, in flight, done, dead",
         tags=["queues"],
-        dependencies=guard,
+        dependencies=guard.dependencies,
     )
     async def list_queues() -> Response:
         found = await service.queue_counts()
@@ -73,7 +72,7 @@ def add_queue_routes(router: APIRouter, service: JobService, guard: Sequence[Dep
         responses=errors(401, 422, 503),
         summary="One queue's counts (zeros for a queue never used)",
         tags=["queues"],
-        dependencies=guard,
+        dependencies=guard.dependencies,
     )
     async def read_queue(queue: QueueName) -> Response:
         [(name, counts)] = await service.queue_counts([queue])
@@ -85,7 +84,7 @@ def add_queue_routes(router: APIRouter, service: JobService, guard: Sequence[Dep
         responses=errors(401, 422, 503),
         summary="The newest dead letters of a queue, newest first",
         tags=["queues"],
-        dependencies=guard,
+        dependencies=guard.dependencies,
     )
     async def list_letters(queue: QueueName, limit: Limit = 100) -> Response:
         letters = await service.dead_letters(queue, limit)
@@ -98,7 +97,7 @@ def add_queue_routes(router: APIRouter, service: JobService, guard: Sequence[Dep
         summary="Put dead letters (all, or job_ids) back on their queue as fresh attempts",
         openapi_extra=request_body(RequeueIn),
         tags=["queues"],
-        dependencies=guard,
+        dependencies=guard.dependencies,
     )
     async def requeue(queue: QueueName, request: Request) -> Response:
         body = await parse_body(request, RequeueIn)
@@ -110,7 +109,7 @@ def add_queue_routes(router: APIRouter, service: JobService, guard: Sequence[Dep
         responses=errors(401, 422, 503),
         summary="Delete dead letters for good: all, or those of the job_id parameters",
         tags=["queues"],
-        dependencies=guard,
+        dependencies=guard.dependencies,
     )
     async def delete_letters(queue: QueueName, job_ids: JobIds = None) -> Response:
         return json_response({"deleted": await service.delete_dead(queue, job_ids)})
@@ -121,7 +120,7 @@ def add_queue_routes(router: APIRouter, service: JobService, guard: Sequence[Dep
         responses=errors(401, 404, 422, 503),
         summary="Delete one dead letter for good",
         tags=["queues"],
-        dependencies=guard,
+        dependencies=guard.dependencies,
     )
     async def delete_letter(queue: QueueName, job_id: JobId) -> Response:
         await service.delete_letter(queue, job_id)

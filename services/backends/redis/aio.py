@@ -34,7 +34,7 @@ from services.backends.redis import scripts as lua
 from services.backends.redis.batching import PutCoalescer, PutRequest
 from services.backends.redis.connection import guarded, make_async_client
 from services.backends.redis.health import ServerWatch, config_warnings, new_epoch
-from services.backends.redis.queue import CAPS, cancel_args, cancellation, chunked, ms
+from services.backends.redis.queue import CAPS, cancel_args, cancellation, ms
 from services.errors import BackendUnavailableError, QueueFullError
 from services.protocol import (
     AsyncBackend,
@@ -47,11 +47,32 @@ from services.settings import QueueSettings
 
 Call = tuple[Any, ...]
 """The arguments of one script call after the key prefix."""
+Segment = tuple[int, int, int]
+"""``(request, first, last)``: a request's elements at ``first:last`` of one call."""
 
 
 def open_async_url(url: str, settings: QueueSettings) -> AsyncBackend:
     """The factory's entry point (``open_async_queue``): a queue on ``url``; connects lazily."""
     return AsyncRedisQueue(url, settings)
+
+
+def _segments(counts: Sequence[tuple[int, int]], size: int) -> list[list[Segment]]:
+    """Requests' runs of elements (``(request, count)`` in order), laid end to end and cut
+    into calls of ``size``: per call, which request owns which span of it."""
+    calls: list[list[Segment]] = [[]]
+    room = size
+    for index, count in counts:
+        left = count
+        while left:
+            if not room:
+                calls.append([])
+                room = size
+            take = min(left, room)
+            first = size - room
+            calls[-1].append((index, first, first + take))
+            left -= take
+            room -= take
+    return calls
 
 
 class AsyncRedisQueue:
@@ -132,23 +153,23 @@ class AsyncRedisQueue:
             alone = index if max_depth else -1
             groups[(request.queue, request.delay_ms, request.new_ids, alone)].append(index)
         calls: list[Call] = []
-        owners: list[list[int]] = []  # per call: the request of each of its elements
+        owners: list[list[Segment]] = []
         for (queue, delay_ms, new_ids, _), members in groups.items():
             head = (queue, max_depth, delay_ms, "1" if new_ids else "0")
-            flat = [(i, e) for i in members for e in requests[i].elements]
-            for chunk in chunked(flat, len(flat) if max_depth else CAPS["PUT"]):
-                calls.append((*head, *(element for _, element in chunk)))
-                owners.append([i for i, _ in chunk])
+            flat = [e for i in members for e in requests[i].elements]
+            size = len(flat) if max_depth else CAPS["PUT"]
+            spans = _segments([(i, len(requests[i].elements)) for i in members], size)
+            for start, segments in zip(range(0, len(flat), size), spans, strict=True):
+                calls.append((*head, *flat[start : start + size]))
+                owners.append(segments)
         results: list[list[bool] | Exception] = [[] for _ in requests]
-        for owner, reply in zip(owners, await self._put_calls(calls), strict=True):
-            if isinstance(reply, Exception):
-                for index in owner:
-                    results[index] = reply
-                continue
-            for index, flag in zip(owner, reply, strict=True):
+        for segments, reply in zip(owners, await self._put_calls(calls), strict=True):
+            for index, first, last in segments:
                 done = results[index]
-                if not isinstance(done, Exception):
-                    done.append(flag == ord("1"))
+                if isinstance(reply, Exception):
+                    results[index] = reply
+                elif not isinstance(done, Exception):
+                    done.extend(flag == ord("1") for flag in reply[first:last])
         return results
 
     async def _put_calls(self, calls: list[Call]) -> list[Any]:

@@ -42,8 +42,9 @@ Send = Callable[[Sequence[PutRequest]], Awaitable[list[list[bool] | Exception]]]
 class PutCoalescer:
     """Gathers the puts of one event-loop turn and hands them to ``send`` as one batch."""
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, *, max_in_flight: int = 1) -> None:
         self._send = send
+        self._max_in_flight = max_in_flight
         self._pending: list[tuple[PutRequest, asyncio.Future[list[bool]]]] = []
         self._sending: set[asyncio.Task[None]] = set()
         """Batches on their way (kept referenced, so the loop cannot drop them)."""
@@ -53,15 +54,21 @@ class PutCoalescer:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[list[bool]] = loop.create_future()
         self._pending.append((request, done))
-        if len(self._pending) == 1:
+        if len(self._pending) == 1 and len(self._sending) < self._max_in_flight:
             loop.call_soon(self._flush)
         return await done
 
     def _flush(self) -> None:
+        if not self._pending or len(self._sending) >= self._max_in_flight:
+            return  # the batch on its way sends these when it is back (``_sent``)
         batch, self._pending = self._pending, []
         task = asyncio.ensure_future(self._deliver(batch))
         self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        self._flush()  # the puts that came while it was on its way
 
     async def _deliver(self, batch: list[tuple[PutRequest, asyncio.Future[list[bool]]]]) -> None:
         try:
