@@ -54,6 +54,28 @@ async def test_concurrent_puts_share_a_round_trip_and_stay_put_if_absent(
     assert make_queue().counts("q") == QueueCounts(waiting=201)
 
 
+async def test_puts_merged_across_several_calls_get_their_own_flags(
+    redis_url: str, make_queue: MakeQueue
+) -> None:
+    backend = open_aio(redis_url)
+    try:
+        # Given three callers of 200 jobs each at once (more than one PUT call holds), the
+        # last one repeating two ids of the first
+        first = [(f"a{n}", b"x") for n in range(200)]
+        second = [(f"b{n}", b"x") for n in range(200)]
+        third = [(f"c{n}", b"x") for n in range(198)] + [("a0", b"y"), ("a199", b"y")]
+        flags = await asyncio.gather(
+            *(backend.put_many("q", items) for items in (first, second, third))
+        )
+        # Then each caller gets one flag per job, in order, False only for the repeats
+        assert flags[0] == [True] * 200
+        assert flags[1] == [True] * 200
+        assert flags[2] == [True] * 198 + [False, False]
+    finally:
+        await backend.aclose()
+    assert make_queue().counts("q") == QueueCounts(waiting=598)
+
+
 async def test_what_the_asyncio_backend_puts_the_blocking_one_reads(
     redis_url: str, make_queue: MakeQueue
 ) -> None:

@@ -136,3 +136,21 @@ def test_notes_of_an_error_are_in_its_message() -> None:
     error = BackendUnavailableError("Redis is unreachable")
     error.add_note("retry with an Idempotency-Key")
     assert problem_of(error).message == "Redis is unreachable retry with an Idempotency-Key"
+
+
+def test_argument_checks_are_remembered_by_shape_not_value() -> None:
+    submission = Submission(registry)
+    # The same wrong shape is refused every time, with a fresh error each time
+    errors = []
+    for _ in range(2):
+        with pytest.raises(JobArgumentsError) as caught:
+            submission.encode_one("q", JobRequest("add", [1]), None)
+        errors.append(caught.value)
+    assert errors[0] is not errors[1]
+    assert str(errors[0]) == str(errors[1])
+    # Other values of a shape that fits pass, as do keyword names that fit
+    for a, b in ((1, 2), ("x", None)):
+        submission.encode_one("q", JobRequest("add", [a, b]), None)
+    submission.encode_one("q", JobRequest("add", [1], {"b": 2}), None)
+    with pytest.raises(JobArgumentsError):
+        submission.encode_one("q", JobRequest("add", [1], {"c": 2}), None)
