@@ -105,6 +105,23 @@ async def test_a_job_id_and_a_key_that_disagree_are_refused(redis_url: str) -> N
         assert error_code(answer) == "invalid_request"
 
 
+async def test_jobs_stored_are_told_to_the_enqueued_hook(redis_url: str) -> None:
+    told: list[tuple[str, str, int]] = []
+
+    def on_enqueued(queue: str, name: str, count: int) -> None:
+        told.append((queue, name, count))
+
+    async with api(redis_url, on_enqueued=on_enqueued) as client:
+        # A job, the same job again (not stored), a batch of three, a refused job
+        await client.post("/v1/queues/q/jobs", json=job("add", 1, 2, job_id="one"))
+        await client.post("/v1/queues/q/jobs", json=job("add", 1, 2, job_id="one"))
+        body = {"jobs": [job("add", 1, 2), job("echo"), job("add", 3, 4)]}
+        await client.post("/v1/queues/b/batches", json=body)
+        await client.post("/v1/queues/q/jobs", json=job("nope"))
+    # Then only what was stored is told, per queue and job name
+    assert told == [("q", "add", 1), ("b", "add", 2), ("b", "echo", 1)]
+
+
 # -- errors of a submission --------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("body", "status", "code"),

@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from producer.http.app import create_app
-from producer.http.service import JobService
+from producer.http.service import Enqueued, JobService
 from producer.http.settings import ServeSettings
 from services.backends import open_async_queue
 from services.settings import QueueSettings
@@ -51,12 +51,18 @@ async def api(
     max_body_bytes: int = 64 * 1024,
     max_batch: int = 100,
     with_registry: bool = True,
+    on_enqueued: Enqueued | None = None,
     **queue: Any,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A client of the API served in this process on ``url``'s backend."""
     settings = ServeSettings(token=token, max_body_bytes=max_body_bytes, max_batch=max_batch)
     backend = open_async_queue(url, QueueSettings(**queue))
-    service = JobService(backend, registry=registry if with_registry else None, max_batch=max_batch)
+    service = JobService(
+        backend,
+        registry=registry if with_registry else None,
+        max_batch=max_batch,
+        on_enqueued=on_enqueued,
+    )
     app = create_app(service, settings)
     await service.start()
     transport = httpx.ASGITransport(app=app)

@@ -2,7 +2,7 @@
 them and generates the OpenAPI document from them, so the two cannot disagree.
 
 Request models forbid unknown fields (a typo such as ``"kwarg"`` is a 422, not an argument
-silently dropped). Responses are rendered by the routes straight to JSON (``routes.render``);
+silently dropped). Responses are rendered by the routes straight to JSON (``errors.json_response``);
 the response models here document them, and schemathesis checks that they match.
 """
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -65,15 +66,27 @@ class Readiness:
     warnings: list[str]
 
 
+Enqueued = Callable[[str, str, int], None]
+"""Told ``(queue, job name, count)`` of the jobs a request stored (new ones only), once the
+backend accepted them: where a metrics counter plugs in (``conveyor_jobs_enqueued_total``)."""
+
+
 class JobService:
-    """The API's operations on one backend, checking jobs against ``registry`` if given."""
+    """The API's operations on one backend, checking jobs against ``registry`` if given, and
+    telling ``on_enqueued`` what was stored."""
 
     def __init__(
-        self, backend: AsyncBackend, *, registry: Registry | None = None, max_batch: int = 10_000
+        self,
+        backend: AsyncBackend,
+        *,
+        registry: Registry | None = None,
+        max_batch: int = 10_000,
+        on_enqueued: Enqueued | None = None,
     ) -> None:
         self.backend = backend
         self.max_batch = max_batch
         self._submission = Submission(registry)
+        self._on_enqueued = on_enqueued
 
     async def submit(
         self, queue: str, request: JobAsked, *, delay_s: float = 0.0, key: str | None = None
@@ -81,6 +94,8 @@ class JobService:
         """Check, encode and put one job (put-if-absent by id: see ``submission``)."""
         job = self._submission.encode_one(queue, request, key)
         [new] = await self._put(queue, [job], delay_s)
+        if new and self._on_enqueued is not None:
+            self._on_enqueued(queue, request.job, 1)
         return Submitted(job.job_id, new)
 
     async def submit_batch(
@@ -94,6 +109,10 @@ class JobService:
         """Check and encode every job, then put them all; any invalid job: none is put."""
         jobs = self._submission.encode_batch(queue, requests, key)
         flags = await self._put(queue, jobs, delay_s)
+        if self._on_enqueued is not None:
+            stored = Counter(r.job for r, new in zip(requests, flags, strict=True) if new)
+            for name, count in stored.items():
+                self._on_enqueued(queue, name, count)
         return [Submitted(job.job_id, new) for job, new in zip(jobs, flags, strict=True)]
 
     async def _put(self, queue: str, jobs: Sequence[Encoded], delay_s: float) -> list[bool]:

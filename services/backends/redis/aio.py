@@ -29,11 +29,11 @@ import redis
 import redis.asyncio
 
 from services.backends import redact_url
-from services.backends.redis import keys, reads
+from services.backends.redis import health, keys, reads
 from services.backends.redis import scripts as lua
-from services.backends.redis.batching import PutCoalescer, PutRequest
+from services.backends.redis.batching import PutCoalescer, PutRequest, Segment, lay_out
 from services.backends.redis.connection import guarded, make_async_client
-from services.backends.redis.health import ServerWatch, config_warnings, new_epoch
+from services.backends.redis.health import ServerWatch, config_warnings
 from services.backends.redis.queue import CAPS, cancel_args, cancellation, ms
 from services.errors import BackendUnavailableError, QueueFullError
 from services.protocol import (
@@ -47,32 +47,11 @@ from services.settings import QueueSettings
 
 Call = tuple[Any, ...]
 """The arguments of one script call after the key prefix."""
-Segment = tuple[int, int, int]
-"""``(request, first, last)``: a request's elements at ``first:last`` of one call."""
 
 
 def open_async_url(url: str, settings: QueueSettings) -> AsyncBackend:
     """The factory's entry point (``open_async_queue``): a queue on ``url``; connects lazily."""
     return AsyncRedisQueue(url, settings)
-
-
-def _segments(counts: Sequence[tuple[int, int]], size: int) -> list[list[Segment]]:
-    """Requests' runs of elements (``(request, count)`` in order), laid end to end and cut
-    into calls of ``size``: per call, which request owns which span of it."""
-    calls: list[list[Segment]] = [[]]
-    room = size
-    for index, count in counts:
-        left = count
-        while left:
-            if not room:
-                calls.append([])
-                room = size
-            take = min(left, room)
-            first = size - room
-            calls[-1].append((index, first, first + take))
-            left -= take
-            room -= take
-    return calls
 
 
 class AsyncRedisQueue:
@@ -158,10 +137,10 @@ class AsyncRedisQueue:
             head = (queue, max_depth, delay_ms, "1" if new_ids else "0")
             flat = [e for i in members for e in requests[i].elements]
             size = len(flat) if max_depth else CAPS["PUT"]
-            spans = _segments([(i, len(requests[i].elements)) for i in members], size)
-            for start, segments in zip(range(0, len(flat), size), spans, strict=True):
+            spans = lay_out([(i, len(requests[i].elements)) for i in members], size)
+            for start, span in zip(range(0, len(flat), size), spans, strict=True):
                 calls.append((*head, *flat[start : start + size]))
-                owners.append(segments)
+                owners.append(span)
         results: list[list[bool] | Exception] = [[] for _ in requests]
         for segments, reply in zip(owners, await self._put_calls(calls), strict=True):
             for index, first, last in segments:
@@ -283,30 +262,12 @@ class AsyncRedisQueue:
         """Setup warnings (logged once) and alarms; the first call takes the epoch baseline."""
         with guarded("check_server", self.where):
             info = await self._client.info()
-            saves = await self._rdb_saves()
-            epoch = await self._claim()
+            saves = await health.rdb_saves_async(self._client)
+            epoch = await health.claim_async(self._client)
         return self._watch.report(config_warnings(info, saves, self.where), epoch, self.where)
 
     def alarms(self) -> list[str]:
         return list(self._watch.alarms)
-
-    async def _rdb_saves(self) -> bool:
-        try:
-            found = await self._client.config_get("save")
-        except redis.ResponseError:
-            return True  # CONFIG GET denied (ACL): assume the operator set snapshots up
-        return bool(str(found.get("save", "")).strip())
-
-    async def _claim(self) -> bytes:
-        """The epoch marker's value, created first when missing (``health._claim``)."""
-        fresh = new_epoch()
-        try:
-            old = await self._client.set(keys.MARKER_KEY, fresh, nx=True, get=True)
-        except redis.ResponseError:  # Redis 6.2 refuses NX with GET: two steps, same outcome
-            await self._client.set(keys.MARKER_KEY, fresh, nx=True)
-            old = await self._client.get(keys.MARKER_KEY)
-            return cast(bytes, old) if old is not None else fresh
-        return fresh if old is None else cast(bytes, old)
 
     async def aclose(self) -> None:
         """Let batches on their way finish, then drop the connections."""

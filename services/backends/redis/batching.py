@@ -16,6 +16,8 @@ A batch that fails as a whole fails every put in it with the same error
 (``BackendUnavailableError``: not confirmed; putting the same ids again is safe); ``send`` may
 also fail some puts only (a bounded queue that stayed full for one of them). A caller that goes
 away (its task cancelled) leaves the batch as it is.
+
+``lay_out`` is the bookkeeping of a merged call: which request owns which span of its jobs.
 """
 
 from __future__ import annotations
@@ -33,6 +35,29 @@ class PutRequest:
     elements: Sequence[bytes]
     delay_ms: int
     new_ids: bool
+
+
+Segment = tuple[int, int, int]
+"""``(request, first, last)``: a request's elements at ``first:last`` of one call."""
+
+
+def lay_out(counts: Sequence[tuple[int, int]], size: int) -> list[list[Segment]]:
+    """Requests' runs of elements (``(request, count)`` in order), laid end to end and cut
+    into calls of ``size``: per call, which request owns which span of it."""
+    calls: list[list[Segment]] = [[]]
+    room = size
+    for index, count in counts:
+        left = count
+        while left:
+            if not room:
+                calls.append([])
+                room = size
+            take = min(left, room)
+            first = size - room
+            calls[-1].append((index, first, first + take))
+            left -= take
+            room -= take
+    return calls
 
 
 Send = Callable[[Sequence[PutRequest]], Awaitable[list[list[bool] | Exception]]]

@@ -12,6 +12,9 @@ heartbeat reads it each beat and ``check`` reads it too. A marker that vanished 
 value means the database lost its data (restarted empty, or flushed): whoever re-created it
 first, every connection that saw the old epoch notices. That is an *alarm*: logged at ERROR
 once, and sticky, so health and status keep showing it.
+
+The asyncio backend (``aio``) reads the same things through ``claim_async`` and
+``rdb_saves_async`` and hands them to ``ServerWatch.report``, the IO-free half of ``check``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 import redis
+import redis.asyncio
 
 from services.backends.redis.keys import MARKER_KEY
 
@@ -111,6 +115,27 @@ def config_warnings(info: dict[str, object], rdb_saves: bool, where: str) -> lis
             "a restart loses every job"
         )
     return warnings
+
+
+async def claim_async(client: redis.asyncio.Redis) -> bytes:
+    """``_claim`` for the asyncio client (the same two steps on Redis 6.2)."""
+    fresh = new_epoch()
+    try:
+        old = await client.set(MARKER_KEY, fresh, nx=True, get=True)
+    except redis.ResponseError:
+        await client.set(MARKER_KEY, fresh, nx=True)
+        old = await client.get(MARKER_KEY)
+        return cast(bytes, old) if old is not None else fresh
+    return fresh if old is None else cast(bytes, old)
+
+
+async def rdb_saves_async(client: redis.asyncio.Redis) -> bool:
+    """``_rdb_saves`` for the asyncio client."""
+    try:
+        save = (await client.config_get("save")).get("save", "")
+    except redis.ResponseError:
+        return True
+    return bool(str(save).strip())
 
 
 def _rdb_saves(client: redis.Redis) -> bool:
