@@ -23,6 +23,9 @@ one backend class implements them all (``Backend``, which ``open_queue`` returns
                                       counts, queues, letters, status
     QueueAdmin        inspection.py   CLI ``dead-letters requeue``, ``conveyor serve``: revive,
                                       delete dead letters, cancel a waiting job
+    FleetControl      fleet.py        Supervisor (beat, reconcile, autoscale), CLI ``scale``,
+                                      ``pause``, ``resume``, status: supervisors, desired
+                                      sizes, paused queues (``Backend.fleet()`` hands it out)
     Backend           backend.py      backends and ``open_queue``: every role
     Async*            aio.py          ``conveyor serve`` on its event loop: the putter,
                                       inspector and admin roles as coroutines, and
@@ -38,6 +41,13 @@ from __future__ import annotations
 from services.protocol.aio import AsyncBackend, AsyncJobPutter, AsyncQueueAdmin, AsyncQueueInspector
 from services.protocol.backend import Backend
 from services.protocol.control import Connector, ConsumerControl
+from services.protocol.fleet import (
+    AutoscaleSettings,
+    DesiredState,
+    FleetControl,
+    PauseState,
+    SupervisorRecord,
+)
 from services.protocol.inspection import CANCELLED, QueueAdmin, QueueInspector
 from services.protocol.putting import JobPutter
 from services.protocol.records import (
@@ -59,6 +69,7 @@ __all__ = [
     "AsyncJobPutter",
     "AsyncQueueAdmin",
     "AsyncQueueInspector",
+    "AutoscaleSettings",
     "Backend",
     "Cancellation",
     "Completion",
@@ -66,11 +77,15 @@ __all__ = [
     "ConsumerControl",
     "DeadLetter",
     "Delivery",
+    "DesiredState",
+    "FleetControl",
     "JobPutter",
     "JobQueue",
     "JobStatus",
     "JobTaker",
+    "PauseState",
     "QueueAdmin",
     "QueueCounts",
     "QueueInspector",
+    "SupervisorRecord",
 ]

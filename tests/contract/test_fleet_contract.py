@@ -1,42 +1,22 @@
 """The fleet contract (``services.testing.contract.test_fleet``) on memory and on a real
-redis-server, plus what only Redis can show: the state outlives the connection that wrote it and
-a restart of the server with persistence.
-
-The backends do not implement ``FleetControl`` themselves (yet), so this module provides the
-suite's ``open_fleet`` fixture: a ``MemoryFleet`` next to ``memory://``, a ``RedisFleet`` on the
-database of the redis backend under test.
+redis-server (each backend's ``fleet()``), plus what only Redis can show: the state outlives the
+connection that wrote it and a restart of the server with persistence, under the documented ACL.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 import redis
 
+from services.backends import open_queue
+from services.errors import ConfigError
 from services.backends.memory.fleet import MemoryFleet
 from services.backends.redis.fleet import RedisFleet
 from services.protocol.fleet import FleetControl, SupervisorRecord
-from services.testing.contract.subject import BackendUnderTest
 from services.testing.contract.test_fleet import *  # noqa: F403
-from services.testing.contract.test_fleet import OpenFleet
 from tests.redis_fixtures import RedisServer, documented_acl
-
-
-@pytest.fixture
-def open_fleet(request: pytest.FixtureRequest) -> Iterator[OpenFleet]:
-    opened: list[RedisFleet] = []
-
-    def open_for(backend: BackendUnderTest) -> FleetControl:
-        if backend.name == "memory":
-            return MemoryFleet()
-        opened.append(RedisFleet.open(request.getfixturevalue("redis_url")))
-        return opened[-1]
-
-    yield open_for
-    for store in opened:
-        store.close()
 
 
 def test_both_stores_are_fleet_controls() -> None:
@@ -44,6 +24,34 @@ def test_both_stores_are_fleet_controls() -> None:
     store = RedisFleet.open("redis://127.0.0.1:1/0")  # never connects: nothing is called
     assert isinstance(store, FleetControl)
     store.close()
+
+
+@pytest.mark.redis
+def test_each_backend_hands_out_one_fleet_on_its_own_clients(redis_url: str) -> None:
+    # Given a root connection to each backend
+    for url, kind in (("memory://", MemoryFleet), (redis_url, RedisFleet)):
+        backend = open_queue(url)
+        try:
+            # When its fleet is asked for twice / Then it is the same store, of that backend
+            store = backend.fleet()
+            assert isinstance(store, kind) and backend.fleet() is store
+            store.set_desired("g", 2, set_by="x")
+            assert backend.fleet().desired("g") is not None
+        finally:
+            backend.close()
+
+
+def test_a_memory_consumer_channel_has_no_fleet() -> None:
+    # Given a memory backend and a consumer opened the way a child process opens it
+    backend = open_queue("memory://")
+    consumer = backend.connector("c1").open()
+    try:
+        # Then only the root holds the fleet: the child is told where it lives
+        with pytest.raises(ConfigError, match="root process"):
+            consumer.fleet()
+    finally:
+        consumer.close()
+        backend.close()
 
 
 @pytest.mark.redis

@@ -20,6 +20,9 @@ A channel carries protocol calls only: a ``Call`` names a protocol method (``cha
 that the serving thread makes on the parent's ``MemoryQueue``, and ``ack`` travels as an ``Ack``
 of receipts and results (the parent holds the bodies; records cost more to pickle than pairs).
 
+The fleet state (``fleet()``, a ``MemoryFleet``) lives in the parent too, outside the channels:
+only the supervisor, in the parent, uses it.
+
 The loss of the parent is the loss of every queued job: use a Redis URL when jobs must outlive
 the process tree.
 """
@@ -37,6 +40,7 @@ from multiprocessing.queues import Queue as MPQueue
 from typing import Any
 
 from services.backends.memory.channel import POLL_S, SERVED, Ack, Call, MemoryConnector, Request
+from services.backends.memory.fleet import MemoryFleet
 from services.backends.memory.state import MemoryState
 from services.errors import ConfigError
 from services.protocol import (
@@ -159,6 +163,7 @@ class MemoryQueue:
         self._state = state
         self._channels = _Channels(state)
         self.consumer_id = consumer_id
+        self._fleet: MemoryFleet | None = None
 
     # ``new_ids`` is accepted and ignored: checking every state in memory costs next to nothing.
     def put(
@@ -250,6 +255,15 @@ class MemoryQueue:
 
     def connector(self, consumer_id: str) -> Connector:
         return self._channels.open(consumer_id)
+
+    def fleet(self) -> MemoryFleet:
+        """The fleet of this process tree, made at the first call. Children never need it (only
+        the supervisor, which holds this root queue, beats and reconciles), so it is not served
+        over their channels; another process reaches it through ``conveyor run``'s control
+        socket (``services.control_socket``)."""
+        if self._fleet is None:
+            self._fleet = MemoryFleet()
+        return self._fleet
 
     def close(self) -> None:
         self._channels.close_all()

@@ -27,6 +27,7 @@ from services.protocol import (
     Connector,
     DeadLetter,
     Delivery,
+    FleetControl,
     JobStatus,
     QueueCounts,
 )
@@ -247,6 +248,12 @@ class ChannelQueue:
         raise ConfigError(
             "a memory:// queue lives in one process tree; only its root process can start "
             "consumers (use `conveyor run`, or a redis:// URL for separate workers)"
+        )
+
+    def fleet(self) -> FleetControl:
+        raise ConfigError(
+            "a memory:// queue's fleet state lives in its root process, with the supervisor; "
+            "a worker process has none (reach a `conveyor run` through its control socket)"
         )
 
     def close(self) -> None:

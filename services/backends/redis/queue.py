@@ -98,6 +98,7 @@ from services.backends import redact_url
 from services.backends.redis import keys
 from services.backends.redis import scripts as lua
 from services.backends.redis.connection import guarded, make_client
+from services.backends.redis.fleet import RedisFleet
 from services.backends.redis.health import ServerWatch
 from services.backends.redis.lease import Heartbeat, Hold, Tokens
 from services.backends.redis.reads import BLOCK_CHUNK_S, Reader, call_many
@@ -222,6 +223,7 @@ class RedisQueue:
         those that ``started`` says are running (the others are prefetched)."""
         self._unsure = False
         """A FETCH failed on the way back: Redis may have moved jobs we never saw."""
+        self._fleet: RedisFleet | None = None
 
     def __repr__(self) -> str:
         return f"RedisQueue({self.where!r}, consumer_id={self.consumer_id!r})"
@@ -606,6 +608,12 @@ class RedisQueue:
     def connector(self, consumer_id: str) -> Connector:
         """A picklable recipe for a child consuming as ``consumer_id``."""
         return RedisConnector(self.url, self.settings, consumer_id)
+
+    def fleet(self) -> RedisFleet:
+        """The fleet state (``fleet.py``) on this queue's main client: no connection of its own."""
+        if self._fleet is None:
+            self._fleet = RedisFleet(self._client, self.where)
+        return self._fleet
 
     def close(self) -> None:
         """Stop the heartbeat and drop the connections; in-flight jobs stay leased."""

@@ -1,20 +1,15 @@
 """The fleet role (``FleetControl``): registry with lost-then-dropped supervisors, versioned
 desired states with compare-and-set, persisted pauses, and a revision that moves on changes.
 
-**Fixture.** These tests take ``fleet``, made from the ``backend`` fixture: its ``root`` when
-the backend class implements ``FleetControl`` itself, else what ``root.fleet()`` returns if
-the backend has that accessor, else what the plugin's optional ``open_fleet`` fixture (a
-callable ``BackendUnderTest -> FleetControl``, which closes what it opened after the test)
-makes for it. A backend with none of these has the tests skipped, so a plugin written for the
-queue roles alone keeps passing. Times here are short TTLs polled with a deadline: a backend
-stamps beats with its own clock (Redis ``TIME``), which a test cannot step.
+**Fixture.** These tests take ``fleet``: what the ``backend`` fixture's root connection hands
+out (``Backend.fleet()``), as empty as the backend is. Times here are short TTLs polled with a
+deadline: a backend stamps beats with its own clock (Redis ``TIME``), which a test cannot step.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 
@@ -34,24 +29,10 @@ CLOCK_SLACK_S = 5.0
 """How far the backend's clock may be from this process's (same host: far less)."""
 
 
-OpenFleet = Callable[[BackendUnderTest], FleetControl]
-"""The optional ``open_fleet`` fixture: the fleet store of a backend under test."""
-
-
 @pytest.fixture
-def fleet(backend: BackendUnderTest, request: pytest.FixtureRequest) -> FleetControl:
-    """The backend's fleet store (empty, as the backend is); skips when it has none."""
-    if isinstance(backend.root, FleetControl):
-        return backend.root
-    accessor = getattr(backend.root, "fleet", None)  # a backend that hands out its fleet store
-    if callable(accessor):
-        store: FleetControl = accessor()
-        return store
-    try:
-        opener: OpenFleet = request.getfixturevalue("open_fleet")
-    except pytest.FixtureLookupError:
-        pytest.skip(f"{backend.name}: not a FleetControl, and no open_fleet fixture")
-    return opener(backend)
+def fleet(backend: BackendUnderTest) -> FleetControl:
+    """The backend's fleet state, closed with the backend."""
+    return backend.root.fleet()
 
 
 def record(supervisor_id: str = "s1", group: str = "g", **fields: object) -> SupervisorRecord:
