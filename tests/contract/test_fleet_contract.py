@@ -11,9 +11,9 @@ import pytest
 import redis
 
 from services.backends import open_queue
-from services.errors import ConfigError
 from services.backends.memory.fleet import MemoryFleet
 from services.backends.redis.fleet import RedisFleet
+from services.errors import ConfigError
 from services.protocol.fleet import FleetControl, SupervisorRecord
 from services.testing.contract.test_fleet import *  # noqa: F403
 from tests.redis_fixtures import RedisServer, documented_acl
