@@ -24,6 +24,13 @@ that same two-stage stop of its own, and is removed once its process ended and i
 reclaimed. Backend checks, alarms, progress lines and metrics live in ``consumer.monitoring``
 (given a ``PoolMetrics``, each seat's children count their jobs into it); the children are
 reached only through ``consumer.process_handle``, so tests run the loop on fakes.
+
+Given a ``FleetLink``, the supervisor is a fleet member (``consumer.fleet_member``): it joins
+before its first process starts, and each turn beats its record, resizes to its share of its
+group's desired total (0 included: it then runs no worker and keeps beating until a signal stops
+it), passes paused queues to its children (``set_paused``) and, as its group's leader,
+autoscales it; SIGTTIN/SIGTTOU then move the group's total; it leaves the fleet when a stop
+begins.
 """
 
 from __future__ import annotations
@@ -31,10 +38,12 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from multiprocessing.connection import wait
 
 from consumer.board import new_board
+from consumer.fetching import pause_mask
+from consumer.fleet_member import FleetLink, FleetMember
 from consumer.monitoring import Monitor
 from consumer.pool_metrics import PoolMetrics
 from consumer.process_handle import Launcher, spawner
@@ -50,7 +59,7 @@ from services.stats import Field, Stats
 
 log = logging.getLogger("conveyor.supervisor")
 
-__all__ = ["SIGNALS", "Supervisor", "SupervisorSettings"]
+__all__ = ["SIGNALS", "FleetLink", "Supervisor", "SupervisorSettings"]
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, *RESIZE_SIGNALS)
 """What the supervisor's loop acts on: stop, stop (Ctrl+C), stop now, one more, one less."""
@@ -58,7 +67,8 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, *RESIZE_SIGNALS)
 
 class Supervisor:
     """Keeps ``size`` worker processes alive on ``queue``'s backend (``shape.processes`` at
-    first); ``launch`` starts them (the real ``spawner`` unless a test passes fakes)."""
+    first); ``launch`` starts them (the real ``spawner`` unless a test passes fakes); with
+    ``fleet``, ``size`` follows its share of its group's desired total."""
 
     def __init__(
         self,
@@ -68,6 +78,7 @@ class Supervisor:
         clock: Callable[[], float] = time.monotonic,
         launch: Launcher | None = None,
         metrics: PoolMetrics | None = None,
+        fleet: FleetLink | None = None,
     ) -> None:
         self._queue = queue
         self._settings = settings
@@ -80,6 +91,9 @@ class Supervisor:
         self._reaper = Reaper(queue, settings.restart_policy, burst=settings.worker.burst)
         drain_s = settings.worker.shutdown_timeout_s
         self._stopper = Stopper(self._roster, drain_s=drain_s, clock=clock)
+        self._paused = 0
+        """The pause mask (``consumer.fetching``) every child's stats block carries."""
+        self.fleet = FleetMember(fleet, self, settings) if fleet else None
         self.exit_code: int | None = None
         """Set when the supervisor has finished: every child is gone."""
 
@@ -123,8 +137,11 @@ class Supervisor:
         return self.exit_code
 
     def start(self) -> None:
-        """Check the backend's setup (it logs what is wrong), then start every child."""
+        """Check the backend's setup (it logs what is wrong), join the fleet (its share and
+        pauses known before any child starts), then start every child."""
         self._monitor.check_backend()
+        if self.fleet is not None:
+            self.fleet.turn(self._clock())
         for seat in self._roster:
             self._spawn(seat)
 
@@ -137,10 +154,10 @@ class Supervisor:
     ) -> None:
         """Wait up to ``timeout_s`` for a child to exit, a wake fd or a signal, then act.
 
-        ``signals``: SIGQUIT stops hard at once, SIGTTIN and SIGTTOU resize by one; any other
-        signal is a ``stop()``. They are acted on before children are reaped, so that a signal
-        that reached the whole process group does not make the children it stopped look like
-        crashes. Every time comes from the clock given to the constructor.
+        ``signals``: SIGQUIT stops hard at once, SIGTTIN and SIGTTOU are ``step_size`` by
+        one; any other signal is a ``stop()``. They are acted on before children are reaped, so
+        that a signal that reached the whole process group does not make the children it
+        stopped look like crashes. Every time comes from the clock given to the constructor.
         """
         fds = (*wake_fds, *((signals.wakeup_fd,) if signals and signals.wakeup_fd else ()))
         sentinels = [s.process.sentinel for s in self._roster if s.process and s.alive]
@@ -155,26 +172,50 @@ class Supervisor:
         self._kill_hung()
         self._monitor.turn()
         self._stopper.enforce_deadlines()
+        if self.fleet is not None and not self.stopping:
+            self.fleet.turn(self._clock())
         # Done only once every child has been reaped, so each one's jobs were handed back.
         if self.stopping and all(seat.process is None for seat in self._roster):
             self.exit_code = exitcodes.OK
 
     def stop(self) -> None:
         """First call: drain within the shutdown timeout. Second call: stop hard now."""
+        self._leave_fleet()
         self._stopper.stop()
 
     def stop_now(self) -> None:
         """The hard stop at once (SIGQUIT): children hand back every unfinished job."""
+        self._leave_fleet()
         self._stopper.stop_now()
 
-    def resize(self, size: int) -> None:
-        """Keep ``size`` worker processes from now on (ValueError below 1; no-op while stopping).
+    def step_size(self, step: int, by: str) -> None:
+        """One worker process more or less (``by``: SIGTTIN, SIGTTOU): in a fleet the group's
+        desired total moves (this supervisor's share follows at its next turn); alone, this
+        supervisor resizes, never below one process."""
+        if self.fleet is not None:
+            self.fleet.nudge(step, by)
+            return
+        try:
+            self.resize(self._size + step)
+        except ValueError as exc:
+            log.warning("%s", exc)
 
-        Growing adds seats whose processes start at the next turn. Shrinking sends the
-        highest-numbered seats away: each drains like a stopping child (SIGTERM, then SIGQUIT
-        at the shutdown deadline, then a kill), then its seat is removed, never restarted.
+    def set_paused(self, queues: Collection[str]) -> None:
+        """From now on, the children take no job from ``queues`` (``conveyor pause``)."""
+        self._paused = pause_mask(self._settings.worker.queues, queues)
+        for seat in self._roster:
+            seat.stats.set(Field.PAUSED, self._paused)
+
+    def resize(self, size: int) -> None:
+        """Keep ``size`` worker processes from now on (ValueError below 1, or below 0 in a
+        fleet; no-op while stopping).
+
+        Growing adds seats whose processes start at the next turn. Shrinking sends seats away,
+        idle ones first (``consumer.sizing``): each drains like a stopping child (SIGTERM, then
+        SIGQUIT at the shutdown deadline, then a kill), then its seat is removed, never
+        restarted.
         """
-        check_size(size)
+        check_size(size, minimum=0 if self.fleet else 1)
         if self.stopping:
             return
         if size != self._size:
@@ -187,17 +228,19 @@ class Supervisor:
         if signum == signal.SIGQUIT:
             self.stop_now()
         elif signum in RESIZE_SIGNALS:
-            try:
-                self.resize(self._size + RESIZE_SIGNALS[signal.Signals(signum)])
-            except ValueError as exc:
-                log.warning("%s", exc)
+            name = signal.Signals(signum)
+            self.step_size(RESIZE_SIGNALS[name], name.name)
         else:
             self.stop()
 
     def _apply_size(self) -> None:
-        present = [seat.index for seat in self._roster]
-        leaving = [seat.index for seat in self._roster if seat.leaving]
-        changes = seat_changes(present, leaving, self._size)
+        seats = list(self._roster)
+        present = [seat.index for seat in seats]
+        staying = [seat for seat in seats if not seat.leaving]
+        leaving = [seat.index for seat in seats if seat.leaving]
+        shrinking = len(staying) > self._size  # only then does it matter who is busy
+        busy = [s.index for s in staying if shrinking and s.alive and s.running_jobs()]
+        changes = seat_changes(present, leaving, self._size, busy=busy)
         for index in changes.add:
             self._roster.add(index)
         for seat in self._roster:
@@ -220,11 +263,13 @@ class Supervisor:
         for seat in self._roster:
             if seat.process is None and not seat.retired and now >= seat.start_after:
                 self._spawn(seat)
-        if all(seat.retired for seat in self._roster):
+        seats = list(self._roster)  # none at all: a fleet's share of 0, not the end
+        if seats and all(seat.retired for seat in seats):
             self.exit_code = exitcodes.OK
 
     def _spawn(self, seat: Seat) -> None:
         seat.prepare(new_board(self._settings.shape.slots), stopping=self.stopping)
+        seat.stats.set(Field.PAUSED, self._paused)
         counters = self._metrics.counters(seat.index) if self._metrics else None
         connector = self._queue.connector(seat.consumer_id)
         spec = self._settings.child_spec(seat, connector, job_counters=counters)
@@ -259,7 +304,12 @@ class Supervisor:
                 log.error("worker-%d loop silent for %.0f s; killing it", seat.index, silent)
                 seat.kill()
 
+    def _leave_fleet(self) -> None:
+        if self.fleet is not None:
+            self.fleet.leave()
+
     def _fail(self, code: int) -> None:
+        self._leave_fleet()
         for seat in self._roster:
             if seat.alive and seat.process is not None:
                 seat.kill()

@@ -1,6 +1,9 @@
 """What a supervisor runs and how it treats its children, and the ``ChildSpec`` each seat's
 process gets from it (build in the parent: plain picklable data, so it works under spawn;
-the child logs as its parent does: ``log_level`` and ``log_format`` go into its spec)."""
+the child logs as its parent does: ``log_level`` and ``log_format`` go into its spec).
+
+In a fleet, ``group`` names the supervisors that share one desired total (``conveyor scale
+GROUP=N``), and ``max_processes`` bounds this supervisor's share of it."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from consumer.child import ChildSpec
 from consumer.pool_shape import PoolShape
 from consumer.restart_policy import RestartPolicy
 from consumer.seats import Seat
+from services.errors import ConfigError
 from services.logs import LogFormat, LogSettings
 from services.metrics.job_counters import JobCounters
 from services.protocol import Connector
@@ -32,6 +36,25 @@ class SupervisorSettings:
     """A child whose loop has not turned for this long (a job holding the GIL in C) is killed."""
     log_level: int = logging.INFO
     log_format: LogFormat = LogFormat.TEXT
+    group: str = "default"
+    """The fleet group it belongs to (``--group``)."""
+    max_processes: int | None = None
+    """The most worker processes its group's total may give it (``--max-processes``); None:
+    as many as it starts with, or the number of CPUs if that is more (``process_cap``)."""
+
+    def __post_init__(self) -> None:
+        if self.max_processes is not None and self.max_processes < self.shape.processes:
+            raise ConfigError(
+                f"--max-processes {self.max_processes} is below the {self.shape.processes} "
+                "worker process(es) it starts with"
+            )
+
+    @property
+    def process_cap(self) -> int:
+        """The most worker processes it runs, whatever its group's total."""
+        if self.max_processes is not None:
+            return self.max_processes
+        return max(self.shape.processes, os.cpu_count() or 1)
 
     @property
     def restart_policy(self) -> RestartPolicy:

@@ -3,7 +3,7 @@
 ``run_once`` is one turn, public so tests step it instead of sleeping::
 
     settle finished jobs -> enforce timeouts -> confirm a lapsed hold -> flush settlements
-    -> fetch (or wait)
+    -> fetch (or wait; from the queues that are not paused)
 
 Jobs run in an executor (threads or an event loop), never in this loop, so the loop keeps
 fetching, acknowledging and watching deadlines while they run. Whether a fetched job may start
@@ -23,7 +23,7 @@ from enum import Enum
 from consumer.backoff import backoff_s
 from consumer.execution import Outcome
 from consumer.executors import Executor
-from consumer.fetching import QUICK_JOB_S, next_extra, queue_order
+from consumer.fetching import QUICK_JOB_S, next_extra, open_queues, queue_order
 from consumer.gate import OwnershipCheck, Verdict
 from consumer.mailbox import Task
 from consumer.settling import Ledger
@@ -150,6 +150,13 @@ class Worker:
         if self._clock() < self._fetch_not_before:
             mailbox.wait_finished(0.05)
             return
+        queues = self._open_queues()
+        if not queues:
+            # Every queue is paused: nothing to ask for. Wait as an idle fetch would (a job
+            # finishing wakes it), then look at the pauses again.
+            self.idle = not self.held
+            mailbox.wait_finished(poll_s)
+            return
         capacity, held = self._executor.capacity, len(self._held)
         room = capacity + self._extra - held
         if room <= 0 or held > capacity + self._extra // 2:  # refill in batches, not one by one
@@ -159,7 +166,7 @@ class Worker:
         # Every slot taken: only top up the prefetch, then wait for a job to finish.
         busy = held >= capacity
         wait_s = 0.0 if busy else poll_s if not held else 0.02
-        deliveries = self._get(room, wait_s)
+        deliveries = self._get(queues, room, wait_s)
         if deliveries is None:
             return
         full = len(deliveries) == room
@@ -180,12 +187,18 @@ class Worker:
             # acked at once (and the job just handed over gets the GIL straight away).
             mailbox.wait_finished(min(0.05, poll_s))
 
-    def _get(self, room: int, wait_s: float) -> list[Delivery] | None:
-        """Up to ``room`` deliveries; None while the backend is away (after a backoff)."""
+    def _open_queues(self) -> tuple[str, ...]:
+        """The queues to fetch from: this worker's, less those its supervisor says are paused."""
+        mask = int(self._stats.get(Field.PAUSED)) if self._stats is not None else 0
+        return open_queues(self._settings.queues, mask)
+
+    def _get(self, queues: tuple[str, ...], room: int, wait_s: float) -> list[Delivery] | None:
+        """Up to ``room`` deliveries from ``queues``; None while the backend is away (after a
+        backoff)."""
         try:
             self._fetches += 1
-            queues = queue_order(self._settings.queues, self._fetches)
-            deliveries = self._queue.get(queues, max_count=room, timeout_s=wait_s)
+            ordered = queue_order(queues, self._fetches)
+            deliveries = self._queue.get(ordered, max_count=room, timeout_s=wait_s)
         except BackendUnavailableError as exc:
             self._fetch_failures += 1
             delay = backoff_s(self._fetch_failures, base_s=0.2, cap_s=5.0)

@@ -39,6 +39,9 @@ class Field(IntEnum):
     """Written by the supervisor before it signals a stop: no job may start once it is 1."""
     ALARMS = 11
     """How many serious backend events (``JobQueue.alarms``) the child has seen."""
+    PAUSED = 12
+    """Written by the supervisor: which of the child's queues are paused (a bit mask, see
+    ``consumer.fetching.pause_mask``); the child fetches from the others only."""
 
 
 _OUTCOMES = {
