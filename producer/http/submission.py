@@ -115,18 +115,20 @@ class Submission:
     def __init__(self, registry: Registry | None, *, max_job_bytes: int = MAX_BODY_BYTES) -> None:
         self._registry = registry
         self._max_job_bytes = max_job_bytes
-        self._verdicts: dict[tuple[str, int, frozenset[str]], tuple[type[ConveyorError], str]] = {}
+        self._verdicts: dict[tuple[str, int, tuple[str, ...]], tuple[type[ConveyorError], str]] = {}
 
     def _check(self, request: JobAsked) -> None:
         """Raise what the registry says of ``request``'s name and arguments (if it has one)."""
         if self._registry is None:
             return
-        shape = (request.job, len(request.args), frozenset(request.kwargs))
-        if shape not in self._verdicts:
+        kwargs = request.kwargs
+        shape = (request.job, len(request.args), tuple(kwargs) if kwargs else ())
+        verdict = self._verdicts.get(shape)
+        if verdict is None:
             if len(self._verdicts) >= MAX_SHAPES:
                 self._verdicts.clear()
-            self._verdicts[shape] = self._verdict(request)
-        kind, message = self._verdicts[shape]
+            verdict = self._verdicts[shape] = self._verdict(request)
+        kind, message = verdict
         if message:
             raise kind(message)  # a new one each time: a raised error keeps its traceback
 
@@ -184,11 +186,14 @@ class Submission:
         now = time.time()  # the jobs of one request are enqueued together
         encoded: list[Encoded] = []
         failures: list[dict[str, Any]] = []
+        check, encode = self._check, self.encode  # a thousand calls: bound once
         for index, request in enumerate(requests):
             try:
-                chosen = chosen_id(request, key, index)
-                self._check(request)
-                encoded.append(self.encode(queue, request, chosen, fresh, now))
+                chosen = None
+                if request.job_id is not None or key is not None:
+                    chosen = chosen_id(request, key, index)
+                check(request)
+                encoded.append(encode(queue, request, chosen, fresh, now))
             except ConveyorError as exc:
                 failures.append({"index": index, "code": problem_of(exc).code, "message": str(exc)})
         if failures:
