@@ -44,9 +44,20 @@ log = logging.getLogger("conveyor.serve")
 
 @click.command("serve", cls=ConveyorCommand)
 @connection_options()
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="CONVEYOR_HOST")
 @click.option(
-    "--port", type=click.IntRange(0, 65535), default=8000, show_default=True, envvar="CONVEYOR_PORT"
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="CONVEYOR_HOST",
+    help="Address to listen on. Anything but loopback needs a bearer token (or --no-auth).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    envvar="CONVEYOR_PORT",
+    help="TCP port to listen on.",
 )
 @click.option(
     "--jobs",
