@@ -15,8 +15,9 @@ Kubernetes HPA's scale-down stabilization)::
 
 So a backlog that oscillates grows the group once and then holds it: a shrink needs a whole
 window of lower targets, and each high point of the oscillation restarts the window. Calls are
-expected every second or so; a gap longer than the window restarts the observation (a shrink
-is never decided from one reading after a pause).
+expected every second or so; a gap longer than the window (and than ``GAP_S``, so that a window
+shorter than the calls' spacing still sees two readings) restarts the observation (a shrink is
+never decided from one reading after a pause).
 
 The state keeps the sliding maximum of the window's targets as a short tuple of (time, target)
 with targets strictly decreasing (a newer, higher target makes the older ones irrelevant).
@@ -28,6 +29,9 @@ import math
 from dataclasses import dataclass, replace
 
 from services.protocol.fleet import AutoscaleSettings
+
+GAP_S = 5.0
+"""Calls this far apart or closer are one unbroken observation, whatever the window."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,8 @@ def _shrink(
 
 def _observe(state: AutoscaleState, goal: int, *, now: float, window: float) -> AutoscaleState:
     """``state`` with the target seen at ``now`` added to the window."""
-    observed_since = now if now - state.last_seen > window else state.observed_since
+    gap = now - state.last_seen
+    observed_since = now if gap > max(window, GAP_S) else state.observed_since
     kept = [(t, g) for t, g in state.peaks if t > now - window and g > goal]
     return replace(state, observed_since=observed_since, last_seen=now, peaks=(*kept, (now, goal)))
 

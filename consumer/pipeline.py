@@ -9,6 +9,10 @@ queue that will still run (nothing waiting, delayed or in flight). Done and dead
 backend's totals since the run began, so a job counts once it is settled there, never when a
 worker merely finished it. Unaccounted = produced - (done + dead); a shortfall (jobs lost) and
 an excess (jobs settled twice) both fail the run. A run that stops making progress ends too.
+
+Given a ``FleetLink``, the pool is a fleet member like a ``conveyor worker`` (``conveyor scale``
+resizes it); SIGTTIN and SIGTTOU then move its group's total by one, and only the other signals
+interrupt the run.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from typing import Any, Protocol
 from consumer.pool_metrics import PoolMetrics
 from consumer.report import Progress, RunSummary, Tally
 from consumer.signals import SignalLog, interrupts_ignored
-from consumer.supervisor import Supervisor, SupervisorSettings
+from consumer.sizing import RESIZE_SIGNALS
+from consumer.supervisor import FleetLink, Supervisor, SupervisorSettings
 from producer.process import ProducerSpec, producer_main
 from services import exitcodes
 from services.protocol import ConsumerControl, DeadLetter, QueueCounts, QueueInspector
@@ -69,12 +74,17 @@ class Pipeline:
     """The producers, the supervisor and the bookkeeping that decides when the run is over."""
 
     def __init__(
-        self, queue: RunQueue, settings: RunSettings, metrics: PoolMetrics | None = None
+        self,
+        queue: RunQueue,
+        settings: RunSettings,
+        metrics: PoolMetrics | None = None,
+        *,
+        fleet: FleetLink | None = None,
     ) -> None:
         self._queue = queue
         self._settings = settings
         self._ctx: Any = multiprocessing.get_context(settings.supervisor.start_method)
-        self.supervisor = Supervisor(queue, settings.supervisor, metrics=metrics)
+        self.supervisor = Supervisor(queue, settings.supervisor, metrics=metrics, fleet=fleet)
         self._producers: list[tuple[BaseProcess, Stats]] = []
         self._before = queue.counts(settings.queue)
         self.producer_failures = 0
@@ -149,7 +159,12 @@ class Pipeline:
         """One turn: wait a little, react to signals, reap producers, end the run when due."""
         wake = () if signals.wakeup_fd is None else (signals.wakeup_fd,)
         self.supervisor.run_once(0.1, wake_fds=wake)
-        if signals.take():
+        taken = signals.take()
+        for signum in taken:
+            if signum in RESIZE_SIGNALS:
+                name = signal.Signals(signum)
+                self.supervisor.step_size(RESIZE_SIGNALS[name], name.name)
+        if any(signum not in RESIZE_SIGNALS for signum in taken):
             if not self.interrupted:
                 log.info("interrupted: stopping producers, draining the pool (again: stop now)")
             self.interrupted = True
@@ -195,9 +210,11 @@ def run_pipeline(
     signals: SignalLog,
     progress: Progress,
     metrics: PoolMetrics | None = None,
+    *,
+    fleet: FleetLink | None = None,
 ) -> tuple[int, RunSummary]:
     """Run producers and the pool to the end; returns the exit code and the summary."""
-    pipeline = Pipeline(queue, settings, metrics)
+    pipeline = Pipeline(queue, settings, metrics, fleet=fleet)
     pipeline.start()
     while pipeline.supervisor.exit_code is None:
         tally = pipeline.step(signals)

@@ -6,7 +6,8 @@ they are short, printable and free of separators that would need quoting:
 * a **queue name** is 1 to 128 characters from ``A-Z a-z 0-9 . _ -`` and ``:``, starting with
   a letter or digit;
 * a **job id** chosen by a caller is 1 to 128 characters from the same set (generated ids are
-  32 lowercase hex digits, which always fit).
+  32 lowercase hex digits, which always fit);
+* a fleet **group name** (``conveyor worker --group``) follows the queue name's rule.
 """
 
 from __future__ import annotations
@@ -34,6 +35,11 @@ def check_queue_name(name: object) -> str:
 def check_job_id(job_id: object) -> str:
     """``job_id`` if it is a valid caller-chosen job id, else ``InvalidNameError``."""
     return _check(job_id, "job id")
+
+
+def check_group_name(name: object) -> str:
+    """``name`` if it is a valid fleet group name, else ``InvalidNameError``."""
+    return _check(name, "group name")
 
 
 def _check(value: object, what: str) -> str:

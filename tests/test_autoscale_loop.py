@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from consumer.autoscale import AutoscaleState, Load, decide
 from consumer.autoscale_loop import AutoscaleLoop
 from services.backends.memory.fleet import MemoryFleet
 from services.protocol import AutoscaleSettings, QueueCounts, SupervisorRecord
@@ -96,3 +97,16 @@ def test_a_lost_leader_hands_the_lead_to_the_next(fleet: MemoryFleet) -> None:
     fleet.leave("a")
     decision = loop_of(fleet, "b", Counts(emails=30)).run_once(0.0)
     assert decision is not None and decision.desired == 3
+
+
+def test_a_window_shorter_than_the_spacing_of_decisions_still_shrinks() -> None:
+    # Given a 1 s window (a test's, or an impatient operator's) and decisions every 1.05 s
+    bounds = AutoscaleSettings(1, 4, 2, stabilization_s=1.0, tolerance=0.0)
+    state = AutoscaleState.start(4, 0.0)
+    # When the backlog is gone / Then the second reading on shrinks (two readings, 1 s apart)
+    desired = []
+    for step in range(4):
+        decision = decide(Load(0), bounds, state, now=step * 1.05)
+        desired.append(decision.desired)
+        state = decision.state
+    assert desired == [4, 1, 1, 1]

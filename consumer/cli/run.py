@@ -1,22 +1,38 @@
 """``conveyor run``: producers and a consumer pool together, with progress and a summary.
 
 Parse flags, build settings, delegate to ``consumer.pipeline``. With no options it runs the
-built-in demo on the embedded memory queue.
+built-in demo on the embedded memory queue. On ``memory://`` the run also serves its fleet
+state on a control socket (``consumer.control_socket``), so ``conveyor scale``, ``pause`` and
+``resume`` reach it from another shell.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, TextIO, cast
 
 import click
 
+from consumer.cli.fleet_options import (
+    chosen_control_dir,
+    control_dir_option,
+    fleet_link,
+    fleet_options,
+    with_fleet,
+)
 from consumer.cli.metrics_options import metrics_options, serving_metrics
 from consumer.cli.pool_options import pool_options, pool_settings, result_cap_option
+from consumer.control_socket import ControlServer, socket_path
 from consumer.pipeline import RunSettings, run_pipeline
 from consumer.report import Progress, format_summary
 from consumer.signals import recorded_signals
+from consumer.sizing import RESIZE_SIGNALS
 from consumer.startup import check_backend
 from producer.feeds import load_feed
 from services.backends import open_queue, redact_url, scheme_of
@@ -31,6 +47,7 @@ from services.cli.options import (
 )
 from services.loading import load_registry
 from services.logs import LogFormat, LogLines, LogSettings
+from services.protocol import FleetControl
 
 log = logging.getLogger("conveyor.run")
 
@@ -76,6 +93,8 @@ DEMO_FEED = "services.demo:feed"
     help="Registry of job functions the workers run.",
 )
 @pool_options
+@fleet_options
+@control_dir_option
 @queue_options
 @result_cap_option
 @metrics_options
@@ -90,20 +109,32 @@ def run_command(
     feed_args: tuple[str, ...],
     count: int | None,
     jobs: str,
+    control_dir: str | None,
     **options: Any,
 ) -> None:
     """Run producers and a consumer pool together, with progress and a summary.
 
     With no options: the built-in demo (CPU-bound, IO-bound and failing jobs) on the embedded
     memory queue. Exits 0 when every produced job is done or dead-lettered.
+
+    \b
+    Resize it live, like a fleet of `conveyor worker`s (its pool is one supervisor of --group):
+      conveyor scale default=4 --url memory://     from another shell, same user: reaches
+                                                  this run through its control socket,
+                                                  <control dir>/run-<pid>.sock (printed at
+                                                  start; --run PID picks one of several runs)
+      conveyor pause QUEUE --url memory://         (and resume) through the same socket
+      kill -TTIN <pid> / kill -TTOU <pid>          one worker process more / less
+    On a redis:// URL those commands go through Redis instead, as for `conveyor worker`.
     """
     registry = load_registry(jobs)  # fail fast in the parent with a clear message
     load_feed(feed)
     feed_options = dict(parse_kwarg(text) for text in feed_args)
     if count is not None:
         feed_options["count"] = count
+    supervisor = pool_settings(options, jobs=jobs, queues=(queue,), logs=logs)
     settings = RunSettings(
-        supervisor=pool_settings(options, jobs=jobs, queues=(queue,), logs=logs),
+        supervisor=with_fleet(supervisor, options),
         producers=producers,
         feed=feed,
         feed_options=feed_options,
@@ -121,13 +152,32 @@ def run_command(
     serving = serving_metrics(
         options, url=url, queues=(queue,), registry=registry, inspector=backend
     )
+    link = fleet_link(backend)
+    control = Path(chosen_control_dir(control_dir)) if scheme_of(url) == "memory" else None
     try:
-        with serving as metrics, recorded_signals() as signals:
-            code, summary = run_pipeline(backend, settings, signals, progress(logs), metrics)
+        with (
+            serving as metrics,
+            serving_control(link.fleet, control),
+            recorded_signals(signal.SIGTERM, signal.SIGINT, *RESIZE_SIGNALS) as signals,
+        ):
+            code, summary = run_pipeline(
+                backend, settings, signals, progress(logs), metrics, fleet=link
+            )
     finally:
         backend.close()
     click.echo(format_summary(summary))
     sys.exit(code)
+
+
+@contextlib.contextmanager
+def serving_control(fleet: FleetControl, directory: Path | None) -> Iterator[None]:
+    """Serve ``fleet`` on this run's control socket in ``directory`` (None: no socket)."""
+    if directory is None:
+        yield
+        return
+    with ControlServer(fleet, socket_path(directory, os.getpid())) as server:
+        say(f"control socket: {server.path} (conveyor scale GROUP=N --url memory://)")
+        yield
 
 
 def progress(logs: LogSettings) -> Progress:

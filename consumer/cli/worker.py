@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from consumer.cli.fleet_options import fleet_link, fleet_options, with_fleet
 from consumer.cli.metrics_options import metrics_options, serving_metrics
 from consumer.cli.pool_options import pool_options, pool_settings, result_cap_option
 from consumer.startup import wait_for_backend
@@ -50,6 +51,7 @@ from services.logs import LogSettings
     help="A dead worker's jobs go to another after about this long.",
 )
 @pool_options
+@fleet_options
 @queue_options
 @result_cap_option
 @metrics_options
@@ -74,6 +76,13 @@ def worker_command(
     a second signal hands every unfinished job back to the queue at once. SIGQUIT: that hard
     stop at once (every unfinished job goes back to the queue, none is lost: exit 0).
     Exit codes: 0 stopped cleanly, 2 bad usage or configuration, 3 a worker cannot start.
+
+    Fleet: the worker registers in the backend under --group and beats every second (one
+    silent for its --lease, at least 3 s, is listed lost). `conveyor scale GROUP=N` sets the
+    group's total of worker processes; its live workers split it between them (in id order,
+    each within its --max-processes) and follow within about a second: a share of 0 runs no
+    process and waits. SIGTTIN/SIGTTOU move the group's total by one. Queues paused with
+    `conveyor pause` are skipped (with --burst, a worker whose queues are all paused exits).
     """
     if scheme_of(url) == "memory":
         raise ConfigError(
@@ -83,6 +92,7 @@ def worker_command(
         )
     registry = load_registry(jobs)  # fail fast in the parent with a clear message
     settings = pool_settings(options, jobs=jobs, queues=queues, burst=burst, logs=logs)
+    settings = with_fleet(settings, options)
     url = connect_url(url, options)
     with serving_metrics(options, url=url, queues=queues, registry=registry) as metrics:
         backend = open_queue(url, queue_settings(options, lease_s=lease))
@@ -90,7 +100,8 @@ def worker_command(
             sys.exit(exitcodes.OK)  # stopped by a signal before it could start
         try:
             # Under its signals, resizing ones included.
-            code = Supervisor(backend, settings, metrics=metrics).run()
+            link = fleet_link(backend, lease_s=lease)
+            code = Supervisor(backend, settings, metrics=metrics, fleet=link).run()
         finally:
             backend.close()
     sys.exit(code)

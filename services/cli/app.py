@@ -27,9 +27,21 @@ COMMANDS = {
         "producer.cli:enqueue_command",
         "Put job NAME with ARGs on a queue and print the job id.",
     ),
+    "pause": LazyCommand(
+        "consumer.cli.pause:pause_command",
+        "Stop consumers taking jobs from QUEUE; producers can still enqueue.",
+    ),
+    "resume": LazyCommand(
+        "consumer.cli.pause:resume_command",
+        "Let consumers take jobs from a paused QUEUE again.",
+    ),
     "run": LazyCommand(
         "consumer.cli.run:run_command",
         "Run producers and a consumer pool together, with progress and a summary.",
+    ),
+    "scale": LazyCommand(
+        "consumer.cli.scale:scale_command",
+        "Set how many worker processes a group runs across the fleet, or autoscale it.",
     ),
     "serve": LazyCommand(
         "producer.http.command:serve_command",
@@ -63,5 +75,6 @@ def main(ctx: click.Context, log_level: str, log_format: str) -> None:
     Consume:       conveyor worker --url redis://localhost:6379/0 --jobs myapp.jobs:registry
     Produce:       conveyor enqueue resize photo.jpg 640 --url redis://localhost:6379/0
     Dead letters:  conveyor dead-letters list --url redis://localhost:6379/0
+    Scale:         conveyor scale default=8 --url redis://localhost:6379/0
     """
     start_logging(ctx, log_level, log_format)  # the commands that start processes pass it on
