@@ -121,7 +121,7 @@ class FleetMember:
         if self._left:
             return
         self._reconciler.run_once(now)
-        if self._autoscale is not None:
+        if self._autoscale is not None and not self._reconciler.in_trouble:
             self._autoscale.run_once(now)
 
     def leave(self) -> None:

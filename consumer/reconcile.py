@@ -12,7 +12,9 @@ Level-triggered: the periodic full turn (``resync_s``) is the source of truth, s
 change (a peer that went silent, a lost reply) is corrected at the next one; the revision (and
 ``poke``, for a local notification) only makes it happen sooner. With no desired state for the
 group, the supervisor keeps the size it has. When the backend cannot be reached the
-supervisor keeps its size too, and says so once per outage.
+supervisor keeps its size too, says so once per outage, and tries again after a growing pause
+(``interval_s`` doubled per failed turn, up to ``OUTAGE_CAP_S``): a backend that hangs blocks
+each call for the client's timeout, and the supervisor's loop has children to look after.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from services.errors import BackendUnavailableError, ConfigError
 from services.protocol.fleet import FleetControl, SupervisorRecord
 
 log = logging.getLogger("conveyor.fleet")
+
+OUTAGE_CAP_S = 10.0
+"""Longest pause between two turns while the backend does not answer."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,12 @@ class Reconciler:
         self._paused: frozenset[str] | None = None
         self._trouble = ""
         """The last error reaching the backend ("" once it answers again): logged once."""
+        self._failures = 0
+
+    @property
+    def in_trouble(self) -> bool:
+        """The last turn could not reach the backend."""
+        return bool(self._trouble)
 
     def poke(self) -> None:
         """Something changed (a local notification): reconcile fully at the next ``run_once``."""
@@ -92,10 +103,14 @@ class Reconciler:
             turn = self._turn(now)
         except (BackendUnavailableError, ConfigError) as exc:
             self._complain(str(exc))
+            self._failures += 1
+            pause = self._timing.interval_s * 2 ** min(self._failures, 16)
+            self._next_turn = now + min(pause, max(OUTAGE_CAP_S, self._timing.interval_s))
             return None
         if self._trouble:
             log.info("fleet: the backend answers again")
             self._trouble = ""
+        self._failures = 0
         return turn
 
     def leave(self) -> None:

@@ -5,13 +5,14 @@ idle ones first; a worker fetches from unpaused queues only."""
 
 from __future__ import annotations
 
+import itertools
 import signal
 import time
 
 from consumer.executors import ThreadExecutor
 from consumer.fetching import PAUSABLE, open_queues, pause_mask
 from consumer.pool_shape import PoolKind, shape_pool
-from consumer.reconcile import ReconcileTiming
+from consumer.reconcile import Reconciler, ReconcileTiming
 from consumer.signals import SignalLog
 from consumer.sizing import SeatChanges, check_size, seat_changes
 from consumer.supervisor import FleetLink, Supervisor, SupervisorSettings
@@ -19,6 +20,7 @@ from consumer.worker import Worker
 from producer import Producer
 from services.backends import open_queue
 from services.backends.memory.fleet import MemoryFleet
+from services.errors import BackendUnavailableError
 from services.protocol import JobQueue, SupervisorRecord
 from services.settings import WorkerSettings
 from services.stats import Field, Stats, new_block
@@ -167,6 +169,31 @@ def test_two_supervisors_split_the_total_within_their_maxima() -> None:
             b.now = a.now
     # Then they run 3 each (by id: the split is the same in both)
     assert (len(a.alive()), len(b.alive())) == (3, 3)
+
+
+def test_an_unreachable_backend_is_asked_less_and_less_often() -> None:
+    # Given a reconciler whose backend counts the calls and does not answer
+    calls: list[float] = []
+    now = [0.0]
+
+    class Down:
+        def __getattr__(self, name: str) -> object:
+            def fail(*args: object, **kwargs: object) -> None:
+                calls.append(now[0])
+                raise BackendUnavailableError("Redis at x did not answer in 5 s")
+
+            return fail
+
+    record = SupervisorRecord("a", "g", 4)
+    rec = Reconciler(Down(), lambda: record, lambda n: None, timing=TIMING)  # type: ignore[arg-type]
+    # When its supervisor's loop turns every 0.1 s for a minute
+    for step in range(600):
+        now[0] = step / 10
+        rec.run_once(now[0])
+    # Then the backend was tried at growing intervals (1, 2, 4, 8 s, then every 10 s)
+    gaps = [round(b - a, 1) for a, b in itertools.pairwise(calls)]
+    assert gaps[:4] == [1.0, 2.0, 4.0, 8.0] and set(gaps[4:]) == {10.0}
+    assert rec.in_trouble
 
 
 def test_a_shrink_sends_idle_seats_away_first() -> None:
