@@ -174,12 +174,15 @@ class ControlServer:
         private_dir(self.path.parent)
         self.path.unlink(missing_ok=True)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_mask = os.umask(0o177)  # created 0600: no moment at which others could connect
         try:
-            sock.bind(str(self.path))
-        finally:
-            os.umask(old_mask)
-        sock.listen(8)
+            sock.bind(str(self.path))  # OSError for a path too long for a Unix socket, too
+            # 0600 (the directory, 0700, already keeps others out; no umask games: the
+            # process has other threads)
+            self.path.chmod(0o600)
+            sock.listen(8)
+        except BaseException:
+            sock.close()
+            raise
         sock.settimeout(_ACCEPT_POLL_S)
         self._sock = sock
         self._thread = threading.Thread(target=self._serve, name="conveyor-control", daemon=True)

@@ -263,8 +263,8 @@ class Supervisor:
         for seat in self._roster:
             if seat.process is None and not seat.retired and now >= seat.start_after:
                 self._spawn(seat)
-        seats = list(self._roster)  # none at all: a fleet's share of 0, not the end
-        if seats and all(seat.retired for seat in seats):
+        seats = list(self._roster)  # none at all: a fleet's share of 0, the end only in burst
+        if all(seat.retired for seat in seats) and (seats or self._settings.worker.burst):
             self.exit_code = exitcodes.OK
 
     def _spawn(self, seat: Seat) -> None:

@@ -93,3 +93,15 @@ def test_without_a_run_the_command_exits_1(control_dir: Path) -> None:
     done = conveyor(control_dir, "scale", "default=2")
     assert done.returncode == exitcodes.ERROR
     assert "no `conveyor run` of this user is running" in done.stderr
+
+
+def test_a_run_without_a_usable_control_directory_runs_and_says_so(control_dir: Path) -> None:
+    # Given a control directory others may enter (the run refuses to put its socket there)
+    control_dir.mkdir(mode=0o755)
+    control_dir.chmod(0o755)
+    feed = ("--feed", "tests.feeds:small_feed", "--count", "6", "--producers", "1", "-c", "1")
+    # When a run starts with it / Then it runs to the end, and says it has no control socket
+    done = conveyor(control_dir, "run", "--jobs", "tests.jobs:registry", *feed)
+    assert done.returncode == exitcodes.OK, done.stderr[-2000:]
+    assert "no control socket (conveyor scale cannot reach this run)" in done.stderr
+    assert "chmod 700" in done.stderr

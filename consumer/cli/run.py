@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
+from logging import WARNING
 from pathlib import Path
 from typing import Any, TextIO, cast
 
@@ -45,6 +46,7 @@ from services.cli.options import (
     queue_options,
     queue_settings,
 )
+from services.errors import ConfigError
 from services.loading import load_registry
 from services.logs import LogFormat, LogLines, LogSettings
 from services.protocol import FleetControl
@@ -171,13 +173,23 @@ def run_command(
 
 @contextlib.contextmanager
 def serving_control(fleet: FleetControl, directory: Path | None) -> Iterator[None]:
-    """Serve ``fleet`` on this run's control socket in ``directory`` (None: no socket)."""
+    """Serve ``fleet`` on this run's control socket in ``directory`` (None: no socket). A
+    socket that cannot be made costs the run its remote control, not the run: a warning."""
     if directory is None:
         yield
         return
-    with ControlServer(fleet, socket_path(directory, os.getpid())) as server:
-        say(f"control socket: {server.path} (conveyor scale GROUP=N --url memory://)")
+    server = ControlServer(fleet, socket_path(directory, os.getpid()))
+    try:
+        server.start()
+    except (ConfigError, OSError) as exc:
+        say(f"no control socket (conveyor scale cannot reach this run): {exc}", level=WARNING)
         yield
+        return
+    say(f"control socket: {server.path} (conveyor scale GROUP=N --url memory://)")
+    try:
+        yield
+    finally:
+        server.close()
 
 
 def progress(logs: LogSettings) -> Progress:
