@@ -84,6 +84,8 @@ class Reconciler:
         self._trouble = ""
         """The last error reaching the backend ("" once it answers again): logged once."""
         self._failures = 0
+        self._capped_version = 0
+        """The desired state whose total was last said to be out of reach."""
 
     @property
     def in_trouble(self) -> bool:
@@ -146,6 +148,9 @@ class Reconciler:
         )
         if shares.capped:
             note += f"; group {shares.note}"
+            if desired.version != self._capped_version:  # once per state: it may last
+                log.warning("fleet: %s", note)
+                self._capped_version = desired.version
         if share == me.processes_desired:
             return Turn(share, resized=False, note=note)
         log.info("fleet: %s (was %d)", note, me.processes_desired)

@@ -82,8 +82,8 @@ def _status(queue: JobQueue, job_id: str) -> str | None:
 def test_sigttin_and_sigttou_change_the_number_of_worker_processes(
     launch: Callable[..., WorkerProcess],
 ) -> None:
-    # Given `conveyor worker` with one process, catching the resize signals
-    worker = launch("--pool", "processes", "--concurrency", "1")
+    # Given `conveyor worker` with one process (of at most 4), catching the resize signals
+    worker = launch("--pool", "processes", "--concurrency", "1", "--max-processes", "4")
     worker.wait_workers(1)
     for signum in (signal.SIGTTIN, signal.SIGTTOU):
         assert _catches(worker.pid, signum), f"the supervisor does not record {signum.name}"
