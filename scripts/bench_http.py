@@ -12,7 +12,9 @@ method, headers and body. One thread already sends well over 50,000 requests/s, 
 what limits these figures, and it leaves the machine's other core(s) to the server and Redis.
 Each figure is the median of ``--rounds`` rounds; the three runs alternate within a round, so
 a noisy neighbour hits them alike. The server's CPU time per request is printed too: on a
-loaded machine it is the steadier comparison.
+loaded machine it is the steadier comparison. Batches go over fewer connections
+(``--batch-connections``, 4): each request already carries a thousand jobs, and more of them
+at once only hold more objects alive (measured: 62k jobs/s on 4, 56k on 8, 49k on 32).
 
     bare     POST -> 200 {"ok":true}                              requests/s, p50, p99
     single   POST /v1/queues/bench/jobs       one job per request  requests/s, p50, p99
@@ -38,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,8 +95,12 @@ def run_bare_server(port: int) -> None:
     uvicorn.Server(config).run()
 
 
-def start(command: list[str], port: int) -> subprocess.Popen[bytes]:
-    """Start a server process and wait until ``port`` accepts connections."""
+def start(command: list[str], port: int, probe: str, answer: bytes) -> subprocess.Popen[bytes]:
+    """Start a server process; wait until ``probe`` (a POST on ``port``) gives ``answer``.
+
+    Checking the answer, not just the port, makes sure the figures are this server's: a
+    free port can be taken by another program between ``free_port`` and the server's bind.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
     proc = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
     deadline = time.monotonic() + 30
@@ -102,10 +109,25 @@ def start(command: list[str], port: int) -> subprocess.Popen[bytes]:
             sys.exit(f"{command[:4]} exited with {proc.returncode}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
         except OSError:
             time.sleep(0.05)
+            continue
+        found = _post(f"http://127.0.0.1:{port}{probe}")
+        if answer not in found:
+            proc.kill()
+            sys.exit(f"port {port} answers {found[:80]!r}: another program holds it; run again")
+        return proc
     sys.exit(f"{command[:4]} did not listen on {port}")
+
+
+def _post(url: str) -> bytes:
+    request = urllib.request.Request(url, data=json.dumps(JOB).encode(), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return bytes(response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return bytes(error.read())
 
 
 def cpu_seconds(pid: int) -> float:
@@ -190,7 +212,7 @@ def main() -> None:
     parser.add_argument(
         "--batch-connections",
         type=int,
-        default=8,
+        default=4,
         help="connections for the batch run (each request carries --batch jobs)",
     )
     parser.add_argument("--redis-server", default=None)
@@ -215,8 +237,15 @@ def bench(args: argparse.Namespace, url: str, redis_port: int, tmp: Path) -> Non
             *("--max-batch", str(max(args.batch, 10_000))),
         ],
         serve_port,
+        "/v1/queues/bench/jobs",
+        b'"new":true',
     )
-    bare = start([python, "-m", "scripts.bench_http", "--bare-server", str(bare_port)], bare_port)
+    bare = start(
+        [python, "-m", "scripts.bench_http", "--bare-server", str(bare_port)],
+        bare_port,
+        "/bare",
+        b'{"ok":true}',
+    )
     batch_body = json.dumps({"jobs": [JOB] * args.batch}).encode()
     scripts = {
         "bare": lua_script(tmp, "bare", json.dumps(JOB).encode()),
@@ -228,7 +257,6 @@ def bench(args: argparse.Namespace, url: str, redis_port: int, tmp: Path) -> Non
         "single": (f"http://127.0.0.1:{serve_port}/v1/queues/bench/jobs", serve.pid),
         "batch": (f"http://127.0.0.1:{serve_port}/v1/queues/bench/batches", serve.pid),
     }
-    _warm(urls["single"][0])
     runs: dict[str, list[Figures]] = {name: [] for name in urls}
     try:
         for round_no in range(1, args.rounds + 1):
@@ -236,18 +264,14 @@ def bench(args: argparse.Namespace, url: str, redis_port: int, tmp: Path) -> Non
                 flush(redis_port)
                 connections = args.batch_connections if name == "batch" else args.connections
                 runs[name].append(wrk(target, scripts[name], pid, args, connections))
+                if runs[name][-1].errors:
+                    sys.exit(f"{name}: {runs[name][-1].errors} answers were not 2xx")
             print(f"round {round_no}/{args.rounds} done", file=sys.stderr)
     finally:
         for proc in (serve, bare):
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
     report(args, {name: median(found) for name, found in runs.items()})
-
-
-def _warm(url: str) -> None:
-    request = urllib.request.Request(url, data=json.dumps(JOB).encode(), method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 202
 
 
 def report(args: argparse.Namespace, found: dict[str, Figures]) -> None:
@@ -275,8 +299,6 @@ def report(args: argparse.Namespace, found: dict[str, Figures]) -> None:
     print(f"\nsingle / bare requests/s: {ratio:.0%} (target >= 50%)")
     print(f"batch: {jobs_per_s:,.0f} jobs/s in batches of {args.batch} (target >= 50,000)")
     print(f"bare / single CPU per request: {bare.cpu_us / single.cpu_us:.0%}")
-    if single.errors or batch.errors or bare.errors:
-        print(f"non-2xx answers: {single.errors + batch.errors + bare.errors}")
 
 
 if __name__ == "__main__":
