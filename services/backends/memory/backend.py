@@ -260,7 +260,7 @@ class MemoryQueue:
         """The fleet of this process tree, made at the first call. Children never need it (only
         the supervisor, which holds this root queue, beats and reconciles), so it is not served
         over their channels; another process reaches it through ``conveyor run``'s control
-        socket (``services.control_socket``)."""
+        socket, which serves it."""
         if self._fleet is None:
             self._fleet = MemoryFleet()
         return self._fleet
