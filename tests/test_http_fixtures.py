@@ -151,6 +151,10 @@ class ServeProcess:
         """SIGTERM, then wait for the exit code (SIGKILL and fail if it does not come)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
+        return self.wait_exit(timeout_s)
+
+    def wait_exit(self, timeout_s: float = 20.0) -> int:
+        """The exit code, once the process ends by itself (SIGKILL and fail if it does not)."""
         try:
             return self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:

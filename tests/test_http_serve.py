@@ -154,7 +154,8 @@ def test_sigterm_lets_a_request_in_flight_finish_then_exits_0(
     make_queue().get(["q"], timeout_s=1)
     waiting.join(timeout=20)
     assert answers == [(202, {"job_id": "second", "queue": "q", "new": True})]
-    assert service.stop() == 0, service.log()
+    assert service.wait_exit() == 0, service.log()  # (a second SIGTERM now would kill it)
+    assert "stopped by SIGTERM" in service.log()
     admin.close()
 
 
