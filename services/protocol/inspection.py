@@ -58,6 +58,19 @@ class QueueInspector(Protocol):
 
 
 @runtime_checkable
+class QueueGauges(Protocol):
+    """Two gauges for ``conveyor status`` beyond the counts (``services.gauges``)."""
+
+    def oldest_waiting_age(self, queue: str) -> float | None:
+        """Seconds since the job at the head of ``queue`` was enqueued (by its producer's
+        clock); None when nothing waits. One cheap read of the head, no listing."""
+
+    def done_rate(self, queue: str, window_s: float = 60.0) -> float | None:
+        """Jobs settled done per second in ``queue`` over about the last ``window_s``, from
+        the samples earlier calls left (this call adds one); None when none is old enough."""
+
+
+@runtime_checkable
 class QueueAdmin(Protocol):
     """Changes what an operator may change by hand: dead letters, waiting jobs."""
 

@@ -231,6 +231,12 @@ class MemoryQueue:
     def counts(self, queue: str) -> QueueCounts:
         return self._state.counts(queue)
 
+    def oldest_waiting_age(self, queue: str) -> float | None:
+        return self._state.oldest_waiting_age(queue)
+
+    def done_rate(self, queue: str, window_s: float = 60.0) -> float | None:
+        return self._state.done_rate(queue, window_s)
+
     def held_until(self) -> float:
         """Always: the memory backend has no leases, only ``reclaim`` takes jobs away."""
         return math.inf

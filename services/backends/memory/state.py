@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from services.backends.memory.inflight import InFlight
 from services.backends.memory.statuses import FINISHED, WAITING, Statuses
 from services.errors import QueueFullError
+from services.gauges import RING_SIZE, Sample, enqueued_at, rate_from, should_sample
 from services.protocol import (
     CANCELLED,
     Cancellation,
@@ -71,6 +72,8 @@ class MemoryState:
         """Consumers declared dead: a get still waiting on their behalf must take nothing."""
         self._known: set[str] = set()
         """Every queue a job was put on (``queues``)."""
+        self._samples: dict[str, deque[Sample]] = {}
+        """Per queue, (time, done total) taken by ``done_rate``, newest first."""
 
     # -- producing -------------------------------------------------------------------------
     def put_many(
@@ -368,6 +371,24 @@ class MemoryState:
             return QueueCounts(
                 self._depth(queue), tally.delayed, tally.in_flight, tally.done, tally.dead
             )
+
+    def oldest_waiting_age(self, queue: str) -> float | None:
+        """Seconds since the head of ``queue`` was enqueued (its body's stamp); None if empty."""
+        with self._lock:
+            waiting = self._queues.get(queue)
+            head = waiting[0].body if waiting else None
+        stamp = enqueued_at(head) if head is not None else None
+        return None if stamp is None else max(0.0, time.time() - stamp)
+
+    def done_rate(self, queue: str, window_s: float) -> float | None:
+        """Jobs done per second over ``window_s``, from the samples earlier calls took."""
+        with self._lock:
+            now, done = self._clock(), self._tallies.get(queue, _Tally()).done
+            ring = self._samples.setdefault(queue, deque(maxlen=RING_SIZE))
+            rate = rate_from(ring, now, done, window_s)
+            if should_sample(ring, now):
+                ring.appendleft((now, done))
+            return rate
 
     def status(self, job_id: str) -> JobStatus | None:
         """The last known status of ``job_id``."""

@@ -270,6 +270,12 @@ class RedisQueue:
     def counts(self, queue: str) -> QueueCounts:
         return self._reads.counts(queue)
 
+    def oldest_waiting_age(self, queue: str) -> float | None:
+        return self._reads.oldest_waiting_age(queue)
+
+    def done_rate(self, queue: str, window_s: float = 60.0) -> float | None:
+        return self._reads.done_rate(queue, window_s)
+
     def stats(self) -> dict[str, int]:
         """Backend counters: ``fenced`` (late settlements rejected), ``recovered``, ..."""
         return self._reads.stats()

@@ -23,10 +23,13 @@ from redis.commands.core import Script
 from services.backends.redis import keys
 from services.backends.redis import scripts as lua
 from services.backends.redis.connection import command, guarded
+from services.gauges import RING_SIZE, Sample, enqueued_at, rate_from, should_sample
 from services.protocol import DeadLetter, JobStatus, QueueCounts
 
 BLOCK_CHUNK_S = 1.0
 """Longest single blocking wait; also bounds how late a delayed job can be noticed."""
+RATE_KEY_TTL_S = 86_400
+"""A queue's done samples (``cv:r:<queue>``) go when no reader looked for a day."""
 REQUEUE_CAP = 100
 """Most dead letters one REQUEUE_DEAD call moves (or one ``ZREM`` drops)."""
 
@@ -81,6 +84,37 @@ class Reader:
             pipe = self._client.pipeline(transaction=False)
             add_counts(pipe, queue)
             return counts_from(pipe.execute())
+
+    def oldest_waiting_age(self, queue: str) -> float | None:
+        """Seconds since the head of ``queue`` (``LINDEX 0``: FIFO from the left) was enqueued.
+
+        A cancelled job still at the head (a tombstone FETCH has not dropped yet) counts.
+        """
+        with guarded("oldest_waiting_age", self.where):
+            head = command(self._client, "LINDEX", keys.queue_key(queue), 0)
+        stamp = None if head is None else enqueued_at(keys.unpack_element(head).body)
+        return None if stamp is None else max(0.0, time.time() - stamp)
+
+    def done_rate(self, queue: str, window_s: float) -> float | None:
+        """Jobs done per second over ``window_s`` from the ring ``cv:r:<queue>`` (Redis clock).
+
+        Two callers at once may both add a sample: harmless, the ring only gets denser.
+        """
+        key = f"{keys.PREFIX}r:{queue}"
+        with guarded("done_rate", self.where):
+            pipe = self._client.pipeline(transaction=False)
+            pipe.time()
+            pipe.hget(keys.counts_key(queue), "done")
+            pipe.lrange(key, 0, -1)
+            (seconds, micros), done_raw, raw = pipe.execute()
+            now, done = seconds + micros / 1e6, int(done_raw or 0)
+            samples = [_sample(item) for item in raw]
+            if should_sample(samples, now):
+                pipe.lpush(key, f"{now}:{done}")
+                pipe.ltrim(key, 0, RING_SIZE - 1)
+                pipe.expire(key, RATE_KEY_TTL_S)
+                pipe.execute()
+        return rate_from(samples, now, done, window_s)
 
     def queues(self) -> list[str]:
         """The queues jobs were put on (registered in ``cv:queues``), sorted."""
@@ -235,6 +269,11 @@ def letters_from(queue: str, rows: Sequence[Any]) -> list[DeadLetter]:
             DeadLetter(element.job_id, queue, element.body, reason, failed_at=float(score) / 1000)
         )
     return letters
+
+
+def _sample(item: bytes) -> Sample:
+    taken_at, total = item.split(b":")
+    return float(taken_at), int(total)
 
 
 def _text(value: bytes | str) -> str:

@@ -4,8 +4,13 @@ and deleted, and a waiting job is cancelled into one terminal state."""
 
 from __future__ import annotations
 
+import time
+
+from services.codec import encode_job
+from services.job import Job
 from services.protocol import CANCELLED, Cancellation, JobStatus, QueueCounts
-from services.testing.contract.helpers import completion, job, run_all
+from services.protocol.inspection import QueueGauges
+from services.testing.contract.helpers import completion, job, poll, run_all
 from services.testing.contract.subject import BackendUnderTest
 
 
@@ -183,3 +188,36 @@ def test_a_cancelled_job_counts_dead_once_even_if_cancelled_again(
     assert backend.root.counts("default") == QueueCounts(dead=1)
     # And its id stays taken within the result TTL, like any finished job's
     assert not backend.root.put("default", job_id, body)
+
+
+def test_oldest_waiting_age_reads_the_head_of_the_queue(backend: BackendUnderTest) -> None:
+    gauges = backend.root
+    assert isinstance(gauges, QueueGauges)
+    # Given an empty queue, then a job enqueued 30 s ago ahead of a fresh one
+    assert gauges.oldest_waiting_age("default") is None
+    old = Job(name="echo", args=(1,), queue="default", enqueued_at=time.time() - 30)
+    backend.root.put("default", old.id, encode_job(old))
+    backend.root.put("default", *job(2))
+    # Then the age is the older one's
+    age = gauges.oldest_waiting_age("default")
+    assert age is not None and 29 <= age < 60
+    # And once it is taken, the fresh one's
+    backend.consumer("c1").get(["default"], timeout_s=1)
+    fresh = gauges.oldest_waiting_age("default")
+    assert fresh is not None and fresh < 29
+
+
+def test_done_rate_needs_an_earlier_sample_then_counts_jobs_done(
+    backend: BackendUnderTest,
+) -> None:
+    gauges = backend.root
+    assert isinstance(gauges, QueueGauges)
+    # Given nobody asked before: the rate is not known yet, and an immediate repeat neither
+    assert gauges.done_rate("default") is None
+    assert gauges.done_rate("default") is None
+    # When three jobs are done after that first sample
+    backend.root.put_many("default", [job(n) for n in range(3)])
+    assert sorted(run_all(backend.consumer("c1"))) != []
+    # Then, once the sample is old enough, the rate is 3 jobs over its age (> 0, < 3 per s)
+    rate = poll(lambda: gauges.done_rate("default"), timeout_s=5.0, interval_s=0.1)
+    assert rate is not None and 0 < rate <= 3.0
