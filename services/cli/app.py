@@ -21,7 +21,7 @@ from services.cli.logging_options import group_logging_options, start_logging
 COMMANDS = {
     "dead-letters": LazyCommand(
         "consumer.cli.dead_letters:dead_letters_group",
-        "List dead letters, or put them back on their queue.",
+        "List, show, requeue or purge dead letters.",
     ),
     "enqueue": LazyCommand(
         "producer.cli:enqueue_command",
@@ -46,6 +46,10 @@ COMMANDS = {
     "serve": LazyCommand(
         "producer.http.command:serve_command",
         "Serve the HTTP API: put jobs on queues, follow, cancel them, manage dead letters.",
+    ),
+    "status": LazyCommand(
+        "consumer.cli.status:status_command",
+        "Show queues, groups and supervisors of the fleet: what waits, what runs, who is lost.",
     ),
     "worker": LazyCommand(
         "consumer.cli.worker:worker_command",
