@@ -74,7 +74,7 @@ def test_status_json_agrees_with_the_processes_and_shows_a_killed_one_lost(
     # Then it is listed lost, with where its jobs went, and the alive count is b's
     def a_lost() -> bool:
         rows = {r["pid"]: r for r in status(redis_url)["supervisors"]}
-        return rows.get(a.pid, {}).get("note") == LOST_NOTE
+        return bool(rows.get(a.pid, {}).get("note") == LOST_NOTE)
 
     wait_for("a listed lost", a_lost, 20)
     wait_for("status agrees with b alone", agrees(redis_url, b), 20)
