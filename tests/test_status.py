@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from services.fleet_view import LOST_NOTE
 from services.protocol import FleetControl
 from tests.redis_fixtures import MakeQueue
 from tests.test_fleet_processes import GROUP, conveyor, workers
+from tests.test_http_fixtures import TOKEN, ServeProcess
 from tests.test_redis_system import ROOT, WorkerProcess, launch, wait_for
 
 __all__ = ["launch"]  # a fixture
@@ -132,3 +134,54 @@ def test_status_fleet_is_empty_at_first(redis_url: str, queue: RedisQueue) -> No
     fleet: FleetControl = queue.fleet()
     assert fleet.supervisors() == []
     assert status(redis_url) == {"groups": [], "queues": [], "supervisors": []}
+
+
+def _stable(view: dict[str, Any]) -> tuple[object, ...]:
+    """The parts of a picture that do not move between two reads of a settled fleet."""
+    return (
+        sorted(
+            (r["pid"], r["group"], r["processes_alive"], r["lost"]) for r in view["supervisors"]
+        ),
+        [(g["name"], g["desired"], g["alive"], g["version"]) for g in view["groups"]],
+        [(q["name"], q["waiting"], q["paused"]) for q in view["queues"]],
+    )
+
+
+def test_the_http_view_agrees_with_status_and_put_scales(
+    launch: Callable[..., WorkerProcess], redis_url: str, queue: RedisQueue, tmp_path: Path
+) -> None:
+    # Given two supervisors of group g and a conveyor serve on the same Redis
+    a, b = launch(*GROUP), launch(*GROUP)
+    a.wait_workers(1)
+    b.wait_workers(1)
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    serve = ServeProcess(redis_url, tmp_path / "serve.log", ["--token-file", str(token_file)])
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        serve.wait_ready()
+        # When the group is scaled to 3 over HTTP
+        code, group = serve.call("PUT", "/v1/groups/g", {"processes": 3}, auth)
+        assert code == 200 and (group["desired"], group["set_by"]) == (3, "conveyor serve")
+        # Then 3 processes run, and status --json, GET /v1/fleet and /proc agree
+        wait_for("3 worker processes", lambda: workers(a, b) == 3, 20)
+        wait_for("status agrees with /proc", agrees(redis_url, a, b), 20)
+
+        def same() -> bool:
+            code, over_http = serve.call("GET", "/v1/fleet", headers=auth)
+            return code == 200 and _stable(over_http) == _stable(status(redis_url))
+
+        wait_for("the HTTP view equal to status --json", same, 20)
+        code, group = serve.call("GET", "/v1/groups/g", headers=auth)
+        assert code == 200 and group["alive"] == 3
+        assert sorted(s["pid"] for s in group["supervisors"]) == sorted([a.pid, b.pid])
+        # And bad totals are 422s, an unknown group a 404, nothing changed
+        bounds = {"minimum": 4, "maximum": 2, "backlog_per_worker": 1}
+        assert serve.call("PUT", "/v1/groups/g", {"processes": -1}, auth)[0] == 422
+        assert (
+            serve.call("PUT", "/v1/groups/g", {"processes": 3, "autoscale": bounds}, auth)[0] == 422
+        )
+        assert serve.call("GET", "/v1/groups/nope", headers=auth)[0] == 404
+        assert serve.call("GET", "/v1/groups/g", headers=auth)[1]["version"] == 1
+    finally:
+        serve.kill()

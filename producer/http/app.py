@@ -31,17 +31,24 @@ from fastapi import APIRouter, FastAPI
 from producer.http.auth import access
 from producer.http.bodies import document_bodies
 from producer.http.errors import install_error_handlers
+from producer.http.fleet_service import FleetService
 from producer.http.limits import BodyLimit
 from producer.http.routes import jobs, queues
+from producer.http.routes.fleet import REQUEST_BODIES, add_fleet_routes
 from producer.http.routes.health import add_health_routes
 from producer.http.service import JobService
 from producer.http.settings import ServeSettings
 
 
 def create_app(
-    service: JobService, settings: ServeSettings, *, extra_routers: Sequence[APIRouter] = ()
+    service: JobService,
+    settings: ServeSettings,
+    *,
+    extra_routers: Sequence[APIRouter] = (),
+    fleet: FleetService | None = None,
 ) -> FastAPI:
-    """The HTTP API on ``service``, as ``settings`` say (token, body cap)."""
+    """The HTTP API on ``service``, as ``settings`` say (token, body cap); the fleet routes
+    when ``fleet`` is given."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,6 +57,8 @@ def create_app(
             yield
         finally:
             await service.close()
+            if fleet is not None:
+                await fleet.close()
 
     app = FastAPI(
         title="Conveyor",
@@ -63,10 +72,12 @@ def create_app(
     guard = access(settings.token)
     jobs.add_job_routes(app.router, service, guard)
     queues.add_queue_routes(app.router, service, guard)
+    if fleet is not None:
+        add_fleet_routes(app.router, fleet, guard)
     add_health_routes(app.router, service)
     for router in extra_routers:
         app.include_router(router)
-    document_bodies(app, [*jobs.REQUEST_BODIES, *queues.REQUEST_BODIES])
+    document_bodies(app, [*jobs.REQUEST_BODIES, *queues.REQUEST_BODIES, *REQUEST_BODIES])
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

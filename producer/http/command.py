@@ -25,6 +25,7 @@ import click
 import uvicorn
 
 from producer.http.app import create_app
+from producer.http.fleet_service import FleetService
 from producer.http.service import JobService
 from producer.http.settings import (
     DEFAULT_MAX_BATCH,
@@ -32,7 +33,7 @@ from producer.http.settings import (
     ServeSettings,
     check_auth,
 )
-from services.backends import open_async_queue, scheme_of
+from services.backends import open_async_queue, open_queue, scheme_of
 from services.cli.command import ConveyorCommand
 from services.cli.options import connect_url, connection_options, queue_options, queue_settings
 from services.errors import BackendUnavailableError, ConfigError
@@ -118,7 +119,8 @@ def serve_command(
 
     POST /v1/queues/{queue}/jobs and /v1/queues/{queue}/batches, GET and DELETE
     /v1/jobs/{id}, GET /v1/queues, dead letters under /v1/queues/{queue}/dead-letters;
-    GET /healthz and /readyz need no token. The schema is at /openapi.json.
+    GET /v1/fleet, GET and PUT /v1/groups/{group} (the fleet: `conveyor status`, `conveyor
+    scale`); GET /healthz and /readyz need no token. The schema is at /openapi.json.
     SIGTERM or Ctrl+C: stop accepting, finish requests in flight, exit 0.
     """
     if scheme_of(url) == "memory":
@@ -146,7 +148,8 @@ def serve_command(
     service = JobService(
         open_async_queue(backend_url, queue), registry=registry, max_batch=settings.max_batch
     )
-    _run(create_app(service, settings), settings)
+    fleet = FleetService(open_queue(backend_url, queue))
+    _run(create_app(service, settings, fleet=fleet), settings)
 
 
 async def _probe(url: str, settings: QueueSettings) -> None:
