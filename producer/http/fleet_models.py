@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from producer.http.models import QueueOut
+
 MAX_PROCESSES = 10_000
 """The largest total a request may set (a typo such as 1e9 is a 422, not a plan)."""
 
@@ -40,13 +42,7 @@ class AutoscaleOut(BaseModel):
     tolerance: float
 
 
-class FleetQueueOut(BaseModel):
-    name: str
-    waiting: int
-    delayed: int
-    in_flight: int
-    done: int = Field(description="Settled done, in total.")
-    dead: int = Field(description="Dead-lettered or cancelled, in total.")
+class FleetQueueOut(QueueOut):
     jobs_per_s: float | None = Field(description="Over the last minute; null until known.")
     oldest_waiting_s: float | None = Field(description="Age of the head job; null: none waits.")
     paused: bool
