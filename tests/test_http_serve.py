@@ -19,6 +19,7 @@ import redis
 
 from services.backends import with_password
 from services.protocol import QueueCounts
+from tests.helpers_metrics import scrape
 from tests.helpers_process import ROOT
 from tests.redis_fixtures import MakeQueue, RedisServer, documented_acl, find_redis_server
 from tests.test_http_fixtures import TOKEN, StartServe, serve, wait_for
@@ -210,6 +211,16 @@ def test_jobs_posted_over_http_are_run_by_a_worker(
         assert queues == [
             {"name": "default", "waiting": 0, "delayed": 0, "in_flight": 0, "done": 11, "dead": 0}
         ]
+        # And the service's /metrics counted the 11 jobs it stored, and reads depth from Redis
+        metrics = scrape(service.base + "/metrics")
+        assert metrics.total("conveyor_jobs_enqueued_total", queue="default", job="add") == 11
+        assert metrics.total("conveyor_queue_depth", queue="default", state="waiting") == 0
+        assert metrics.total("conveyor_backend_up") == 1
+        # A request repeated with the same id stores nothing, and is not counted again
+        again = {"job": "add", "args": [2, 3], "job_id": single[1]["job_id"]}
+        assert service.call("POST", "/v1/queues/default/jobs", again)[1]["new"] is False
+        metrics = scrape(service.base + "/metrics")
+        assert metrics.total("conveyor_jobs_enqueued_total", queue="default", job="add") == 11
         worker.send(15)
         assert worker.wait_exit(30) == 0
     finally:

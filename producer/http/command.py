@@ -26,6 +26,7 @@ import uvicorn
 
 from producer.http.app import create_app
 from producer.http.fleet_service import FleetService
+from producer.http.routes.metrics import metrics_router
 from producer.http.service import JobService
 from producer.http.settings import (
     DEFAULT_MAX_BATCH,
@@ -38,6 +39,7 @@ from services.cli.command import ConveyorCommand
 from services.cli.options import connect_url, connection_options, queue_options, queue_settings
 from services.errors import BackendUnavailableError, ConfigError
 from services.loading import load_registry
+from services.metrics.service import ServiceMetrics
 from services.settings import QueueSettings
 
 log = logging.getLogger("conveyor.serve")
@@ -145,11 +147,18 @@ def serve_command(
     check_auth(settings, no_auth=no_auth)
     registry = load_registry(jobs) if jobs else None
     asyncio.run(_probe(backend_url, queue))
+    metrics = ServiceMetrics()
     service = JobService(
-        open_async_queue(backend_url, queue), registry=registry, max_batch=settings.max_batch
+        open_async_queue(backend_url, queue),
+        registry=registry,
+        max_batch=settings.max_batch,
+        on_enqueued=metrics.enqueued.add,
     )
     fleet = FleetService(open_queue(backend_url, queue))
-    _run(create_app(service, settings, fleet=fleet), settings)
+    app = create_app(
+        service, settings, fleet=fleet, extra_routers=[metrics_router(metrics, service)]
+    )
+    _run(app, settings)
 
 
 async def _probe(url: str, settings: QueueSettings) -> None:
