@@ -30,7 +30,7 @@ LOOKUP_LIMIT = QueueSettings().dead_letter_max
 """How many dead letters ``requeue`` reads to tell which asked-for ids are not there."""
 
 
-@click.group("dead-letters")
+@click.group("dead")
 def dead_letters_group() -> None:
     """List, show, requeue or purge dead letters."""
 

@@ -5,7 +5,8 @@
 and each command start fast. This table is the only place where the core (``services``) names
 producer or consumer modules; ``tests/test_architecture.py`` checks that, and that every entry
 is a click command. A new command (``serve``, ``scale``, ``status``, ``cron``, ``bench``, ...)
-is one more line here; an alias (``dead``) is one more line of ``ALIASES``.
+is one more line here; an old name kept working (``dead-letters`` for ``dead``) is one more
+line of ``ALIASES``.
 
 ``conveyor`` is this module's ``main`` (pyproject's ``[project.scripts]``); ``consumer.cli:main``
 is the same group under its old name, and ``python -m consumer`` runs it too.
@@ -19,7 +20,7 @@ from services.cli.lazy import LazyCommand, LazyGroup
 from services.cli.logging_options import group_logging_options, start_logging
 
 COMMANDS = {
-    "dead-letters": LazyCommand(
+    "dead": LazyCommand(
         "consumer.cli.dead_letters:dead_letters_group",
         "List, show, requeue or purge dead letters.",
     ),
@@ -58,8 +59,8 @@ COMMANDS = {
 }
 """Every ``conveyor`` command: its name, where it lives, and its line in ``conveyor --help``."""
 
-ALIASES = {"dead": "dead-letters"}
-"""Short names: ``conveyor dead list`` is ``conveyor dead-letters list``."""
+ALIASES = {"dead-letters": "dead"}
+"""Old names kept working: ``conveyor dead-letters list`` is ``conveyor dead list``."""
 
 
 @click.group(
@@ -78,7 +79,7 @@ def main(ctx: click.Context, log_level: str, log_format: str) -> None:
     Try it:        conveyor run                     (demo jobs, memory queue, one process tree)
     Consume:       conveyor worker --url redis://localhost:6379/0 --jobs myapp.jobs:registry
     Produce:       conveyor enqueue resize photo.jpg 640 --url redis://localhost:6379/0
-    Dead letters:  conveyor dead-letters list --url redis://localhost:6379/0
+    Dead letters:  conveyor dead list --url redis://localhost:6379/0
     Scale:         conveyor scale default=8 --url redis://localhost:6379/0
     """
     start_logging(ctx, log_level, log_format)  # the commands that start processes pass it on

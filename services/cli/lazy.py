@@ -76,7 +76,7 @@ class LazyGroup(ConveyorGroup):
     def _stand_in(self, ctx: click.Context, name: str) -> click.Command | None:
         """A help-only command carrying ``name``'s summary (an added command: itself)."""
         if name in self.aliases:
-            return click.Command(name, help=f"Short name of {self.aliases[name]}.")
+            return click.Command(name, help=f"Same as {self.aliases[name]} (its old name).")
         entry = self.lazy_commands.get(name)
         if entry is None:
             return super().get_command(ctx, name)

@@ -14,6 +14,8 @@ key                    type    content
                                ``xq``/``xd``: cancelled jobs still in ``cv:q``/``cv:d``
 ``cv:x:<queue>``       hash    *tombstones*: id key -> ``q``/``d`` of cancelled jobs still in
                                ``cv:q``/``cv:d``; FETCH drops those instead of delivering them
+``cv:r:<queue>``       list    ``<time>:<done>`` samples of the done counter, newest first (90
+                               kept, 1 day TTL), taken by status reads for ``done_rate``
 ``cv:queues``          hash    every queue a job was put on -> its index (0, 1, ...), the
                                index a waiting marker records
 ``cv:i:<consumer>``    hash    the consumer's in-flight jobs: ``token -> <len>:<queue><element>``
