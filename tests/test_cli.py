@@ -239,10 +239,18 @@ def test_bad_jobs_path(command: list[str], jobs: str, needles: list[str]) -> Non
     assert_one_line_error(result.stderr, f"--jobs {jobs!r}", *needles)
 
 
-def test_bad_kwarg_is_a_usage_error() -> None:
-    result = invoke("enqueue", "x", "--url", "redis://127.0.0.1:1/0", "--kwarg", "no-equals")
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [
+        (["enqueue", "x", "--url", "redis://127.0.0.1:1/0", "--kwarg"], "--kwarg"),
+        (["run", "--feed-arg"], "--feed-arg"),
+    ],
+    ids=["enqueue", "run"],
+)
+def test_bad_kwarg_is_a_usage_error_naming_its_own_flag(command: list[str], option: str) -> None:
+    result = invoke(*command, "no-equals")
     assert result.exit_code == 2
-    assert "'no-equals' is not key=value" in result.stderr
+    assert f"Invalid value for {option}: 'no-equals' is not key=value" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -131,7 +131,7 @@ def run_command(
     """
     registry = load_registry(jobs)  # fail fast in the parent with a clear message
     load_feed(feed)
-    feed_options = dict(parse_kwarg(text) for text in feed_args)
+    feed_options = dict(parse_kwarg(text, "--feed-arg") for text in feed_args)
     if count is not None:
         feed_options["count"] = count
     supervisor = pool_settings(options, jobs=jobs, queues=(queue,), logs=logs)

@@ -20,9 +20,10 @@ def parse_arg(text: str) -> Any:
         return text
 
 
-def parse_kwarg(text: str) -> tuple[str, Any]:
-    """``key=value`` with the value parsed like an ARG."""
+def parse_kwarg(text: str, option: str = "--kwarg") -> tuple[str, Any]:
+    """``key=value`` with the value parsed like an ARG; errors name ``option``, the flag it came
+    from."""
     key, sep, value = text.partition("=")
     if not sep or not key.isidentifier():
-        raise click.BadParameter(f"{text!r} is not key=value", param_hint="--kwarg")
+        raise click.BadParameter(f"{text!r} is not key=value", param_hint=option)
     return key, parse_arg(value)
