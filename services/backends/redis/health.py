@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import redis
 import redis.asyncio
@@ -92,12 +93,15 @@ def _claim(client: redis.Redis) -> bytes:
     fresh = new_epoch()
     try:
         # SET NX GET (Redis 7): one step, so two processes claiming at once agree on the value.
-        old = client.set(MARKER_KEY, fresh, nx=True, get=True)
+        return _epoch_of(client.set(MARKER_KEY, fresh, nx=True, get=True), fresh)
     except redis.ResponseError:  # Redis 6.2 refuses NX with GET: two steps, same outcome
         client.set(MARKER_KEY, fresh, nx=True)
-        old = client.get(MARKER_KEY)
-        return cast(bytes, old) if old is not None else fresh
-    return fresh if old is None else cast(bytes, old)
+        return _epoch_of(client.get(MARKER_KEY), fresh)
+
+
+def _epoch_of(found: object, fresh: bytes) -> bytes:
+    """The epoch a claim ends with: the one found in Redis, else the fresh one it just set."""
+    return fresh if found is None else cast(bytes, found)
 
 
 def config_warnings(info: dict[str, object], rdb_saves: bool, where: str) -> list[str]:
@@ -121,26 +125,27 @@ async def claim_async(client: redis.asyncio.Redis) -> bytes:
     """``_claim`` for the asyncio client (the same two steps on Redis 6.2)."""
     fresh = new_epoch()
     try:
-        old = await client.set(MARKER_KEY, fresh, nx=True, get=True)
+        return _epoch_of(await client.set(MARKER_KEY, fresh, nx=True, get=True), fresh)
     except redis.ResponseError:
         await client.set(MARKER_KEY, fresh, nx=True)
-        old = await client.get(MARKER_KEY)
-        return cast(bytes, old) if old is not None else fresh
-    return fresh if old is None else cast(bytes, old)
+        return _epoch_of(await client.get(MARKER_KEY), fresh)
 
 
 async def rdb_saves_async(client: redis.asyncio.Redis) -> bool:
     """``_rdb_saves`` for the asyncio client."""
     try:
-        save = (await client.config_get("save")).get("save", "")
+        return _snapshots_set(await client.config_get("save"))
     except redis.ResponseError:
         return True
-    return bool(str(save).strip())
 
 
 def _rdb_saves(client: redis.Redis) -> bool:
     try:
-        save = client.config_get("save").get("save", "")
+        return _snapshots_set(client.config_get("save"))
     except redis.ResponseError:
         return True  # CONFIG GET denied (ACL): assume the operator set snapshots up
-    return bool(str(save).strip())
+
+
+def _snapshots_set(config: Mapping[Any, Any]) -> bool:
+    """Whether ``CONFIG GET save`` answered with a snapshot schedule (``save ''``: none)."""
+    return bool(str(config.get("save", "")).strip())
