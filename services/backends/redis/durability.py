@@ -1,0 +1,144 @@
+"""Durable writes: script calls confirmed by replicas (Redis ``WAIT``) before they count.
+
+Replication is asynchronous: a master answers a write before its replicas have it, so a master
+that dies in that window takes the write with it, and the replica promoted in its place never
+saw it. With ``QueueSettings.durable_replicas = n`` (``--durable``), puts and acks are followed
+by ``WAIT n timeout``, which blocks *the connection that sent it* until ``n`` replicas have
+acknowledged every write made before it (the replication offset of that connection's last
+write), or the timeout passes, and answers how many did. So the calls and their ``WAIT`` travel
+on one connection, in one pipeline: one round trip plus the replicas' acknowledgement::
+
+    pipeline on the queue's master:  EVALSHA PUT ... | EVALSHA PUT ... | WAIT n ms
+                                     \\__ replies ____________________/   \\__ replicas that
+                                                                             have them all
+
+A ``WAIT`` that answers fewer than ``n`` raises ``BackendUnavailableError``: the write happened
+on the master but is not confirmed, so for a put the caller's retry (put-if-absent, safe to
+repeat) runs it again, and for an ack the job may run again after a failover (a duplicate,
+never a loss).
+
+On a cluster, redis-py's cluster client would send ``WAIT`` to every primary on connections that
+wrote nothing (``WAIT`` has no key), so ``node_client`` picks the node that owns the queue's
+slot and the pipeline goes through that node's own client. A ``MOVED`` reply there (the slot
+moved after a failover) refreshes the cluster's slot map and raises ``BackendUnavailableError``;
+the retry reaches the new owner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
+
+from services.backends.redis.connection import guarded
+from services.errors import BackendUnavailableError
+
+QueueCommands = Callable[[Any], None]
+"""Queues the commands to confirm on a pipeline (sync or asyncio)."""
+
+
+def node_client(client: Any, route_key: str) -> redis.Redis:
+    """The client to pipeline durable calls on: the master that owns ``route_key``'s slot."""
+    if not isinstance(client, redis.cluster.RedisCluster):
+        return client  # type: ignore[no-any-return]
+    node = client.get_node_from_key(route_key)  # type: ignore[no-untyped-call]
+    if node is None:
+        raise BackendUnavailableError(f"no cluster node serves the slot of {route_key!r}")
+    return node.redis_connection or client.get_redis_connection(node)
+
+
+class Confirmer:
+    """Runs a backend's durable calls: ``replicas`` replicas, ``timeout_s`` each time."""
+
+    def __init__(self, client: Any, *, replicas: int, timeout_s: float, where: str) -> None:
+        self._client = client
+        self.replicas = replicas
+        self._timeout_ms = max(round(timeout_s * 1000), 1)
+        self._where = where
+
+    def run(self, route_key: str, queue_commands: QueueCommands, what: str) -> list[Any]:
+        """Send what ``queue_commands`` queues, then ``WAIT``, in one pipeline on the master
+        of ``route_key``; the replies (errors as values, as ``execute(raise_on_error=False)``
+        gives them) once enough replicas have them, else ``BackendUnavailableError``."""
+        pipe = node_client(self._client, route_key).pipeline(transaction=False)
+        queue_commands(pipe)
+        pipe.execute_command("WAIT", self.replicas, self._timeout_ms)  # type: ignore[no-untyped-call]
+        with guarded(what, self._where):
+            replies = pipe.execute(raise_on_error=False)
+        moved = self._check(replies)
+        if moved and isinstance(self._client, redis.cluster.RedisCluster):
+            self._client.nodes_manager.initialize()
+        return self._confirmed(replies, moved)
+
+    def _check(self, replies: list[Any]) -> str | None:
+        """The ``MOVED`` reply among ``replies``, if any."""
+        for reply in replies:
+            if isinstance(reply, redis.ResponseError) and str(reply).startswith("MOVED"):
+                return str(reply)
+        return None
+
+    def _confirmed(self, replies: list[Any], moved: str | None) -> list[Any]:
+        if moved:
+            raise BackendUnavailableError(
+                f"Redis at {self._where}: the queue's slot moved to another node ({moved}); "
+                "the write was not made there, retrying reaches the new owner"
+            )
+        *out, acked = replies
+        if isinstance(acked, Exception):
+            with guarded("durable", self._where):
+                raise acked
+        if int(acked) < self.replicas:
+            raise BackendUnavailableError(
+                f"Redis at {self._where}: only {int(acked)} of {self.replicas} replica(s) "
+                f"confirmed the write within {self._timeout_ms} ms (--durable); it is on the "
+                "master but could be lost in a failover: not confirmed"
+            )
+        return out
+
+
+class AsyncConfirmer(Confirmer):
+    """``Confirmer`` for the asyncio clients; keeps a client per cluster node it wrote to."""
+
+    def __init__(self, client: Any, *, replicas: int, timeout_s: float, where: str) -> None:
+        super().__init__(client, replicas=replicas, timeout_s=timeout_s, where=where)
+        self._nodes: dict[str, redis.asyncio.Redis] = {}
+
+    async def run_async(
+        self, route_key: str, queue_commands: QueueCommands, what: str
+    ) -> list[Any]:
+        """``Confirmer.run`` on the event loop."""
+        pipe = self._node(route_key).pipeline(transaction=False)
+        queue_commands(pipe)
+        pipe.execute_command("WAIT", self.replicas, self._timeout_ms)
+        with guarded(what, self._where):
+            replies = await pipe.execute(raise_on_error=False)
+        moved = self._check(replies)
+        if moved and isinstance(self._client, redis.asyncio.cluster.RedisCluster):
+            await self._client.nodes_manager.initialize()
+        return self._confirmed(replies, moved)
+
+    def _node(self, route_key: str) -> redis.asyncio.Redis:
+        client = self._client
+        if not isinstance(client, redis.asyncio.cluster.RedisCluster):
+            return client  # type: ignore[no-any-return]
+        node = client.get_node_from_key(route_key)
+        if node is None:
+            raise BackendUnavailableError(f"no cluster node serves the slot of {route_key!r}")
+        found = self._nodes.get(node.name)
+        if found is None:
+            pool = redis.asyncio.ConnectionPool(
+                connection_class=node.connection_class, **node.connection_kwargs
+            )
+            found = self._nodes[node.name] = redis.asyncio.Redis(connection_pool=pool)
+        return found
+
+    async def aclose(self) -> None:
+        """Drop the node clients this confirmer made."""
+        for found in self._nodes.values():
+            await found.aclose()
+            await found.connection_pool.disconnect()
+        self._nodes.clear()
