@@ -1,39 +1,61 @@
 """Key names and byte layouts of the Redis backend (the Lua in ``scripts`` mirrors them).
 
-Every key starts with ``PREFIX`` so an ACL can be limited to ``~cv:*``:
+**One hash tag per queue.** Every key of a queue starts with its *tag* ``T = cv:{<queue>}:``
+(``tag``; queue names never hold braces, ``services.names``), so Redis Cluster keeps all of a
+queue's keys in one slot and a script of that queue can touch any of them. Every key starts
+with ``cv:``, so an ACL can be limited to ``~cv:*``:
 
 =====================  ======  ==============================================================
 key                    type    content
 =====================  ======  ==============================================================
-``cv:q:<queue>``       list    waiting jobs, FIFO: each an *element* (header + body)
-``cv:d:<queue>``       zset    delayed jobs: ``<seq>:<element>`` scored by due time (ms)
-``cv:b:<queue>``       list    the queue's doorbell (at most one item) that idle consumers
+``T q``                list    waiting jobs, FIFO: each an *element* (header + body)
+``T d``                zset    delayed jobs: ``<seq>:<element>`` scored by due time (ms)
+``T b``                list    the queue's doorbell (at most one item) that idle consumers
                                BLPOP; rung by every push
-``cv:w:<bucket>``      hash    *waiting markers* of jobs queued or delayed (see below)
-``cv:n:<queue>``       hash    counters: ``inflight`` now, ``done`` and ``dead`` in total;
-                               ``xq``/``xd``: cancelled jobs still in ``cv:q``/``cv:d``
-``cv:x:<queue>``       hash    *tombstones*: id key -> ``q``/``d`` of cancelled jobs still in
-                               ``cv:q``/``cv:d``; FETCH drops those instead of delivering them
-``cv:r:<queue>``       list    ``<time>:<done>`` samples of the done counter, newest first (90
+``T w:<3 hex>``        hash    *waiting markers* of the queue's jobs queued or delayed (below)
+``T n``                hash    counters: ``inflight`` now, ``done`` and ``dead`` in total;
+                               ``xq``/``xd``: cancelled jobs still in ``T q``/``T d``;
+                               ``fenced`` (late settlements rejected), ``recovered``,
+                               ``quarantined`` (``stats`` sums these over the queues)
+``T x``                hash    *tombstones*: id key -> ``q``/``d`` of cancelled jobs still in
+                               ``T q``/``T d``; FETCH drops those instead of delivering them
+``T r``                list    ``<time>:<done>`` samples of the done counter, newest first (90
                                kept, 1 day TTL), taken by status reads for ``done_rate``
-``cv:queues``          hash    every queue a job was put on -> its index (0, 1, ...), the
-                               index a waiting marker records
-``cv:i:<consumer>``    hash    the consumer's in-flight jobs: ``token -> <len>:<queue><element>``
-``cv:p:<consumer>``    set     tokens it holds but is not running (prefetched), per heartbeat
-``cv:h:<consumer>``    set     tokens taken from it by reclaim or lease recovery (1 day TTL):
-                               a late settlement of one of these is *fenced*, of any other
-                               token a repeat of one that already worked
-``cv:leases``          zset    consumer id scored by its lease expiry (ms, Redis clock)
-``cv:running``         hash    job id key -> consumer id, for ``status`` (in-flight jobs only)
-``cv:dl:<queue>``      zset    dead letters: ``<seq>\\n<len>\\n<reason><element>`` by time (ms)
-``cv:j:<job id>``      list    terminal status record (done/dead) + result; TTL ``result_ttl_s``
-``cv:f:<job id>``      string  status record of a job waiting for its retry; TTL likewise
-``cv:seq``             string  counter for delivery tokens and unique delayed members
-``cv:stats``           hash    counters: fenced (rejected late settlements), recovered,
-                               quarantined
-``cv:marker``          string  a random *epoch*, set once per database (``SET NX``): a value
-                               that changed or vanished means Redis lost its data
+``T dl``               zset    dead letters: ``<seq>\\n<len>\\n<reason><element>`` by time (ms)
+``T i:<consumer>``     hash    the consumer's in-flight jobs of this queue: token -> element
+``T p:<consumer>``     set     its tokens here held but not running (prefetched), per beat
+``T h:<consumer>``     set     tokens taken from it here by reclaim or lease recovery (1 day
+                               TTL): a late settlement of one of these is *fenced*, of any
+                               other token a repeat of one that already worked
+``T l``                zset    leases: consumer id scored by its lease expiry (ms, Redis clock)
+``T running``          hash    job id key -> consumer id, for ``status`` (in-flight jobs only)
+``T j:<job id>``       list    terminal status record (done/dead) + result; TTL ``result_ttl_s``
+``T f:<job id>``       string  status record of a job waiting for its retry; TTL likewise
+``T seq``              string  counter for delivery tokens and unique delayed members
+``T e``                string  the queue's random *epoch*, set once (``SET NX``): a value that
+                               changed or vanished means Redis lost the queue's data
+``cv:{cv}:queues``     set     the registry: every queue put on or served (``queues``)
+``cv:{cv}:e``          string  the registry's epoch, watched like a queue's (``health``)
 =====================  ======  ==============================================================
+
+The fleet's keys are under their own tag, ``cv:{fleet}:`` (``fleet``). No script mixes tags:
+each script handles one queue, declares that queue's fixed keys in ``KEYS`` and builds the
+rest from ``T`` (``scripts``); the registry is written by the client outside any script.
+
+**Finding a job from its id** (``status``, ``wait_finished``, ``cancel``): there is no index
+from ids to queues; the client reads the registry and pipelines the per-queue reads (four a
+queue, one round trip per node), and the first queue in sorted order that knows the id
+answers. Why: nothing is added to the put/fetch hot path, and there is no second record per
+job that could disagree with its queue after a crash or a failover; a status read costs a read
+per queue, cheap for the tens of queues deployments have. The price: put-if-absent and job ids
+are per queue, so a caller-chosen id is unique within its queue, not across queues
+(generated ids are random, hence unique anyway).
+
+**The layout before 0.2** (``cv:q:<queue>``, global ``cv:leases``, ``cv:seq``, ``cv:queues``,
+``cv:marker``: no hash tags) is refused, not migrated: a connection's first use finds any of
+``OLD_LAYOUT_KEYS`` and raises ``ConfigError`` (the worker exits 2), telling to finish those
+jobs with the previous version (``conveyor worker --burst``) or delete the old keys. There is
+no migrate command.
 
 An *element* is ``[redeliveries: 1 byte][id length: 1 byte][id][body]``; an id of 32 lowercase
 hex digits (``new_job_id``) is stored as 16 raw bytes with length byte 0, which keeps a queued
@@ -43,47 +65,43 @@ else) are dead-lettered by the script that meets them, with the reason, never de
 
 **Waiting markers** make put-if-absent and ``status`` of a waiting job possible at ~12 bytes a
 job. A job's *fingerprint* is 8 bytes: the first 8 bytes of a hex id (random already), else of
-the SHA-1 of the id. Its first 3 hex digits pick one of 4,096 hashes ``cv:w:<3 hex digits>``;
-the field is fingerprint bytes 2-8 (byte 1 is implied by the bucket, so all 64 bits count) and
-the value an integer that records the state and the queue (``marker_value``): ``2 * (index +
-1) + 1`` queued, ``+ 2`` scheduled (delayed), the index being the queue's in ``cv:queues``; so
-``cancel`` finds a waiting job's queue from its id alone. Up to 62 queues the value stays
-below 128, a 1-byte integer in a listpack like the bare state it replaced. The values 1 and 2
-(queued, scheduled, queue unknown) are what markers written before ``cv:queues`` existed hold.
+the SHA-1 of the id. Its first 3 hex digits pick one of its queue's 4,096 hashes ``T w:<3 hex
+digits>``; the field is fingerprint bytes 2-8 (byte 1 is implied by the bucket, so all 64 bits
+count) and the value ``1`` queued or ``2`` scheduled (delayed): the key names the queue.
 PUT/NACK/RETRY/HAND_BACK/REQUEUE_DEAD and FETCH (a delayed job come due) set a marker with
 ``HSET``, FETCH and CANCEL delete it with ``HDEL``.
 
 Redis replicates a script's *effects*, so a marker change reaches the AOF and the replicas as
-that one ~40-byte command. Two different ids clash only if their 64-bit fingerprints agree:
-about n / 2^64 per put with n jobs waiting (5e-14 for a million); the second put is then
-answered "present" and not stored.
+that one ~40-byte command. Two different ids of one queue clash only if their 64-bit
+fingerprints agree: about n / 2^64 per put with n jobs waiting (5e-14 for a million); the
+second put is then answered "present" and not stored.
 
 Why this shape (measured on Redis 7.0, 1,000,000 waiting jobs, ``used_memory``): a key per job
 costs ~65 bytes a job; hashes in 16,384 buckets with the whole 8-byte fingerprint as field and a
 letter as value ~15.4; 7-byte fields ~14.3; in 4,096 buckets ~13.4; with an integer value
 (2 bytes in a listpack, a letter takes 3) ~12.4, which keeps a queued job with a 207-byte body
-at 248 bytes in all (``scripts/bench_worker.py --only memory``; the former string buckets: 247).
-Those string buckets (10-byte records found by substring search) cost ~11 bytes, but every
-change rewrote the whole bucket with ``SET``: ~2.4 KB of AOF and replication per change at a
-million waiting jobs, ~24 KB at ten million, and Lua work growing with the queue. AOF bytes
+at 248 bytes in all (``scripts/bench_worker.py --only memory``). String buckets (10-byte
+records found by substring search) cost ~11 bytes, but every change rewrote the whole bucket
+with ``SET``: ~2.4 KB of AOF and replication per change at a million waiting jobs. AOF bytes
 per job (``scripts/bench_aof.py --jobs 100000 --backlog 1000000``, body 206 bytes): string
 buckets 2,777 to enqueue and 3,146 to drain; these hashes 294 and 620, the same as with no
-backlog (bare ``RPUSH``: 214). A hash stays
-a compact *listpack* up to ``hash-max-listpack-entries`` fields (default 512; the 128 default
-is for sorted sets): 4,096 buckets hold ~244 each at a million waiting jobs and reach 512 near
-two million. Past that a bucket converts to a hashtable: still correct, but ~69 bytes a marker
-instead of ~12 (raise ``hash-max-listpack-entries``, e.g. to 2048 for eight million: a listpack
-lookup is a linear scan, a few microseconds at that size).
+backlog (bare ``RPUSH``: 214). A hash stays a compact *listpack* up to
+``hash-max-listpack-entries`` fields (default 512): 4,096 buckets hold ~244 each at a million
+waiting jobs of one queue and reach 512 near two million. Past that a bucket converts to a
+hashtable: still correct, but ~69 bytes a marker instead of ~12 (raise
+``hash-max-listpack-entries``, e.g. to 2048 for eight million). Buckets are per queue, so a
+queue with few waiting jobs has few small buckets.
 
 **Cancelling** cannot take the job out of its list or sorted set (that would mean finding its
 element, a scan): CANCEL deletes the marker, records the terminal status (dead, "cancelled"),
-counts it dead and leaves a *tombstone* in ``cv:x:<queue>``, counted in ``xq``/``xd``, which
-``counts`` subtracts from the list's and the set's lengths. FETCH, meeting a tombstoned job
-(as it comes due, or at the head of the list), drops it and its tombstone.
+counts it dead and leaves a *tombstone* in ``T x``, counted in ``xq``/``xd``, which ``counts``
+subtracts from the list's and the set's lengths. FETCH, meeting a tombstoned job (as it comes
+due, or at the head of the list), drops it and its tombstone.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -94,91 +112,93 @@ PREFIX = "cv:"
 MAX_REASON_CHARS = 8192
 """Reasons and tracebacks kept in dead letters and status records are cut to this size."""
 
+REGISTRY_KEY = f"{PREFIX}{{cv}}:queues"
+REGISTRY_EPOCH_KEY = f"{PREFIX}{{cv}}:e"
+OLD_LAYOUT_KEYS = (f"{PREFIX}marker", f"{PREFIX}queues", f"{PREFIX}leases", f"{PREFIX}seq")
+"""Global keys of the layout before 0.2; any of them present means old data (refused)."""
+
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
 
 
-def queue_key(queue: str) -> str:
-    """The list of jobs waiting in ``queue``."""
-    return f"{PREFIX}q:{queue}"
+def tag(queue: str) -> str:
+    """``cv:{<queue>}:``, the start of every key of ``queue`` (one Redis Cluster slot)."""
+    return f"{PREFIX}{{{queue}}}:"
 
 
-def delayed_key(queue: str) -> str:
-    """The delayed jobs of ``queue``, by due time."""
-    return f"{PREFIX}d:{queue}"
+@dataclass(frozen=True)
+class QueueKeys:
+    """The fixed keys of one queue (see the table above); ``of(queue)`` caches them."""
+
+    tag: str
+    waiting: str
+    delayed: str
+    bell: str
+    counts: str
+    cancelled: str
+    rate: str
+    dead: str
+    leases: str
+    running: str
+    seq: str
+    epoch: str
 
 
-def bell_key(queue: str) -> str:
-    """The doorbell list that consumers waiting on ``queue`` block on."""
-    return f"{PREFIX}b:{queue}"
+@functools.lru_cache(maxsize=4096)
+def of(queue: str) -> QueueKeys:
+    """The fixed keys of ``queue``, built once (they are on every hot path)."""
+    t = tag(queue)
+    return QueueKeys(
+        t, f"{t}q", f"{t}d", f"{t}b", f"{t}n", f"{t}x", f"{t}r", f"{t}dl", f"{t}l",
+        f"{t}running", f"{t}seq", f"{t}e",
+    )  # fmt: skip
 
 
-def inflight_key(consumer_id: str) -> str:
-    """The hash of ``consumer_id``'s in-flight jobs, by fencing token."""
-    return f"{PREFIX}i:{consumer_id}"
+@functools.lru_cache(maxsize=8192)
+def declared(queue: str, fields: tuple[str, ...]) -> tuple[str, ...]:
+    """The keys named by ``fields`` of ``QueueKeys`` for ``queue``: a script's ``KEYS``."""
+    found = of(queue)
+    return tuple(getattr(found, name) for name in fields)
 
 
-def dead_key(queue: str) -> str:
-    """The dead letters of ``queue``."""
-    return f"{PREFIX}dl:{queue}"
+def inflight_key(queue: str, consumer_id: str) -> str:
+    """The hash of ``consumer_id``'s in-flight jobs of ``queue``, by fencing token."""
+    return f"{tag(queue)}i:{consumer_id}"
 
 
-def done_key(job_id: str) -> str:
+def prefetched_key(queue: str, consumer_id: str) -> str:
+    """The set of ``consumer_id``'s tokens of ``queue`` held but not running."""
+    return f"{tag(queue)}p:{consumer_id}"
+
+
+def done_key(queue: str, job_id: str) -> str:
     """The terminal status record of ``job_id`` (a one-item list, so waiters can block on it)."""
-    return f"{PREFIX}j:{job_id}"
+    return f"{tag(queue)}j:{job_id}"
 
 
-def failed_key(job_id: str) -> str:
+def failed_key(queue: str, job_id: str) -> str:
     """The status record of ``job_id`` while it waits for its next attempt."""
-    return f"{PREFIX}f:{job_id}"
+    return f"{tag(queue)}f:{job_id}"
 
 
-def counts_key(queue: str) -> str:
-    """The counters of ``queue``: ``inflight``, ``done``, ``dead``."""
-    return f"{PREFIX}n:{queue}"
-
-
-def cancelled_key(queue: str) -> str:
-    """The tombstones of ``queue``: cancelled jobs still in its list or delayed set."""
-    return f"{PREFIX}x:{queue}"
-
-
-MARK_QUEUED = b"1"
-MARK_SCHEDULED = b"2"
-"""Values of a waiting marker whose queue is unknown (written before ``cv:queues``); newer
-markers hold ``marker_value``: integers, which a listpack stores in 2 bytes (a letter takes 3)."""
-
-
-def marker_value(state: str, queue_index: int) -> bytes:
-    """The marker of a job ``"queued"`` or ``"scheduled"`` on the queue of that index."""
-    return str(2 * (queue_index + 1) + (1 if state == "queued" else 2)).encode()
+MARKS = {b"1": "queued", b"2": "scheduled"}
+"""Values of a waiting marker (integers: a listpack stores them in 2 bytes, a letter in 3)."""
 
 
 def marker_state(value: bytes | str | None) -> str | None:
     """``"queued"``, ``"scheduled"`` or None: the state a marker's value (``HGET``) records."""
-    number = _marker_number(value)
-    if number is None:
-        return None
-    return "queued" if number % 2 else "scheduled"
+    return MARKS.get(value.encode() if isinstance(value, str) else value or b"")
 
 
-def marker_queue_index(value: bytes | str | None) -> int | None:
-    """The index in ``cv:queues`` of the queue a marker records; None when it records none."""
-    number = _marker_number(value)
-    return None if number is None or number < 3 else (number - 1) // 2 - 1
-
-
-def _marker_number(value: bytes | str | None) -> int | None:
-    try:
-        number = int(value) if value else 0
-    except ValueError:
-        return None
-    return number if number > 0 else None
-
-
-def marker_at(job_id: str) -> tuple[str, bytes]:
-    """The bucket key of ``job_id``'s waiting marker and its field (fingerprint bytes 2-8)."""
+def fingerprint(job_id: str) -> tuple[str, bytes]:
+    """``job_id``'s marker bucket (3 hex digits) and field (fingerprint bytes 2-8)."""
     sign = job_id if _HEX_ID.fullmatch(job_id) else _sha1(id_key(job_id)).hex()
-    return f"{PREFIX}w:{sign[:3]}", bytes.fromhex(sign[2:16])
+    return sign[:3], bytes.fromhex(sign[2:16])
+
+
+def marker_at(queue: str, job_id: str) -> tuple[str, bytes]:
+    """The bucket key of ``job_id``'s waiting marker in ``queue`` and its field."""
+    bucket, field = fingerprint(job_id)
+    return f"{tag(queue)}w:{bucket}", field
 
 
 def _sha1(data: bytes) -> bytes:
@@ -186,15 +206,8 @@ def _sha1(data: bytes) -> bytes:
     return hashlib.sha1(data, usedforsecurity=False).digest()
 
 
-RUNNING_KEY = f"{PREFIX}running"
-STATS_KEY = f"{PREFIX}stats"
-MARKER_KEY = f"{PREFIX}marker"
-LEASES_KEY = f"{PREFIX}leases"
-QUEUES_KEY = f"{PREFIX}queues"
-
-
 def id_key(job_id: str) -> bytes:
-    """The bytes that stand for ``job_id`` inside an element and in ``cv:running``."""
+    """The bytes that stand for ``job_id`` inside an element and in ``T running``."""
     if _HEX_ID.fullmatch(job_id):
         return bytes.fromhex(job_id)
     raw = job_id.encode()
