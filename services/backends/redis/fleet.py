@@ -1,14 +1,16 @@
 """``FleetControl`` on Redis: the fleet registry, desired sizes and pauses, one script per change.
 
-Keys (``PREFIX`` as in ``keys``, so the ACL's ``~cv:*`` covers them)::
+Keys (``PREFIX`` as in ``keys``, so the ACL's ``~cv:*`` covers them), all under one hash tag
+of their own, ``{fleet}``, so every script here touches one Redis Cluster slot and no queue
+script touches them::
 
     key                   type    content
-    cv:fleet:members      hash    supervisor id -> ``<beat ms> <ttl ms>\\n<record JSON>``
-    cv:fleet:drop         zset    supervisor id scored by when it stops being listed (ms):
+    cv:{fleet}:members    hash    supervisor id -> ``<beat ms> <ttl ms>\\n<record JSON>``
+    cv:{fleet}:drop       zset    supervisor id scored by when it stops being listed (ms):
                                   last beat + LOST_KEEP_FACTOR x its TTL
-    cv:fleet:desired      hash    group -> ``<version>\\n<set at ms>\\n<state JSON>``
-    cv:fleet:paused       hash    queue -> ``<set at ms>\\n<set by>``
-    cv:fleet:rev          string  the fleet's revision (INCR at every change of the above,
+    cv:{fleet}:desired    hash    group -> ``<version>\\n<set at ms>\\n<state JSON>``
+    cv:{fleet}:paused     hash    queue -> ``<set at ms>\\n<set by>``
+    cv:{fleet}:rev        string  the fleet's revision (INCR at every change of the above,
                                   except a beat of a supervisor already live)
 
 Every change is one Lua script (atomic; time is the Redis clock, ``TIME``): a beat stamps the
@@ -25,8 +27,6 @@ import dataclasses
 import json
 from typing import Any
 
-import redis
-
 from services.backends import redact_url
 from services.backends.redis.connection import command, guarded, make_client
 from services.backends.redis.keys import PREFIX
@@ -40,11 +40,11 @@ from services.protocol.fleet import (
     is_lost,
 )
 
-MEMBERS_KEY = f"{PREFIX}fleet:members"
-DROP_KEY = f"{PREFIX}fleet:drop"
-DESIRED_KEY = f"{PREFIX}fleet:desired"
-PAUSED_KEY = f"{PREFIX}fleet:paused"
-REVISION_KEY = f"{PREFIX}fleet:rev"
+MEMBERS_KEY = f"{PREFIX}{{fleet}}:members"
+DROP_KEY = f"{PREFIX}{{fleet}}:drop"
+DESIRED_KEY = f"{PREFIX}{{fleet}}:desired"
+PAUSED_KEY = f"{PREFIX}{{fleet}}:paused"
+REVISION_KEY = f"{PREFIX}{{fleet}}:rev"
 
 _NOW = r"""
 local t = redis.call('TIME')
@@ -145,7 +145,7 @@ SCRIPTS = {
 class RedisFleet:
     """A ``FleetControl`` on one Redis database, on a client of its own or the caller's."""
 
-    def __init__(self, client: redis.Redis, where: str, *, owned: bool = False) -> None:
+    def __init__(self, client: Any, where: str, *, owned: bool = False) -> None:
         self._client = client
         self.where = where
         self._owned = owned

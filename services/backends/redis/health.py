@@ -1,4 +1,5 @@
-"""Checks that a Redis server can keep jobs safely, and that it did not lose them.
+"""Checks that a Redis server can keep jobs safely, that it did not lose them, and that it
+holds no data of the layout before 0.2.
 
 A queue needs ``maxmemory-policy noeviction`` (any other policy may evict queued jobs under
 memory pressure) and some persistence (AOF or RDB snapshots), else a restart loses every job.
@@ -6,53 +7,66 @@ Those setup warnings are logged only when ``check`` is called (the supervisor do
 process tree), never on a connection's first put or get, and each distinct warning only once per
 connection: ``check`` runs every 30 s, and a log that repeats itself gets ignored.
 
-**Lost data.** The marker key holds a random *epoch*, created once per database with ``SET
-NX``. Every connection remembers the epoch it first saw (silently, on first use); the consumer
-heartbeat reads it each beat and ``check`` reads it too. A marker that vanished or holds another
-value means the database lost its data (restarted empty, or flushed): whoever re-created it
-first, every connection that saw the old epoch notices. That is an *alarm*: logged at ERROR
-once, and sticky, so health and status keep showing it.
+**Lost data.** Each queue's ``T e`` and the registry's ``cv:{cv}:e`` hold a random *epoch*,
+created once with ``SET NX`` (per queue, so each shard of a cluster carries the epochs of its
+own queues). A connection remembers the epoch it first saw of each (silently, on first use of
+a queue); the consumer heartbeat reads those of the queues it serves each beat, and ``check``
+claims the registry's, those of the queues this connection used and of every registered queue.
+An epoch that vanished or holds another value means Redis lost that data (restarted empty, a
+flush, a shard failed over to a replica that had nothing): whoever re-created it first, every
+connection that saw the old epoch notices. That is an *alarm*: logged at ERROR once, and
+sticky, so health and status keep showing it.
 
-The asyncio backend (``aio``) reads the same things through ``claim_async`` and
-``rdb_saves_async`` and hands them to ``ServerWatch.report``, the IO-free half of ``check``.
+**Old layout.** The first use of a connection (and ``check``) looks for the global keys of the
+layout before 0.2 (``keys.OLD_LAYOUT_KEYS``) and raises ``ConfigError`` if one is there.
+
+The asyncio backend (``aio``) does the same I/O through ``redis.asyncio`` and hands the replies
+to the IO-free halves here (``refuse_old_layout``, ``epoch_keys``, ``ServerWatch.report``).
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis
 import redis.asyncio
 
-from services.backends.redis.keys import MARKER_KEY
+from services.backends.redis import keys
+from services.errors import ConfigError
 
 log = logging.getLogger("conveyor.redis")
 
 
 @dataclass
 class ServerWatch:
-    """The epoch this connection first saw, and the alarms it raised since."""
+    """The epochs this connection first saw (by epoch key), and the alarms it raised since."""
 
-    epoch: bytes | None = None
+    epochs: dict[str, bytes | None] = field(default_factory=dict)
     alarms: list[str] = field(default_factory=list)
     logged: set[str] = field(default_factory=set)
     """Setup warnings already logged by this connection."""
+    layout_checked: bool = False
 
-    def baseline(self, client: redis.Redis) -> None:
-        """Remember the current epoch (creating it in a fresh database); logs nothing."""
-        if self.epoch is None:
-            self.observe(_claim(client), "")
+    def baseline(self, client: Any, queues: Iterable[str], where: str) -> None:
+        """Refuse an old layout (once), then remember the epochs of the registry and of
+        ``queues`` not seen yet (creating them where missing); logs nothing."""
+        if not self.layout_checked:
+            refuse_old_layout(_exists(client, keys.OLD_LAYOUT_KEYS), where)
+            self.layout_checked = True
+        fresh = [name for name in epoch_keys(queues) if name not in self.epochs]
+        if fresh:
+            self.epochs.update(zip(fresh, claim(client, fresh), strict=True))
 
-    def observe(self, value: bytes | None, where: str) -> None:
-        """Compare the marker's current value with the epoch first seen; alarm on a change."""
-        if self.epoch is None:
-            self.epoch = value
+    def observe(self, name: str, value: bytes | None, where: str) -> None:
+        """Compare the epoch ``name`` holds now with the one first seen; alarm on a change."""
+        if name not in self.epochs:
+            self.epochs[name] = value
             return
-        if value != self.epoch:
+        if value != self.epochs[name]:
             how = "vanished" if value is None else "was re-created with another value"
             self.alarm(
                 f"Redis at {where} restarted EMPTY or was flushed (the queue marker {how}): "
@@ -65,13 +79,23 @@ class ServerWatch:
             log.error("%s", text)
             self.alarms.append(text)
 
-    def check(self, client: redis.Redis, where: str) -> list[str]:
-        """Setup warnings about ``client``'s server (logged), then every alarm so far."""
+    def check(self, client: Any, where: str, queues: Iterable[str]) -> list[str]:
+        """Setup warnings about ``client``'s server (logged), then every alarm so far; watches
+        the registry, ``queues`` and every registered queue."""
+        self.baseline(client, (), where)
         warnings = config_warnings(client.info(), _rdb_saves(client), where)
-        return self.report(warnings, _claim(client), where)
+        registered = {_text(name) for name in client.smembers(keys.REGISTRY_KEY)}
+        names = self.watched(epoch_keys({*queues, *registered}))
+        return self.report(warnings, dict(zip(names, claim(client, names), strict=True)), where)
 
-    def report(self, warnings: list[str], epoch: bytes | None, where: str) -> list[str]:
-        """Log ``warnings`` not logged yet, observe the server's ``epoch``; warnings + alarms.
+    def watched(self, names: Iterable[str]) -> list[str]:
+        """``names`` and every epoch key seen before, once each, in a stable order."""
+        return sorted({*names, *self.epochs})
+
+    def report(
+        self, warnings: list[str], epochs: Mapping[str, bytes | None], where: str
+    ) -> list[str]:
+        """Log ``warnings`` not logged yet, observe the server's ``epochs``; warnings + alarms.
 
         The IO-free half of ``check``, which the asyncio backend (``aio``) calls too.
         """
@@ -79,24 +103,81 @@ class ServerWatch:
             if text not in self.logged:
                 log.warning("%s", text)
                 self.logged.add(text)
-        self.observe(epoch, where)
+        for name, value in epochs.items():
+            self.observe(name, value, where)
         return warnings + self.alarms
+
+
+def epoch_keys(queues: Iterable[str]) -> list[str]:
+    """The registry's epoch key, then those of ``queues`` (sorted, once each)."""
+    return [keys.REGISTRY_EPOCH_KEY, *(keys.of(queue).epoch for queue in sorted(set(queues)))]
+
+
+def refuse_old_layout(found: Sequence[Any], where: str) -> None:
+    """Raise ``ConfigError`` if ``found`` (``EXISTS`` of each ``OLD_LAYOUT_KEYS``) says one is
+    there."""
+    old = [name for name, n in zip(keys.OLD_LAYOUT_KEYS, found, strict=True) if int(n)]
+    if old:
+        raise ConfigError(
+            f"Redis at {where} holds Conveyor data in the layout before 0.2 (no hash tags; "
+            f"found {', '.join(old)}): finish those jobs with the previous version "
+            "(conveyor worker --burst) or delete the old keys (redis-cli --scan --pattern "
+            "'cv:*' shows them), then start again"
+        )
+
+
+def _exists(client: Any, names: Sequence[str]) -> list[Any]:
+    # One EXISTS each: on a cluster the names are in different slots.
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.exists(name)
+    return list(pipe.execute())
+
+
+def claim(client: Any, names: Sequence[str]) -> list[bytes]:
+    """The epochs ``names`` hold, each set to a new random one first if it is missing."""
+    fresh = [new_epoch() for _ in names]
+    pipe = client.pipeline(transaction=False)
+    try:
+        # SET NX GET (Redis 7): one step, so two processes claiming at once agree on the value.
+        for name, value in zip(names, fresh, strict=True):
+            pipe.set(name, value, nx=True, get=True)
+        found = pipe.execute()
+    except redis.ResponseError:  # Redis 6.2 refuses NX with GET: two steps, same outcome
+        pipe = client.pipeline(transaction=False)
+        for name, value in zip(names, fresh, strict=True):
+            pipe.set(name, value, nx=True)
+        for name in names:
+            pipe.get(name)
+        found = pipe.execute()[len(names) :]
+    return [_epoch_of(got, value) for got, value in zip(found, fresh, strict=True)]
+
+
+async def claim_async(client: Any, names: Sequence[str]) -> list[bytes]:
+    """``claim`` for the asyncio client (the same two steps on Redis 6.2)."""
+    fresh = [new_epoch() for _ in names]
+    try:
+        pipe = client.pipeline(transaction=False)
+        for name, value in zip(names, fresh, strict=True):
+            pipe.set(name, value, nx=True, get=True)
+        found = await pipe.execute()
+    except redis.ResponseError:
+        pipe = client.pipeline(transaction=False)
+        for name, value in zip(names, fresh, strict=True):
+            pipe.set(name, value, nx=True)
+        for name in names:
+            pipe.get(name)
+        found = (await pipe.execute())[len(names) :]
+    return [_epoch_of(got, value) for got, value in zip(found, fresh, strict=True)]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def new_epoch() -> bytes:
     """A random epoch for a database that has none yet."""
     return secrets.token_hex(8).encode()
-
-
-def _claim(client: redis.Redis) -> bytes:
-    """The marker's value, set to a new random epoch first if it is missing."""
-    fresh = new_epoch()
-    try:
-        # SET NX GET (Redis 7): one step, so two processes claiming at once agree on the value.
-        return _epoch_of(client.set(MARKER_KEY, fresh, nx=True, get=True), fresh)
-    except redis.ResponseError:  # Redis 6.2 refuses NX with GET: two steps, same outcome
-        client.set(MARKER_KEY, fresh, nx=True)
-        return _epoch_of(client.get(MARKER_KEY), fresh)
 
 
 def _epoch_of(found: object, fresh: bytes) -> bytes:
@@ -121,17 +202,7 @@ def config_warnings(info: dict[str, object], rdb_saves: bool, where: str) -> lis
     return warnings
 
 
-async def claim_async(client: redis.asyncio.Redis) -> bytes:
-    """``_claim`` for the asyncio client (the same two steps on Redis 6.2)."""
-    fresh = new_epoch()
-    try:
-        return _epoch_of(await client.set(MARKER_KEY, fresh, nx=True, get=True), fresh)
-    except redis.ResponseError:
-        await client.set(MARKER_KEY, fresh, nx=True)
-        return _epoch_of(await client.get(MARKER_KEY), fresh)
-
-
-async def rdb_saves_async(client: redis.asyncio.Redis) -> bool:
+async def rdb_saves_async(client: Any) -> bool:
     """``_rdb_saves`` for the asyncio client."""
     try:
         return _snapshots_set(await client.config_get("save"))
@@ -139,7 +210,7 @@ async def rdb_saves_async(client: redis.asyncio.Redis) -> bool:
         return True
 
 
-def _rdb_saves(client: redis.Redis) -> bool:
+def _rdb_saves(client: Any) -> bool:
     try:
         return _snapshots_set(client.config_get("save"))
     except redis.ResponseError:

@@ -5,8 +5,9 @@ while the heartbeat reads them.
 
 One daemon thread per consuming ``RedisQueue``, with its own connection, so a beat never waits
 behind a blocked ``get`` and keeps going while a job runs pure Python in the main thread (the
-interpreter switches threads every few milliseconds even then). Each beat extends the lease and
-then recovers the jobs of consumers whose lease expired.
+interpreter switches threads every few milliseconds even then). Each beat extends the consumer's
+lease in every queue it serves (leases are per queue) and then recovers the jobs of consumers
+whose lease expired, in every registered queue.
 
 Outages: a failed beat is logged (once per outage) and retried at the next interval; the lease
 is lost only if Redis stays away longer than ``lease_s``. After an outage every lease looks
@@ -20,9 +21,12 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 
 log = logging.getLogger("conveyor.redis")
+
+Renewal = tuple[str, int, int]
+"""One queue's renewal reply: ``(queue, lease, handed-back count)`` (see ``Hold``)."""
 
 
 class Heartbeat:
@@ -89,18 +93,21 @@ class Hold:
     """What a consumer knows of its hold on its deliveries; read by the main thread, updated
     by whichever thread saw a reply (a FETCH, a heartbeat, a confirm).
 
-    ``until()`` is the ``time.monotonic()`` at which the last renewal known to have kept this
-    consumer's deliveries was *sent*, plus the lease, less a safety margin. A renewal that finds
-    the deliveries taken (the count of tokens handed back from this consumer grew, or its lease
-    had to be created while it held deliveries) makes the hold *lost*: ``until()`` stays in the
-    past until ``confirmed`` says which deliveries are still ours.
+    Leases are per queue (``T l``), so a renewal is a set of per-queue replies ``(queue, lease,
+    handed)``: ``lease`` 1 existed, 0 created, -1 not renewed; ``handed`` the count of tokens
+    handed back from this consumer in that queue. ``until()`` is the ``time.monotonic()`` at
+    which the last renewal that covered every queue this consumer held deliveries in, and found
+    them intact, was *sent*, plus the lease, less a safety margin. A renewal that finds
+    deliveries taken (a handed-back count grew, or a lease had to be created in a queue where
+    it held deliveries) makes the hold *lost*: ``until()`` stays in the past until ``confirmed``
+    says which deliveries are still ours.
     """
 
     def __init__(self, lease_s: float) -> None:
         self._lease_s = lease_s
         self._margin_s = min(lease_s / 10, 1.0)
         self._until = -math.inf
-        self._handed: int | None = None
+        self._handed: dict[str, int] = {}
         self._lost = False
         self._lock = threading.Lock()
 
@@ -109,30 +116,46 @@ class Hold:
         with self._lock:
             return -math.inf if self._lost else self._until
 
-    def renewed(self, *, sent_at: float, lease: int, handed: int, holding: bool) -> bool:
-        """Record a renewal's reply (``lease``: 1 existed, 0 created, -1 not renewed); returns
-        True when it shows, for the first time, that deliveries were taken from us."""
+    def renewed(
+        self, *, sent_at: float, replies: Sequence[Renewal], holding: Collection[str]
+    ) -> bool:
+        """Record the replies of renewals sent together at ``sent_at`` (``holding``: the queues
+        where deliveries were held then); True when they show, for the first time, that
+        deliveries were taken from us."""
         with self._lock:
-            grew = self._handed is not None and handed > self._handed
-            self._handed = handed
-            if grew or (lease == 0 and holding):
+            taken, renewed = False, set()
+            for queue, lease, handed in replies:
+                before = self._handed.get(queue)
+                taken |= before is not None and handed > before
+                taken |= lease == 0 and queue in holding
+                self._handed[queue] = handed
+                if lease >= 0:
+                    renewed.add(queue)
+            if taken:
                 first = not self._lost
                 self._lost = True
                 return first
-            if lease >= 0 and not self._lost:
+            if renewed and renewed.issuperset(holding) and not self._lost:
                 self._until = max(self._until, sent_at + self._lease_s - self._margin_s)
             return False
 
-    def confirmed(self, *, sent_at: float, lease: int, handed: int) -> None:
-        """A confirm sorted out what is still held: the hold is sound again (renewed if the
-        lease was still there)."""
+    def confirmed(self, *, sent_at: float, replies: Sequence[Renewal]) -> None:
+        """A confirm (one reply per queue with deliveries held) sorted out what is still held:
+        the hold is sound again, renewed if every lease was still there."""
         with self._lock:
-            self._handed = handed
+            for queue, _lease, handed in replies:
+                self._handed[queue] = handed
             self._lost = False
-            if lease == 1:
+            if not replies:
+                return
+            if all(lease == 1 for _queue, lease, _handed in replies):
                 self._until = max(self._until, sent_at + self._lease_s - self._margin_s)
             else:
                 self._until = -math.inf
+
+
+Token = tuple[str, str]
+"""A delivery's ``(queue, fencing token)``: tokens count per queue (``T seq``)."""
 
 
 class Tokens:
@@ -144,21 +167,21 @@ class Tokens:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._held: set[str] = set()
-        self._running: set[str] = set()
+        self._held: set[Token] = set()
+        self._running: set[Token] = set()
 
-    def add(self, tokens: Collection[str]) -> None:
+    def add(self, tokens: Collection[Token]) -> None:
         """Deliveries ``get`` returned."""
         with self._lock:
             self._held.update(tokens)
 
-    def settle(self, tokens: Collection[str]) -> None:
+    def settle(self, tokens: Collection[Token]) -> None:
         """Deliveries settled, handed back, or found no longer ours."""
         with self._lock:
             self._held.difference_update(tokens)
             self._running.difference_update(tokens)
 
-    def start(self, tokens: Collection[str], *, running: bool) -> None:
+    def start(self, tokens: Collection[Token], *, running: bool) -> None:
         """Mark held deliveries as running (or not); a token already settled is ignored."""
         with self._lock:
             if running:
@@ -166,17 +189,17 @@ class Tokens:
             else:
                 self._running.difference_update(tokens)
 
-    def held(self) -> set[str]:
+    def held(self) -> set[Token]:
         """A copy of the tokens held."""
         with self._lock:
             return set(self._held)
 
-    def running(self) -> set[str]:
+    def running(self) -> set[Token]:
         """A copy of the tokens held and running."""
         with self._lock:
             return set(self._running)
 
-    def snapshot(self) -> tuple[set[str], list[str]]:
+    def snapshot(self) -> tuple[set[Token], list[Token]]:
         """The tokens held and, sorted, the prefetched ones (held, not running), at one instant."""
         with self._lock:
             return set(self._held), sorted(self._held - self._running)

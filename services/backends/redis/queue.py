@@ -1,75 +1,84 @@
-"""The Redis backend: lists for queues, one Lua script per state change, leases per consumer.
+"""The Redis backend: lists for queues, one Lua script per state change, leases per queue.
 
 Why lists and Lua, not Streams or BLMOVE alone:
 
 * **Memory.** A waiting job is one list element (18 bytes of header + the body) in a listpack,
   plus a ~12-byte waiting marker (``keys``); a stream entry costs more per entry and XACK
   alone leaves it in the stream (XDEL too).
-* **Several queues in priority order, batched.** One ``FETCH`` script pops up to its cap of
-  jobs from the queues in order (``LPOP key count``, Redis 6.2) and records them as in flight in
-  the same atomic step; no BRPOP-then-write window. BLMOVE can wait on one source only.
+* **Batched, atomic.** One ``FETCH`` script pops up to its cap of jobs from a queue (``LPOP key
+  count``, Redis 6.2) and records them as in flight in the same atomic step; no
+  BRPOP-then-write window. Several queues are FETCHed in priority order (``fetching``).
 * **Blocking without polling.** A script cannot block, so an idle consumer BLPOPs the queues'
-  *doorbells* (``cv:b:<queue>``, at most one item, rung by every push) with ``FETCH`` pipelined
-  behind the ``BLPOP``: Redis runs it the moment the wait ends, so enqueue -> get is one round
-  trip for a waiting consumer. Waits are cut into chunks of at most ``BLOCK_CHUNK_S`` (and
-  until the next delayed job is due), so delayed jobs are moved in time and a dead Redis is
-  noticed.
+  *doorbells* (``T b``), with the FETCH pipelined behind it (``fetching``).
 * **Bounded calls.** No script call handles more than ``CAPS[name]`` jobs; a bigger batch is
   several calls in one pipeline (still one round trip), so Redis, which runs nothing else while
   a script runs, never stalls other clients for long.
+* **Cluster-ready.** Every key of a queue shares its hash tag ``T = cv:{<queue>}:`` and every
+  script handles one queue (``keys``, ``scripts``): settling calls are grouped by queue
+  (``routing``), and nothing fleet-wide is in a queue script.
 * **Time** is the Redis clock (``TIME`` in scripts), so hosts' clocks do not matter.
 
 Modules, and who calls whom::
 
-    RedisQueue (queue.py) --state changes: EVALSHA--> scripts.py (PUT, FETCH, ACK, RETRY, ...)
-        |  \\--reads, revive--> Reader (reads.py) --> LLEN, ZCARD, HMGET, ... (+ REQUEUE_DEAD)
+    RedisQueue (queue.py) --state changes: Scripts (calls.py), EVALSHA--> scripts.py
+        |--get--> Fetcher (fetching.py): FETCH per queue in priority order, doorbell waits
+        |--reads, revive--> Reader (reads.py) --> LLEN, ZCARD, HMGET, ... (+ REQUEUE_DEAD)
         |--Heartbeat, Hold, Tokens (lease.py): lease renewal, recovery of expired consumers
-        |--ServerWatch (health.py): setup warnings, lost-data alarms
+        |--ServerWatch (health.py): setup warnings, lost-data alarms, old-layout refusal
         \\--make_client, guarded (connection.py): bounded clients, errors mapped to ours
     keys.py: every key name and byte layout (elements, receipts, status records)
 
-Data flow (key layout in ``keys``, each arrow one script of ``scripts``)::
+Data flow (key layout in ``keys``, ``T`` the queue's tag, each arrow one script)::
 
-    put --PUT--> cv:q:<queue> --FETCH--> cv:i:<consumer> --ACK-------> cv:j:<id> (status, TTL)
-         \\--> cv:d:<queue> --^ (due)       |  |  \\--RETRY--> cv:d / cv:q, cv:f:<id>
-                                           |  \\--DEAD--------> cv:dl:<queue>
-                                           \\--HAND_BACK (reclaim, lease expired)--> cv:q front
-                                                (redeliveries + 1, or cv:dl when past the limit)
+    put --PUT--> T q --FETCH--> T i:<consumer> --ACK-------> T j:<id> (status, TTL)
+         \\--> T d --^ (due)       |  |  \\--RETRY--> T d / T q, T f:<id>
+                                  |  \\--DEAD--------> T dl
+                                  \\--HAND_BACK (reclaim, lease expired)--> T q front
+                                       (redeliveries + 1, or T dl when past the limit)
 
-**Put if absent.** PUT stores a job only if its id has no waiting marker (queued or delayed),
-is not in ``cv:running``, and has no ``cv:f``/``cv:j`` record (waiting for a retry, finished
-within the result TTL); it answers one flag per job. A put whose reply was lost is sent again
-with the same elements until ``put_timeout_s``, which put-if-absent makes safe; only then does
-it raise ``BackendUnavailableError`` saying the jobs may or may not be stored. (An id stored by
-the lost attempt is then reported as present.) Ids the caller just generated (``new_ids``) are
-checked against waiting markers only, in one ``HSETNX`` each; the retry after a lost reply
-checks everything again.
+**Registry.** The first put or get on a queue by a connection adds it to ``cv:{cv}:queues``
+(``SADD``, outside any script; remembered per connection), and the heartbeat adds the queues
+it serves again, which heals a registry lost with the data. ``queues``, ``status``, ``stats``
+and lease recovery read it.
 
-**Leases and fencing.** ``FETCH`` gives each delivery a token from ``cv:seq`` and stores it in
-the consumer's hash ``cv:i:<consumer>``; the receipt is ``<token>:<consumer>``. The consumer's
-lease (``cv:leases``) is renewed by FETCH and by a heartbeat thread (``lease``), which
-also publishes the tokens held but not started (``cv:p``) and recovers expired consumers,
-counting only their started jobs as crash suspects. Recovery and ``reclaim`` delete the tokens
-from the hash and note them in ``cv:h:<consumer>``: a settlement that misses its token is
-*fenced* (rejected, counted in ``cv:stats``) if the token is there, and otherwise a repeat of a
-settlement that already worked (accepted, not counted).
+**Put if absent, per queue.** PUT stores a job only if its id has no waiting marker (queued
+or delayed) in the queue, is not in ``T running``, and has no ``T f``/``T j`` record (waiting
+for a retry, finished within the result TTL); it answers one flag per job. A caller-chosen id
+is unique within its queue, not across queues (``keys``, "Finding a job from its id"). A put
+whose reply was lost is sent again with the same elements until ``put_timeout_s``, which
+put-if-absent makes safe; only then does it raise ``BackendUnavailableError`` saying the jobs
+may or may not be stored. (An id stored by the lost attempt is then reported as present.) Ids
+the caller just generated (``new_ids``) are checked against waiting markers only, in one
+``HSETNX`` each; the retry after a lost reply checks everything again.
+
+**Leases and fencing, per queue.** ``FETCH`` gives each delivery a token from ``T seq`` and
+stores it in the consumer's hash ``T i:<consumer>``; the receipt is ``<token>:<consumer>`` and
+the delivery names its queue. The consumer's lease in a queue (``T l``) is renewed by FETCH of
+that queue and by a heartbeat thread (``lease``) in every queue the consumer serves, which
+also publishes the tokens held but not started (``T p``) and recovers expired consumers in
+every registered queue, counting only their started jobs as crash suspects. Recovery and
+``reclaim`` delete the tokens from the hash and note them in ``T h:<consumer>``: a settlement
+that misses its token is *fenced* (rejected, counted in ``T n``) if the token is there, and
+otherwise a repeat of a settlement that already worked (accepted, not counted).
 
 **Ownership before start.** ``held_until`` is when the last renewal that found this consumer's
-deliveries intact was sent, plus the lease, less a margin. A renewal that finds tokens taken
-(``cv:h`` grew) or its lease gone while holding deliveries raises a sticky alarm and keeps
-``held_until`` in the past until ``confirm`` drops the deliveries that are no longer ours.
+deliveries intact in every queue it holds some in was sent, plus the lease, less a margin. A
+renewal that finds tokens taken (a ``T h`` grew) or a lease gone while holding deliveries
+there raises a sticky alarm and keeps ``held_until`` in the past until ``confirm`` drops the
+deliveries that are no longer ours.
 
-**Status and counts** are cheap: waiting markers say queued/scheduled, ``cv:running`` maps
-in-flight ids to their consumer, settled jobs get a record with a TTL, and ``cv:n:<queue>``
-holds the in-flight/done/dead counters. ``cv:j:<id>`` is a one-item list so that
-``wait_finished`` can block on it with ``BLMOVE key key LEFT LEFT``, which returns the item
-without removing it (every waiter sees it) and wakes when ``ACK``/``DEAD`` push it.
+**Status and counts** are cheap: waiting markers say queued/scheduled, ``T running`` maps
+in-flight ids to their consumer, settled jobs get a record with a TTL, and ``T n`` holds the
+in-flight/done/dead counters. A job is found by probing the registered queues (``reads``).
+``T j:<id>`` is a one-item list so that ``wait_finished`` can block on it with ``BLMOVE key key
+LEFT LEFT``, which returns the item without removing it (every waiter sees it) and wakes when
+``ACK``/``DEAD`` push it.
 
 **ACL.** The commands this backend needs, for a user limited to its keys::
 
     ACL SETUSER conveyor on >secret resetkeys ~cv:* resetchannels -@all
       +ping +auth +hello +select +info +config|get +time
-      +evalsha +script|load +blpop +blmove +llen +lindex +lrange +lpush +rpush +lpop
+      +evalsha +script|load +blpop +blmove +llen +lindex +lrange +lpush +rpush +lpop +ltrim
       +zadd +zrem +zrange +zrevrange +zrangebyscore +zcard +zscore +zremrangebyscore
       +zremrangebyrank +hset +hsetnx +hget +hmget +hdel +hgetall +hkeys +hincrby +hexists +hlen
       +sadd +scard +sismember +smembers +incr +incrby +get +set +del +exists +expire +pexpire
@@ -82,26 +91,31 @@ worker under it.)
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from services.backends import redact_url
 from services.backends.redis import keys
-from services.backends.redis import scripts as lua
+from services.backends.redis.calls import ScriptCall, Scripts, ms
 from services.backends.redis.connection import guarded, make_client
+from services.backends.redis.fetching import MAX_BATCH, Fetcher, Taken
 from services.backends.redis.fleet import RedisFleet
 from services.backends.redis.health import ServerWatch
-from services.backends.redis.lease import Heartbeat, Hold, Tokens
-from services.backends.redis.reads import BLOCK_CHUNK_S, Reader, call_many
+from services.backends.redis.lease import Heartbeat, Hold, Renewal, Token, Tokens
+from services.backends.redis.reads import (
+    BLOCK_CHUNK_S,
+    Reader,
+    probe_markers,
+    registered,
+    waiting_in,
+)
+from services.backends.redis.routing import by_queue, chunked
 from services.errors import BackendUnavailableError, ConveyorError, QueueFullError
 from services.protocol import (
     CANCELLED,
@@ -118,8 +132,9 @@ from services.settings import QueueSettings
 
 log = logging.getLogger("conveyor.redis")
 
-MAX_BATCH = 1000
-CAPS = {"PUT": 250, "FETCH": 100, "ACK": 50, "NACK": 100, "HAND_BACK": 100}
+__all__ = ["MAX_BATCH", "RedisQueue", "open_url"]
+
+CAPS = {"PUT": 250, "FETCH": 100, "ACK": 50, "NACK": 100, "HAND_BACK": 100, "CONFIRM": 500}
 """Most jobs one script call handles; a bigger batch is several calls in one pipeline."""
 
 
@@ -137,31 +152,23 @@ def new_consumer_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def chunked(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
-    """``items`` cut into runs of at most ``size``."""
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def ms(seconds: float) -> int:
-    """``seconds`` as whole milliseconds (never negative), as the scripts take durations."""
-    return max(round(seconds * 1000), 0)
-
-
 def cancel_args(job_id: str, settings: QueueSettings) -> tuple[Any, ...]:
-    """The CANCEL script's arguments after the prefix (see ``scripts.CANCEL``)."""
-    bucket, field = keys.marker_at(job_id)
+    """The CANCEL script's arguments after the tag (see ``scripts.CANCEL``)."""
+    bucket, field = keys.fingerprint(job_id)
     return ms(settings.result_ttl_s), job_id, keys.id_key(job_id), bucket, field, CANCELLED
 
 
 def cancellation(job_id: str, outcome: int, found: JobStatus | None) -> Cancellation:
-    """What CANCEL's ``outcome`` means; ``found`` is the job's status, read when it said no.
-
-    Outcome -1 (a waiting job whose marker predates ``cv:queues``, so its queue is unknown)
-    is refused like a job that does not wait: its status says "queued" or "scheduled".
-    """
+    """What CANCEL's ``outcome`` means; ``found`` is the job's status, read when it said no."""
     if outcome == 1:
         return Cancellation(job_id, cancelled=True)
     return Cancellation(job_id, cancelled=False, status=found)
+
+
+def dead_limits(settings: QueueSettings) -> tuple[int, int, int]:
+    """The result TTL and the dead-letter bounds, as the settling scripts take them."""
+    age = ms(settings.dead_letter_max_age_s)
+    return ms(settings.result_ttl_s), settings.dead_letter_max, age
 
 
 @dataclass(frozen=True, repr=False)
@@ -188,7 +195,8 @@ class RedisConnector:
 class RedisQueue:
     """A ``Backend`` on one Redis database; see the module docstring for the design.
 
-    State changes are here; reads (and ``revive``) are its ``Reader``'s, on the same clients.
+    State changes are here; reads (and ``revive``) are its ``Reader``'s, taking jobs its
+    ``Fetcher``'s, on the same clients.
     """
 
     def __init__(
@@ -205,11 +213,8 @@ class RedisQueue:
         self._blocking = make_client(url, timeout_s=BLOCK_CHUNK_S + op_s)
         self._reads = Reader(self._client, self._blocking, self.where)
         self._beat_client = make_client(url, timeout_s=op_s)
-        self._scripts = {name: self._client.register_script(getattr(lua, name)) for name in SCRIPTS}
-        self._beat_scripts = {
-            name: self._beat_client.register_script(getattr(lua, name))
-            for name in ("HEARTBEAT", "HAND_BACK")
-        }
+        self._scripts = Scripts(self._client, SCRIPTS, self.where)
+        self._beat_scripts = Scripts(self._beat_client, ("HEARTBEAT", "HAND_BACK"), self.where)
         self._heartbeat = Heartbeat(
             self._renew,
             self._recover,
@@ -221,6 +226,20 @@ class RedisQueue:
         self._tokens = Tokens()
         """Tokens of deliveries ``get`` returned and this process has not settled yet, and of
         those that ``started`` says are running (the others are prefetched)."""
+        self._fetcher = Fetcher(
+            self._scripts,
+            self._blocking,
+            self.consumer_id,
+            settings,
+            note=self._note_renewal,
+            holding=self._holding,
+        )
+        self._known: set[str] = set()
+        """Queues this connection registered and took the epoch of (``_first_use``)."""
+        self._served: frozenset[str] = frozenset()
+        """Queues given to ``get`` (replaced, never changed in place: the heartbeat reads it)."""
+        self._registered: list[str] | None = None
+        """The registry as the last heartbeat read it (the queues recovery visits)."""
         self._unsure = False
         """A FETCH failed on the way back: Redis may have moved jobs we never saw."""
         self._fleet: RedisFleet | None = None
@@ -228,39 +247,29 @@ class RedisQueue:
     def __repr__(self) -> str:
         return f"RedisQueue({self.where!r}, consumer_id={self.consumer_id!r})"
 
-    def _run(self, name: str, what: str, *args: Any) -> Any:
-        script = self._scripts[name]
-        with guarded(what, self.where):
-            try:
-                # EVALSHA straight away: redis-py's Script.__call__ costs a few microseconds
-                # more per call, which shows on the one-round-trip put path.
-                return self._client.evalsha(script.sha, 0, keys.PREFIX, *args)
-            except redis.exceptions.NoScriptError:  # Redis restarted, or SCRIPT FLUSH
-                return script(args=[keys.PREFIX, *args])
-
-    def _run_many(self, name: str, what: str, calls: Sequence[Sequence[Any]]) -> list[Any]:
-        """Several calls of one script, pipelined: one round trip, each call bounded."""
-        if len(calls) == 1:
-            return [self._run(name, what, *calls[0])]
-        return call_many(self._client, self._scripts[name], what, self.where, calls)
-
-    def _ms(self, seconds: float) -> int:
-        return ms(seconds)
-
     def check_server(self) -> list[str]:
         """Warnings about the server (eviction policy, persistence), then this connection's
-        alarms (e.g. Redis restarted empty); the warnings are logged here, and only here."""
+        alarms (e.g. Redis restarted empty); the warnings are logged here, and only here.
+
+        Raises:
+            ConfigError: Redis holds data of the layout before 0.2 (``keys``).
+        """
         with guarded("check_server", self.where):
-            return self._watch.check(self._client, self.where)
+            return self._watch.check(self._client, self.where, self._known)
 
     def alarms(self) -> list[str]:
         """Sticky alarms this connection raised (lost data, lost lease), oldest first."""
         return list(self._watch.alarms)
 
-    def _first_use(self) -> None:
-        if self._watch.epoch is None:
+    def _first_use(self, queues: Iterable[str]) -> None:
+        """Before this connection's first put or get on a queue: refuse an old layout (once),
+        register the queues, take their epochs."""
+        fresh = sorted(set(queues) - self._known)
+        if fresh:
             with guarded("check_server", self.where):
-                self._watch.baseline(self._client)
+                self._watch.baseline(self._client, fresh, self.where)
+                self._client.sadd(keys.REGISTRY_KEY, *fresh)
+            self._known.update(fresh)
 
     # -- reads (and revive), by the reader ---------------------------------------------------
 
@@ -299,8 +308,17 @@ class RedisQueue:
         return self._reads.queues()
 
     def cancel(self, job_id: str) -> Cancellation:
-        """End ``job_id`` as dead ("cancelled") if it waits (one CANCEL script); else say why."""
-        outcome = int(self._run("CANCEL", "cancel", *cancel_args(job_id, self.settings)))
+        """End ``job_id`` as dead ("cancelled") if it waits: the first registered queue whose
+        marker has it runs CANCEL (which checks the marker again, atomically); else say why."""
+        queues = self.queues()
+        with guarded("cancel", self.where):
+            pipe = self._client.pipeline(transaction=False)
+            probe_markers(pipe, queues, job_id)
+            queue = waiting_in(queues, pipe.execute() if queues else [])
+        outcome = 0
+        if queue is not None:
+            args = cancel_args(job_id, self.settings)
+            outcome = int(self._scripts.run("CANCEL", "cancel", queue, *args))
         return cancellation(job_id, outcome, None if outcome == 1 else self.status(job_id))
 
     # -- producing ---------------------------------------------------------------------------
@@ -325,7 +343,8 @@ class RedisQueue:
         delay_s: float = 0.0,
         new_ids: bool = False,
     ) -> list[bool]:
-        """Store the ``items`` whose ids are absent; one flag per item (False: was present).
+        """Store the ``items`` whose ids are absent from ``queue``; one flag per item (False:
+        was present).
 
         A bounded queue takes all or nothing, in one call; an unbounded one in capped calls,
         pipelined. Lost replies and a full queue are retried until ``put_timeout_s``. With
@@ -341,14 +360,15 @@ class RedisQueue:
             raise QueueFullError(f"{len(elements)} jobs can never fit {queue!r} ({max_depth})")
         size = len(elements) if max_depth else CAPS["PUT"]
         chunks = chunked(elements, size)
-        head = (queue, max_depth, self._ms(delay_s))
+        head = (max_depth, ms(delay_s))
         calls = [(*head, "1" if new_ids else "0", *chunk) for chunk in chunks]
         deadline = time.monotonic() + self.settings.put_timeout_s
         pause = 0.005
         while True:
             try:
-                self._first_use()
-                replies = self._run_many("PUT", "put", calls)
+                if queue not in self._known:
+                    self._first_use((queue,))
+                replies = self._scripts.run_many("PUT", "put", queue, calls)
             except BackendUnavailableError as exc:
                 if time.monotonic() >= deadline:
                     raise BackendUnavailableError(
@@ -374,186 +394,156 @@ class RedisQueue:
     def get(
         self, queues: Sequence[str], *, max_count: int = 1, timeout_s: float = 1.0
     ) -> list[Delivery]:
-        """Take up to ``max_count`` jobs in one round trip; block on the doorbells if none."""
+        """Take up to ``max_count`` jobs, the queues in priority order (``fetching``); one
+        round trip for a single queue; block on the doorbells if none."""
         if not queues or max_count < 1:
             return []
-        self._first_use()
+        if not self._known.issuperset(queues):
+            self._first_use(queues)
+        if not self._served.issuperset(queues):
+            self._served = self._served.union(queues)
         self._heartbeat.start(f"conveyor-heartbeat-{self.consumer_id}")
         if self._unsure:
             self._hand_back_unseen()
         try:
-            return self._get(queues, max_count, timeout_s)
+            return self._deliveries(self._fetcher.take(queues, max_count, timeout_s))
         except ConveyorError:
             self._unsure = True
             raise
 
     def _hand_back_unseen(self) -> None:
-        """Hand back jobs a lost FETCH reply left in our in-flight hash.
+        """Hand back jobs a lost FETCH reply left in our in-flight hashes.
 
-        The heartbeat keeps our lease alive, so lease recovery would never free them: compare
-        the hash with the deliveries this process really holds and return the rest.
+        The heartbeat keeps our leases alive, so lease recovery would never free them: compare
+        each served queue's hash with the deliveries this process really holds, return the rest.
         """
+        served = sorted(self._served)
         with guarded("get", self.where):
-            found = self._client.hkeys(keys.inflight_key(self.consumer_id))
-        tokens = {t.decode() if isinstance(t, bytes) else str(t) for t in found}
-        unseen = sorted(tokens - self._tokens.held())
-        if unseen:
-            pairs = [(self.consumer_id, token) for token in unseen]
-            self._run_many("NACK", "get", self._settle_calls("NACK", pairs))
-            log.warning("handed back %d job(s) whose fetch reply was lost", len(unseen))
+            pipe = self._client.pipeline(transaction=False)
+            for queue in served:
+                pipe.hkeys(keys.inflight_key(queue, self.consumer_id))
+            found = pipe.execute()
+        held = self._tokens.held()
+        unseen = {
+            queue: [(self.consumer_id, token) for token in sorted(_texts(tokens))
+                    if (queue, token) not in held]
+            for queue, tokens in zip(served, found, strict=True)
+        }  # fmt: skip
+        count = sum(len(parts) for parts in unseen.values())
+        if count:
+            self._settle("NACK", "get", unseen)
+            log.warning("handed back %d job(s) whose fetch reply was lost", count)
         self._unsure = False
 
-    def _fetch_calls(self, queues: Sequence[str], max_count: int) -> list[tuple[Any, ...]]:
-        lease, dl_max, dl_age = self._ms(self.settings.lease_s), *self._dead_limits()[1:]
-        wants = chunked(range(min(max_count, MAX_BATCH)), CAPS["FETCH"])
-        return [(self.consumer_id, len(w), lease, dl_max, dl_age, *queues) for w in wants]
-
-    def _get(self, queues: Sequence[str], max_count: int, timeout_s: float) -> list[Delivery]:
-        deadline = time.monotonic() + timeout_s
-        bells = [keys.bell_key(queue) for queue in queues]
-        calls = self._fetch_calls(queues, max_count)
-        fetch = functools.partial(self._run_many, "FETCH", "get", calls)
-        now_ms, due_ms, flat = self._fetched(fetch)
-        while not flat:
-            wait_s = min(deadline - time.monotonic(), BLOCK_CHUNK_S)
-            if due_ms >= 0:
-                wait_s = min(wait_s, (due_ms - now_ms) / 1000)
-            if wait_s > 0:
-                now_ms, due_ms, flat = self._fetched(
-                    functools.partial(self._wait_then_fetch, bells, wait_s, calls)
-                )
-            elif deadline <= time.monotonic():
-                return []
-            else:  # a delayed job is due now
-                now_ms, due_ms, flat = self._fetched(fetch)
-        return self._deliveries(queues, flat)
-
-    def _fetched(self, send: Callable[[], list[Any]]) -> tuple[int, int, list[Any]]:
-        """Send FETCH calls, merge their replies, and note what they say about our lease."""
-        holding, sent_at = bool(self._tokens.held()), time.monotonic()
-        replies = send()
-        flat: list[Any] = []
-        due = -1
-        for _now, due_ms, lease, handed, items in replies:
-            flat.extend(items)
-            due = due_ms if due < 0 or 0 <= due_ms < due else due
-            self._note_renewal(sent_at, lease, handed, holding)
-        return int(replies[0][0]), int(due), flat
-
-    def _wait_then_fetch(
-        self, bells: list[str], wait_s: float, calls: Sequence[Sequence[Any]]
-    ) -> list[Any]:
-        """BLPOP the doorbells and FETCH in one round trip; returns FETCH's replies.
-
-        They go in one pipeline on the blocking connection: Redis holds a blocked client's
-        later commands and runs them the moment the BLPOP returns (rung or timed out), so a
-        woken consumer has its jobs without a second round trip.
-        """
-        pipe = self._blocking.pipeline(transaction=False)
-        # Redis reads the timeout in milliseconds; 0 would mean "forever".
-        pipe.blpop(bells, timeout=max(round(wait_s, 3), 0.001))
-        for args in calls:
-            pipe.evalsha(self._scripts["FETCH"].sha, 0, keys.PREFIX, *args)
-        with guarded("get", self.where):
-            try:
-                return list(pipe.execute()[1:])
-            except redis.exceptions.NoScriptError:  # Redis restarted, or SCRIPT FLUSH
-                pass
-        return self._run_many("FETCH", "get", calls)
-
-    def _deliveries(self, queues: Sequence[str], flat: list[Any]) -> list[Delivery]:
+    def _deliveries(self, taken: Sequence[Taken]) -> list[Delivery]:
         out = []
-        for i in range(0, len(flat), 3):
-            element = keys.unpack_element(flat[i + 2])
+        for queue, token, raw in taken:
+            element = keys.unpack_element(raw)
             out.append(
                 Delivery(
                     job_id=element.job_id,
-                    queue=queues[flat[i] - 1],
+                    queue=queue,
                     body=element.body,
-                    receipt=keys.make_receipt(flat[i + 1], self.consumer_id),
+                    receipt=keys.make_receipt(token, self.consumer_id),
                     redeliveries=element.redeliveries,
                 )
             )
-        self._tokens.add([str(flat[i + 1]) for i in range(0, len(flat), 3)])
+        self._tokens.add([(queue, str(token)) for queue, token, _ in taken])
         return out
 
-    def _settled(self, receipts: Sequence[str]) -> None:
-        self._tokens.settle([keys.parse_receipt(receipt)[1] for receipt in receipts])
+    def _settled(self, deliveries: Iterable[Delivery]) -> None:
+        self._tokens.settle([self._token(d) for d in deliveries])
 
-    def _settle_calls(self, name: str, parts: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
-        """Capped calls of a settling script: its limits, then the flattened ``parts``."""
-        limits = self._dead_limits()
-        return [
-            (*limits, *(x for part in chunk for x in part)) for chunk in chunked(parts, CAPS[name])
+    def _settle(
+        self, name: str, what: str, parts: Mapping[str, Sequence[Sequence[Any]]]
+    ) -> list[Any]:
+        """Capped calls of a settling script per queue, pipelined: its limits, then the
+        flattened ``parts`` of that queue."""
+        limits = dead_limits(self.settings)
+        calls: list[ScriptCall] = [
+            (name, queue, (*limits, *(x for part in chunk for x in part)))
+            for queue, run in parts.items()
+            for chunk in chunked(run, CAPS[name])
         ]
+        if len(calls) == 1:
+            return [self._scripts.run(name, what, calls[0][1], *calls[0][2])]
+        return self._scripts.run_all(what, calls)
 
     def ack(self, completions: Sequence[Completion]) -> int:
         """Settle finished jobs in one round trip; returns how many were fenced."""
         if not completions:
             return 0
-        parts = []
+        parts: dict[str, list[Sequence[Any]]] = {}
         for completion in completions:
             delivery = completion.delivery
             consumer, token = keys.parse_receipt(delivery.receipt)
-            parts.append((consumer, token, delivery.job_id, keys.result_arg(completion.result)))
-        replies = self._run_many("ACK", "ack", self._settle_calls("ACK", parts))
-        self._settled([c.delivery.receipt for c in completions])
+            part = (consumer, token, delivery.job_id, keys.result_arg(completion.result))
+            parts.setdefault(delivery.queue, []).append(part)
+        replies = self._settle("ACK", "ack", parts)
+        self._settled(c.delivery for c in completions)
         return sum(int(reply) for reply in replies)
 
     def hand_back(self, deliveries: Sequence[Delivery]) -> None:
         """Hand jobs back to the front of their queues (in their order), not as failures."""
-        parts = [keys.parse_receipt(d.receipt) for d in reversed(deliveries)]
-        if parts:
-            self._run_many("NACK", "hand_back", self._settle_calls("NACK", parts))
-            self._settled([d.receipt for d in deliveries])
+        if deliveries:
+            groups = by_queue(reversed(deliveries), lambda d: d.queue)
+            parts = {q: [keys.parse_receipt(d.receipt) for d in run] for q, run in groups.items()}
+            self._settle("NACK", "hand_back", parts)
+            self._settled(deliveries)
 
     def retry(self, delivery: Delivery, body: bytes, *, delay_s: float, error: str) -> bool:
         """Replace the in-flight job by ``body``, visible after ``delay_s``; False if fenced."""
         element = keys.pack_element(delivery.job_id, body, delivery.redeliveries)
         consumer, token = keys.parse_receipt(delivery.receipt)
         reason = keys.bound_reason(error).encode()
-        args = (consumer, token, delivery.job_id, delivery.queue, self._ms(delay_s), element)
-        accepted = bool(self._run("RETRY", "retry", *self._dead_limits(), *args, reason))
-        self._settled([delivery.receipt])
+        args = (consumer, token, delivery.job_id, ms(delay_s), element, reason)
+        limits = dead_limits(self.settings)
+        accepted = bool(self._scripts.run("RETRY", "retry", delivery.queue, *limits, *args))
+        self._settled([delivery])
         return accepted
 
     def dead_letter(self, delivery: Delivery, reason: str) -> bool:
         """Move the in-flight job to the dead letters of its queue; False if fenced."""
         consumer, token = keys.parse_receipt(delivery.receipt)
-        args = (*self._dead_limits(), consumer, token, delivery.job_id)
+        args = (*dead_limits(self.settings), consumer, token, delivery.job_id)
         reason_arg = keys.bound_reason(reason).encode()
-        accepted = bool(self._run("DEAD", "dead_letter", *args, reason_arg))
-        self._settled([delivery.receipt])
+        accepted = bool(self._scripts.run("DEAD", "dead_letter", delivery.queue, *args, reason_arg))
+        self._settled([delivery])
         return accepted
-
-    def _dead_limits(self) -> tuple[int, int, int]:
-        settings = self.settings
-        age = self._ms(settings.dead_letter_max_age_s)
-        return self._ms(settings.result_ttl_s), settings.dead_letter_max, age
 
     def reclaim(
         self, consumer_id: str, reason: str, *, suspects: Collection[str] | None = None
     ) -> int:
-        """Hand back ``consumer_id``'s in-flight jobs now (it died of ``reason``).
+        """Hand back ``consumer_id``'s in-flight jobs now (it died of ``reason``), in every
+        registered queue and every queue this connection used.
 
         Only ``suspects`` (None: all) count as crash redeliveries; the rest go back as they
         were.
         """
         marks = [b"0"] if suspects is None else [b"1", *map(keys.id_key, suspects)]
-        return self._hand_back(self._run, "reclaim", consumer_id, reason, marks)
+        queues = {*self.queues(), *self._known, *self._served}
+        return self._hand_back_in(self._scripts, "reclaim", queues, (consumer_id, reason, marks))
 
-    def _hand_back(
-        self, run: Any, what: str, consumer_id: str, reason: str, marks: list[bytes]
+    def _hand_back_in(
+        self,
+        scripts: Scripts,
+        what: str,
+        queues: Iterable[str],
+        whose: tuple[str, str, list[bytes]],
     ) -> int:
-        """HAND_BACK calls until nothing is left (each call capped)."""
+        """HAND_BACK calls (one per queue, pipelined) until nothing is left (each call capped);
+        ``whose``: consumer ('' for any expired one), reason, marks."""
+        consumer_id, reason, marks = whose
         settings = self.settings
-        args = (*self._dead_limits(), settings.max_redeliveries, consumer_id, reason)
-        total = 0
-        for _ in range(1_000_000):  # bounded: each call hands back jobs or ends the loop
-            done, left = run("HAND_BACK", what, *args, CAPS["HAND_BACK"], *marks)
-            total += int(done)
-            if not int(left):
+        args: tuple[Any, ...] = (*dead_limits(settings), settings.max_redeliveries, consumer_id)
+        args = (*args, reason, CAPS["HAND_BACK"], *marks)
+        todo, total = sorted(queues), 0
+        for _ in range(1_000_000):  # bounded: each call hands back jobs or ends its queue
+            if not todo:
                 break
+            replies = scripts.run_all(what, [("HAND_BACK", queue, args) for queue in todo])
+            total += sum(int(done) for done, _ in replies)
+            todo = [q for q, (_, left) in zip(todo, replies, strict=True) if int(left)]
         return total
 
     # -- ownership ---------------------------------------------------------------------------
@@ -563,26 +553,38 @@ class RedisQueue:
         return self._hold.until()
 
     def confirm(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
-        """Renew the lease and keep those of ``deliveries`` still ours (one round trip)."""
-        tokens = sorted(self._tokens.held() | {self._token(d) for d in deliveries})
+        """Renew the leases and keep those of ``deliveries`` still ours (one round trip)."""
+        tokens = by_queue(sorted(self._tokens.held() | {self._token(d) for d in deliveries}),
+                          lambda token: token[0])  # fmt: skip
+        lease = ms(self.settings.lease_s)
+        calls: list[ScriptCall] = [
+            ("CONFIRM", queue, (self.consumer_id, lease, *(token for _, token in run)))
+            for queue, run in tokens.items()
+        ]
         sent_at = time.monotonic()
-        lease = self._ms(self.settings.lease_s)
-        existed, handed, flags = self._run("CONFIRM", "confirm", self.consumer_id, lease, *tokens)
-        gone = {token for token, flag in zip(tokens, flags, strict=True) if not flag}
+        replies = self._scripts.run_all("confirm", calls) if calls else []
+        gone: set[Token] = set()
+        renewals: list[Renewal] = []
+        for (queue, run), (existed, handed, flags) in zip(tokens.items(), replies, strict=True):
+            gone.update(token for token, flag in zip(run, flags, strict=True) if not flag)
+            renewals.append((queue, int(existed), int(handed)))
         self._tokens.settle(gone)
-        self._hold.confirmed(sent_at=sent_at, lease=int(existed), handed=int(handed))
+        self._hold.confirmed(sent_at=sent_at, replies=renewals)
         return [d for d in deliveries if self._token(d) not in gone]
 
     def started(self, deliveries: Sequence[Delivery], *, running: bool = True) -> None:
         """Note which deliveries run (the heartbeat publishes the others as prefetched)."""
         self._tokens.start([self._token(d) for d in deliveries], running=running)
 
-    def _token(self, delivery: Delivery) -> str:
-        return keys.parse_receipt(delivery.receipt)[1]
+    def _token(self, delivery: Delivery) -> Token:
+        return delivery.queue, keys.parse_receipt(delivery.receipt)[1]
 
-    def _note_renewal(self, sent_at: float, lease: int, handed: int, holding: bool) -> None:
-        if self._hold.renewed(sent_at=sent_at, lease=int(lease), handed=int(handed),
-                              holding=holding):  # fmt: skip
+    def _holding(self) -> set[str]:
+        """The queues this process holds deliveries of."""
+        return {queue for queue, _ in self._tokens.held()}
+
+    def _note_renewal(self, sent_at: float, holding: set[str], replies: list[Renewal]) -> None:
+        if self._hold.renewed(sent_at=sent_at, replies=replies, holding=holding):
             self._watch.alarm(
                 f"consumer {self.consumer_id} lost its hold at {self.where}: its in-flight "
                 "jobs were handed to others (paused past its lease, or Redis lost them); "
@@ -592,22 +594,38 @@ class RedisQueue:
     # -- leases ------------------------------------------------------------------------------
 
     def _renew(self) -> None:
+        """One beat: HEARTBEAT per served queue, the registry healed and read, one pipeline."""
         holding, prefetched = self._tokens.snapshot()
-        lease = self._ms(self.settings.lease_s)
+        served = sorted(self._served)
+        lease = ms(self.settings.lease_s)
+        published = by_queue(prefetched, lambda token: token[0])
+        calls: list[ScriptCall] = [
+            ("HEARTBEAT", q, (self.consumer_id, lease, *(t for _, t in published.get(q, []))))
+            for q in served
+        ]
+        raw = [("SADD", keys.REGISTRY_KEY, *served), ("SMEMBERS", keys.REGISTRY_KEY)]
         sent_at = time.monotonic()
-        with guarded("heartbeat", self.where):
-            script = self._beat_scripts["HEARTBEAT"]
-            reply = script(args=[keys.PREFIX, self.consumer_id, lease, *prefetched])
-        existed, handed, epoch = reply
-        self._note_renewal(sent_at, existed, handed, bool(holding & self._tokens.held()))
-        self._watch.observe(epoch, self.where)
+        replies = self._beat_scripts.run_all("heartbeat", calls, raw if served else raw[1:])
+        self._registered = registered(replies[-1])
+        beats = replies[: len(served)]
+        still = {queue for queue, _ in holding & self._tokens.held()}
+        renewals = [
+            (q, int(existed), int(handed))
+            for q, (existed, handed, _) in zip(served, beats, strict=True)
+        ]
+        self._note_renewal(sent_at, still, renewals)
+        for queue, (_, _, epoch) in zip(served, beats, strict=True):
+            self._watch.observe(keys.of(queue).epoch, epoch, self.where)
 
     def _recover(self) -> int:
-        def run(name: str, what: str, *args: Any) -> Any:
-            with guarded(what, self.where):
-                return self._beat_scripts[name](args=[keys.PREFIX, *args])
-
-        return self._hand_back(run, "recover", "", "lease expired", [b"p"])
+        """Recover expired consumers' jobs in every registered queue (as the beat read them)."""
+        if self._registered is None:
+            with guarded("recover", self.where):
+                self._registered = registered(self._beat_client.smembers(keys.REGISTRY_KEY))
+        queues = {*self._registered, *self._served}
+        return self._hand_back_in(
+            self._beat_scripts, "recover", queues, ("", "lease expired", [b"p"])
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -624,6 +642,14 @@ class RedisQueue:
     def close(self) -> None:
         """Stop the heartbeat and drop the connections; in-flight jobs stay leased."""
         self._heartbeat.stop()
-        for client in (self._client, self._blocking, self._beat_client):
-            # The pools are ours (made in make_client), so Redis.close() leaves them open.
-            client.connection_pool.disconnect()
+        clients: tuple[Any, ...] = (self._client, self._blocking, self._beat_client)
+        for client in clients:
+            if hasattr(client, "connection_pool"):
+                # The pools are ours (made in make_client), so Redis.close() leaves them open.
+                client.connection_pool.disconnect()
+            else:  # a cluster client: its connections are its nodes'
+                client.close()
+
+
+def _texts(values: Iterable[bytes | str]) -> list[str]:
+    return [value.decode() if isinstance(value, bytes) else str(value) for value in values]
