@@ -1,11 +1,12 @@
 """The roles of the queue protocol for code on an asyncio event loop (``conveyor serve``).
 
 Same contract as the blocking roles, clause for clause (``putting``: at least once,
-put-if-absent by job id; ``inspection``: counts are the backend's, queues are known by their
-puts, revive starts afresh, cancel ends a waiting job in one terminal state); only the calling
-convention differs: every call that reaches the backend is a coroutine, and none blocks the
-event loop. Which backend answers is chosen by URL (``services.backends.open_async_queue``);
-only backends that live outside the process have one (not ``memory://``).
+put-if-absent by job id within a queue; ``inspection``: counts are the backend's, queues are
+known by their puts, revive starts afresh, cancel ends a waiting job in one terminal state);
+only the calling convention differs: every call that reaches the backend is a coroutine, and
+none blocks the event loop. Which backend answers is chosen by URL
+(``services.backends.open_async_queue``); only backends that live outside the process have one
+(not ``memory://``).
 
     role                  what the HTTP service does with it
     --------------------  --------------------------------------------------------------

@@ -5,11 +5,17 @@ Delivery contract of this role (every backend, proven by ``services.testing.cont
 * **At least once.** ``put`` returns only once the body is stored (memory: while the process tree
   lives; redis: in Redis). Failure raises ``BackendUnavailableError`` or ``QueueFullError``;
   nothing is ever dropped silently.
-* **Put-if-absent by job id.** A put of an id that is queued, delayed, running, waiting for a
-  retry, or finished within the result TTL stores nothing and reports the id as present. So a
-  put whose reply was lost is retried (by the backend, and safely by any caller) with the same
-  id and stored at most once. ``BackendUnavailableError`` from a put means "not confirmed": the
-  job may or may not be stored; putting the same id again never makes a duplicate.
+* **Put-if-absent by job id, within a queue.** A put of an id that is queued, delayed,
+  running, waiting for a retry, or finished within the result TTL *on the same queue* stores
+  nothing and reports the id as present. So a put whose reply was lost is retried (by the
+  backend, and safely by any caller) with the same id and stored at most once.
+  ``BackendUnavailableError`` from a put means "not confirmed": the job may or may not be
+  stored; putting the same id again never makes a duplicate. Ids are promised unique per
+  queue only: the same caller-chosen id may be stored on two queues (Redis keeps each queue
+  under its own hash tag, so it never looks across queues; the memory backend happens to
+  refuse it). Generated ids (``new_job_id``) are random, hence unique everywhere. ``status``,
+  ``wait_finished`` and ``cancel`` find an id on any queue; if two queues hold it, the first
+  in sorted order answers.
 """
 
 from __future__ import annotations

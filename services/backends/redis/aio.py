@@ -1,20 +1,23 @@
 """The Redis backend for an asyncio event loop (``redis.asyncio``): what ``conveyor serve`` uses.
 
-Same keys (``keys``), same Lua (``scripts``: PUT, CANCEL, REQUEUE_DEAD), same reads
+Same keys (``keys``: one hash tag per queue, the registry ``cv:{cv}:queues``), same Lua
+(``scripts``: PUT, CANCEL, REQUEUE_DEAD, with the ``EVALSHA`` heads of ``calls``), same reads
 (``reads``: the pipelines are queued and their replies read by the very functions the
-blocking ``Reader`` uses), same error mapping (``connection.guarded``), same server checks
-(``health.ServerWatch``); only the client is asyncio's, so no call blocks the loop::
+blocking ``Reader`` uses, a job found by probing the registered queues), same error mapping
+(``connection.guarded``), same server checks (``health``: the old layout refused, epochs);
+only the client is asyncio's, so no call blocks the loop::
 
     AsyncRedisQueue --put_many--> PutCoalescer (batching) --one pipeline per loop turn--> PUT
         |--status, counts_many, queues, dead_letters--> pipelines of reads.add_* / *_from
-        |--cancel--> CANCEL, revive--> REQUEUE_DEAD, delete_dead--> ZREM
-        \\--check_server--> INFO, CONFIG GET save, the epoch (ServerWatch.report)
+        |--cancel--> markers probed, CANCEL; revive--> REQUEUE_DEAD; delete_dead--> ZREM
+        \\--check_server--> INFO, CONFIG GET save, the epochs (ServerWatch.report)
 
 It implements the asyncio roles of ``services.protocol.aio``. Puts behave as ``RedisQueue``'s:
 put-if-absent, a lost reply retried with full checks until ``put_timeout_s``, a full bounded
 queue waited on until then. Puts of concurrent callers on an unbounded queue are merged into
 one PUT call (an id repeated across them is stored once, for the first caller); on a bounded
-queue each caller's put stays one all-or-nothing call, pipelined with the others.
+queue each caller's put stays one all-or-nothing call, pipelined with the others. The first put
+on a queue registers it (``SADD``, once per queue and connection).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 import redis
@@ -30,11 +33,11 @@ import redis.asyncio
 
 from services.backends import redact_url
 from services.backends.redis import health, keys, reads
-from services.backends.redis import scripts as lua
 from services.backends.redis.batching import PutCoalescer, PutRequest, Segment, lay_out
+from services.backends.redis.calls import ScriptCall, ScriptHeads, ms
 from services.backends.redis.connection import guarded, make_async_client
 from services.backends.redis.health import ServerWatch, config_warnings
-from services.backends.redis.queue import CAPS, cancel_args, cancellation, ms
+from services.backends.redis.queue import CAPS, cancel_args, cancellation
 from services.errors import BackendUnavailableError, QueueFullError
 from services.protocol import (
     AsyncBackend,
@@ -45,13 +48,38 @@ from services.protocol import (
 )
 from services.settings import QueueSettings
 
-Call = tuple[Any, ...]
-"""The arguments of one script call after the key prefix."""
-
 
 def open_async_url(url: str, settings: QueueSettings) -> AsyncBackend:
     """The factory's entry point (``open_async_queue``): a queue on ``url``; connects lazily."""
     return AsyncRedisQueue(url, settings)
+
+
+class AsyncScripts(ScriptHeads):
+    """``ScriptHeads`` on an asyncio client: calls one at a time or pipelined."""
+
+    async def run(self, name: str, what: str, queue: str, *args: Any) -> Any:
+        head = self.head(name, queue)
+        with guarded(what, self.where):
+            try:
+                return await cast(Any, self._client.evalsha(*head, *args))
+            except redis.exceptions.NoScriptError:  # Redis restarted, or SCRIPT FLUSH
+                return await self.loader(name, queue, args)
+
+    async def run_all(self, what: str, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Several calls, pipelined (``calls.Scripts.run_all`` for the loop)."""
+        if len(calls) == 1:
+            name, queue, args = calls[0]
+            return [await self.run(name, what, queue, *args)]
+        with guarded(what, self.where):
+            pipe = self._client.pipeline(transaction=False)
+            for name, queue, args in calls:
+                self.add(pipe, name, queue, args)
+            replies = await pipe.execute(raise_on_error=False)
+        out = list(replies)
+        for index in self.unloaded(what, calls, out):  # only these did not run
+            name, queue, args = calls[index]
+            out[index] = await self.run(name, what, queue, *args)
+        return out
 
 
 class AsyncRedisQueue:
@@ -62,46 +90,32 @@ class AsyncRedisQueue:
         self.settings = settings
         self.where = redact_url(url)
         self._client = make_async_client(url, timeout_s=settings.op_timeout_s)
-        self._scripts = {
-            name: self._client.register_script(getattr(lua, name))
-            for name in ("PUT", "CANCEL", "REQUEUE_DEAD")
-        }
+        self._scripts = AsyncScripts(self._client, ("PUT", "CANCEL", "REQUEUE_DEAD"), self.where)
         self._watch = ServerWatch()
         self._coalescer = PutCoalescer(self._send_puts)
+        self._known: set[str] = set()
+        """Queues this connection registered (``_first_use``)."""
 
     def __repr__(self) -> str:
         return f"AsyncRedisQueue({self.where!r})"
 
-    # -- scripts -----------------------------------------------------------------------------
+    async def _first_use(self, queues: Iterable[str]) -> None:
+        """Before the first put on a queue: refuse an old layout (once), register it."""
+        fresh = sorted(set(queues) - self._known)
+        if not fresh:
+            return
+        with guarded("put", self.where):
+            await self._check_layout()
+            await self._client.sadd(keys.REGISTRY_KEY, *fresh)
+        self._known.update(fresh)
 
-    async def _run(self, name: str, what: str, *args: Any) -> Any:
-        script = self._scripts[name]
-        with guarded(what, self.where):
-            try:
-                return await cast(Any, self._client.evalsha(script.sha, 0, keys.PREFIX, *args))
-            except redis.exceptions.NoScriptError:  # Redis restarted, or SCRIPT FLUSH
-                return await script(args=[keys.PREFIX, *args])
-
-    async def _run_many(self, name: str, what: str, calls: Sequence[Call]) -> list[Any]:
-        """Several calls of one script, pipelined (``reads.call_many`` for the loop)."""
-        if len(calls) == 1:
-            return [await self._run(name, what, *calls[0])]
-        sha = self._scripts[name].sha
-        with guarded(what, self.where):
+    async def _check_layout(self) -> None:
+        if not self._watch.layout_checked:
             pipe = self._client.pipeline(transaction=False)
-            for args in calls:
-                pipe.evalsha(sha, 0, keys.PREFIX, *args)
-            replies = await pipe.execute(raise_on_error=False)
-        out = []
-        for args, reply in zip(calls, replies, strict=True):
-            if isinstance(reply, redis.exceptions.NoScriptError):
-                out.append(await self._run(name, what, *args))  # only this one did not run
-                continue
-            if isinstance(reply, Exception):
-                with guarded(what, self.where):
-                    raise reply
-            out.append(reply)
-        return out
+            for name in keys.OLD_LAYOUT_KEYS:
+                pipe.exists(name)
+            health.refuse_old_layout(await pipe.execute(), self.where)
+            self._watch.layout_checked = True
 
     # -- putting -----------------------------------------------------------------------------
 
@@ -131,15 +145,15 @@ class AsyncRedisQueue:
         for index, request in enumerate(requests):
             alone = index if max_depth else -1
             groups[(request.queue, request.delay_ms, request.new_ids, alone)].append(index)
-        calls: list[Call] = []
+        calls: list[ScriptCall] = []
         owners: list[list[Segment]] = []
         for (queue, delay_ms, new_ids, _), members in groups.items():
-            head = (queue, max_depth, delay_ms, "1" if new_ids else "0")
+            head = (max_depth, delay_ms, "1" if new_ids else "0")
             flat = [e for i in members for e in requests[i].elements]
             size = len(flat) if max_depth else CAPS["PUT"]
             spans = lay_out([(i, len(requests[i].elements)) for i in members], size)
             for start, span in zip(range(0, len(flat), size), spans, strict=True):
-                calls.append((*head, *flat[start : start + size]))
+                calls.append(("PUT", queue, (*head, *flat[start : start + size])))
                 owners.append(span)
         results: list[list[bool] | Exception] = [[] for _ in requests]
         for segments, reply in zip(owners, await self._put_calls(calls), strict=True):
@@ -151,7 +165,7 @@ class AsyncRedisQueue:
                     done.extend(flag == ord("1") for flag in reply[first:last])
         return results
 
-    async def _put_calls(self, calls: list[Call]) -> list[Any]:
+    async def _put_calls(self, calls: list[ScriptCall]) -> list[Any]:
         """PUT calls until each is answered: a lost reply is sent again with full checks, a
         full queue waited on, both until ``put_timeout_s`` (as ``RedisQueue.put_many``).
 
@@ -163,7 +177,8 @@ class AsyncRedisQueue:
         pause = 0.005
         while True:
             try:
-                got = await self._run_many("PUT", "put", [calls[i] for i in todo])
+                await self._first_use(queue for _, queue, _ in calls)
+                got = await self._scripts.run_all("put", [calls[i] for i in todo])
             except BackendUnavailableError as exc:
                 if time.monotonic() >= deadline:
                     for index in todo:
@@ -174,7 +189,7 @@ class AsyncRedisQueue:
                         )
                     return replies
                 # The lost attempt may have stored the jobs, and a worker finished them since.
-                calls = [(*call[:3], "0", *call[4:]) for call in calls]
+                calls = [("PUT", queue, (*args[:2], "0", *args[3:])) for _, queue, args in calls]
             else:
                 for index, reply in zip(todo, got, strict=True):
                     replies[index] = reply
@@ -184,7 +199,7 @@ class AsyncRedisQueue:
                 if time.monotonic() >= deadline:
                     for index in todo:
                         replies[index] = QueueFullError(
-                            f"queue {calls[index][0]!r} stayed at its limit of "
+                            f"queue {calls[index][1]!r} stayed at its limit of "
                             f"{self.settings.max_depth} for {self.settings.put_timeout_s}s; "
                             "nothing was enqueued"
                         )
@@ -195,10 +210,15 @@ class AsyncRedisQueue:
     # -- reading -----------------------------------------------------------------------------
 
     async def status(self, job_id: str) -> JobStatus | None:
+        """The status in the first registered queue that knows ``job_id`` (``reads``)."""
+        queues = await self.queues()
+        if not queues:
+            return None
         with guarded("status", self.where):
             pipe = self._client.pipeline(transaction=False)
-            reads.add_status(pipe, job_id)
-            return reads.status_from(job_id, await pipe.execute())
+            reads.probe_status(pipe, queues, job_id)
+            found = reads.first_found(job_id, queues, await pipe.execute())
+        return None if found is None else found[1]
 
     async def counts_many(self, queues: Sequence[str]) -> list[QueueCounts]:
         if not queues:
@@ -212,25 +232,25 @@ class AsyncRedisQueue:
 
     async def queues(self) -> list[str]:
         with guarded("queues", self.where):
-            names = await cast(Any, self._client.hkeys(keys.QUEUES_KEY))
-        return sorted(name.decode() for name in names)
+            names = await cast(Any, self._client.smembers(keys.REGISTRY_KEY))
+        return reads.registered(names)
 
     async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
         if limit < 1:
             return []
         with guarded("dead_letters", self.where):
             read = reads.newest_letters(queue, limit)
-            rows = await self._client.execute_command(*read)  # type: ignore[no-untyped-call]
+            rows = await cast(Any, self._client).execute_command(*read)
         return reads.letters_from(queue, rows)
 
     # -- administration ----------------------------------------------------------------------
 
     async def revive(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
         members = await self._dead_members("revive", queue, job_ids)
-        calls = [(queue, *chunk) for chunk in reads.capped(members)]
+        calls: list[ScriptCall] = [("REQUEUE_DEAD", queue, c) for c in reads.capped(members)]
         if not calls:
             return 0
-        return sum(int(n) for n in await self._run_many("REQUEUE_DEAD", "revive", calls))
+        return sum(int(n) for n in await self._scripts.run_all("revive", calls))
 
     async def delete_dead(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
         members = await self._dead_members("delete_dead", queue, job_ids)
@@ -239,7 +259,7 @@ class AsyncRedisQueue:
         with guarded("delete_dead", self.where):
             pipe = self._client.pipeline(transaction=False)
             for chunk in reads.capped(members):
-                pipe.zrem(keys.dead_key(queue), *chunk)
+                pipe.zrem(keys.of(queue).dead, *chunk)
             return sum(int(n) for n in await pipe.execute())
 
     async def _dead_members(
@@ -248,23 +268,44 @@ class AsyncRedisQueue:
         if job_ids is not None and not job_ids:
             return []
         with guarded(what, self.where):
-            every = await cast(Any, self._client.zrange(keys.dead_key(queue), 0, -1))
+            every = await cast(Any, self._client.zrange(keys.of(queue).dead, 0, -1))
         return reads.chosen_members(every, job_ids)
 
     async def cancel(self, job_id: str) -> Cancellation:
-        outcome = int(await self._run("CANCEL", "cancel", *cancel_args(job_id, self.settings)))
+        """As ``RedisQueue.cancel``: markers probed, then CANCEL on the queue that has it."""
+        queues = await self.queues()
+        with guarded("cancel", self.where):
+            pipe = self._client.pipeline(transaction=False)
+            reads.probe_markers(pipe, queues, job_id)
+            queue = reads.waiting_in(queues, await pipe.execute() if queues else [])
+        outcome = 0
+        if queue is not None:
+            args = cancel_args(job_id, self.settings)
+            outcome = int(await self._scripts.run("CANCEL", "cancel", queue, *args))
         found = None if outcome == 1 else await self.status(job_id)
         return cancellation(job_id, outcome, found)
 
     # -- health ------------------------------------------------------------------------------
 
     async def check_server(self) -> list[str]:
-        """Setup warnings (logged once) and alarms; the first call takes the epoch baseline."""
+        """Setup warnings (logged once) and alarms; the first call takes the epochs' baseline
+        (the registry's and every registered queue's, as ``ServerWatch.check``).
+
+        Raises:
+            ConfigError: Redis holds data of the layout before 0.2 (``keys``).
+        """
         with guarded("check_server", self.where):
+            await self._check_layout()
             info = await self._client.info()
             saves = await health.rdb_saves_async(self._client)
-            epoch = await health.claim_async(self._client)
-        return self._watch.report(config_warnings(info, saves, self.where), epoch, self.where)
+            names = await cast(Any, self._client.smembers(keys.REGISTRY_KEY))
+            watched = self._watch.watched(
+                health.epoch_keys({*self._known, *reads.registered(names)})
+            )
+            epochs = dict(
+                zip(watched, await health.claim_async(self._client, watched), strict=True)
+            )
+        return self._watch.report(config_warnings(info, saves, self.where), epochs, self.where)
 
     def alarms(self) -> list[str]:
         return list(self._watch.alarms)
@@ -272,5 +313,7 @@ class AsyncRedisQueue:
     async def aclose(self) -> None:
         """Let batches on their way finish, then drop the connections."""
         await self._coalescer.drain()
-        await self._client.aclose()
-        await self._client.connection_pool.disconnect()
+        client: Any = self._client  # a single-node, Sentinel or cluster client (connection)
+        await client.aclose()
+        if hasattr(client, "connection_pool"):  # ours (made in make_async_client): drop it too
+            await client.connection_pool.disconnect()

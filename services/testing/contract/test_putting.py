@@ -2,8 +2,9 @@
 job by id (``status``, ``wait_finished``).
 
 "Present" is every state the protocol names: queued, delayed, running (delivered), waiting for
-a retry, and finished (done or dead) within the result TTL. This is what makes a put whose reply
-was lost safe to send again with the same id.
+a retry, and finished (done or dead) within the result TTL, on the queue put to: ids are
+promised unique per queue (``services.protocol.putting``), so no test here puts one id on two
+queues. This is what makes a put whose reply was lost safe to send again with the same id.
 """
 
 from __future__ import annotations
