@@ -8,23 +8,27 @@ Only this package knows which module serves which scheme; the consumer and produ
 from __future__ import annotations
 
 import importlib
-from urllib.parse import quote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit
 
 from services.errors import ConfigError
 from services.protocol import AsyncBackend, Backend
 from services.settings import QueueSettings
 
+_REDIS_SCHEMES = (
+    "redis",
+    "rediss",
+    "unix",
+    "redis+cluster",
+    "rediss+cluster",
+    "redis+sentinel",
+    "rediss+sentinel",
+)
+"""One server, a Redis Cluster, a Sentinel-watched master (``redis/urls.py`` has the forms)."""
 _MODULES = {
     "memory": "services.backends.memory.backend",
-    "redis": "services.backends.redis.queue",
-    "rediss": "services.backends.redis.queue",
-    "unix": "services.backends.redis.queue",
+    **{scheme: "services.backends.redis.queue" for scheme in _REDIS_SCHEMES},
 }
-_ASYNC_MODULES = {
-    "redis": "services.backends.redis.aio",
-    "rediss": "services.backends.redis.aio",
-    "unix": "services.backends.redis.aio",
-}
+_ASYNC_MODULES = {scheme: "services.backends.redis.aio" for scheme in _REDIS_SCHEMES}
 """Backends with an asyncio client (``services.protocol.aio``), for ``conveyor serve``."""
 
 
@@ -66,30 +70,47 @@ def open_async_queue(url: str, settings: QueueSettings | None = None) -> AsyncBa
     if scheme not in _ASYNC_MODULES:
         raise ConfigError(
             f"the {scheme}:// backend cannot be reached from an asyncio service: it lives "
-            "inside one `conveyor run` process tree; use a redis:// URL"
+            "inside one `conveyor run` process tree; use a redis:// URL (or redis+cluster://, "
+            "redis+sentinel://)"
         )
     module = importlib.import_module(_ASYNC_MODULES[scheme])
     queue: AsyncBackend = module.open_async_url(url, settings or QueueSettings())
     return queue
 
 
-def with_password(url: str, password: str) -> str:
-    """``url`` carrying ``password`` (kept out of command lines, where ``ps`` shows it)."""
+_SECRET_QUERY = ("sentinel_password",)
+"""Query options that carry a password (``redis+sentinel://``): redacted like the password."""
+
+
+def _split_netloc(url: str) -> tuple[SplitResult, str, str | None, str]:
+    """``url``'s parts, user, password (None if none) and host list (``h:p[,h:p...]``).
+
+    ``urlsplit``'s ``hostname``/``port`` cannot read a cluster's or Sentinel's host list, so
+    the netloc is cut by hand: credentials end at the last ``@``.
+    """
     parts = urlsplit(url)
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}{port}"
+    credentials, at, hosts = parts.netloc.rpartition("@")
+    if not at:
+        return parts, "", None, hosts
+    user, colon, password = credentials.partition(":")
+    return parts, user, (password if colon else None), hosts
+
+
+def with_password(url: str, password: str) -> str:
+    """``url`` carrying ``password`` (kept out of command lines, where ``ps`` shows it); on a
+    Sentinel URL, the data nodes' password (the sentinels' is ``?sentinel_password=``)."""
+    parts, user, _, hosts = _split_netloc(url)
+    netloc = f"{user}:{quote(password, safe='')}@{hosts}"
     return parts._replace(netloc=netloc).geturl()
 
 
 def redact_url(url: str) -> str:
     """``url`` with any password replaced by ``***``, safe for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    netloc = f"{user}:***@{host}{port}"
-    return parts._replace(netloc=netloc).geturl()
+    parts, user, password, hosts = _split_netloc(url)
+    if password is not None:
+        parts = parts._replace(netloc=f"{user}:***@{hosts}")
+    if any(name in parts.query for name in _SECRET_QUERY):
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        hidden = [(name, "***" if name in _SECRET_QUERY else value) for name, value in pairs]
+        parts = parts._replace(query=urlencode(hidden, safe="*"))
+    return parts.geturl()

@@ -3,13 +3,14 @@
 redis-py retries failed commands by default (with backoff); we turn that off so one call takes
 at most its socket timeout, and the caller (the worker loop, the heartbeat) decides about
 retrying. Errors leave this module as ``BackendUnavailableError`` (Redis unreachable, loading,
-out of memory, read-only) or ``ConfigError`` (wrong password, ACL denies a command), worded for
-the person reading them ("cannot enqueue: ...", not the method that failed).
+out of memory, read-only, a cluster failing over) or ``ConfigError`` (wrong password, ACL
+denies a command, a cluster node behind a one-server URL), worded for the person reading them
+("cannot enqueue: ...", not the method that failed).
 
-URL query options are checked before redis-py sees them: ``from_url`` lets them override the
-keyword arguments we pass, so ``?ssl_cert_reqs=none`` would silently turn off TLS verification
-and ``?socket_timeout=...`` would undo the bounded calls. Only options that cannot weaken our
-settings are accepted (``ALLOWED_QUERY``); any other is a ``ConfigError`` naming it.
+The URL picks the topology (``urls``: one server, ``redis+cluster://``,
+``redis+sentinel://``); ``topology`` builds the cluster and Sentinel clients with the same
+settings. Code above this module sees a ``Client`` (``AsyncClient``) and calls the commands
+all three share; ``disconnect`` releases any of them.
 """
 
 from __future__ import annotations
@@ -17,22 +18,42 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
+from redis.exceptions import (
+    AskError,
+    ClusterCrossSlotError,
+    ClusterError,
+    RedisClusterException,
+    TryAgainError,
+)
 from redis.retry import Retry
+from redis.sentinel import MasterNotFoundError
 
+from services.backends.redis import topology, urls
+from services.backends.redis.topology import AsyncClusterClient, ClusterClient
+from services.backends.redis.urls import ALLOWED_QUERY, check_query
 from services.errors import BackendUnavailableError, ConfigError
 
-_BUSY_PREFIXES = ("OOM", "LOADING", "READONLY", "MASTERDOWN", "BUSY")
+__all__ = [
+    "ALLOWED_QUERY",
+    "AsyncClient",
+    "Client",
+    "check_query",
+    "command",
+    "disconnect",
+    "disconnect_async",
+    "guarded",
+    "make_async_client",
+    "make_client",
+    "phrase",
+]
 
-ALLOWED_QUERY = frozenset(
-    {"db", "ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile", "client_name"}
-)
-"""URL query options that choose a database, name certificates or label the connection."""
+_BUSY_PREFIXES = ("OOM", "LOADING", "READONLY", "MASTERDOWN", "BUSY", "CLUSTERDOWN", "TRYAGAIN")
 
 _PHRASES = {
     "check_server": "cannot check the Redis server",
@@ -58,29 +79,32 @@ _PHRASES = {
 }
 
 
-def check_query(url: str) -> None:
-    """Raise ``ConfigError`` for a URL query option outside ``ALLOWED_QUERY``."""
-    for name, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True):
-        if name not in ALLOWED_QUERY:
-            allowed = ", ".join(sorted(ALLOWED_QUERY))
-            raise ConfigError(
-                f"the queue URL option {name!r} is not accepted: it would override Conveyor's "
-                f"own connection settings (TLS verification, timeouts, retries); allowed "
-                f"options: {allowed}"
-            )
-
-
 def phrase(what: str) -> str:
     """``what`` (an operation's short name) as the start of a sentence for people."""
     return _PHRASES.get(what) or f"cannot {what.replace('_', ' ')}"
 
 
-def make_client(url: str, *, timeout_s: float) -> redis.Redis:
+Client = redis.Redis | ClusterClient
+"""A blocking client of any topology: one server or Sentinel's master (``redis.Redis``), or a
+cluster (``ClusterClient``)."""
+AsyncClient = redis.asyncio.Redis | AsyncClusterClient
+"""An asyncio client of any topology."""
+
+
+def make_client(url: str, *, timeout_s: float) -> Client:
     """A client whose every call (connect, send, read) gives up after ``timeout_s``.
 
+    Nothing connects here: the first command does (so opening a queue never fails).
+
     Raises:
-        ConfigError: the URL carries a query option outside ``ALLOWED_QUERY``.
+        ConfigError: the URL is malformed for its topology or carries a query option outside
+            ``ALLOWED_QUERY`` (``urls``).
     """
+    target = urls.parse(url)
+    if target is not None and target.kind == "cluster":
+        return topology.cluster_client(target, timeout_s=timeout_s)
+    if target is not None:
+        return topology.sentinel_client(target, timeout_s=timeout_s)
     check_query(url)
     pool = redis.ConnectionPool.from_url(
         url,
@@ -93,15 +117,23 @@ def make_client(url: str, *, timeout_s: float) -> redis.Redis:
     return redis.Redis(connection_pool=pool)
 
 
-def make_async_client(
-    url: str, *, timeout_s: float, max_connections: int = 64
-) -> redis.asyncio.Redis:
+def make_async_client(url: str, *, timeout_s: float, max_connections: int = 64) -> AsyncClient:
     """``make_client`` for an event loop: bounded calls, no retries, and at most
-    ``max_connections`` connections (a caller beyond waits up to ``timeout_s`` for one).
+    ``max_connections`` connections (per node on a cluster; a caller beyond waits up to
+    ``timeout_s`` for one, except on a cluster, where redis-py fails it at once).
 
     Raises:
-        ConfigError: the URL carries a query option outside ``ALLOWED_QUERY``.
+        ConfigError: as ``make_client``.
     """
+    target = urls.parse(url)
+    if target is not None and target.kind == "cluster":
+        return topology.async_cluster_client(
+            target, timeout_s=timeout_s, max_connections=max_connections
+        )
+    if target is not None:
+        return topology.async_sentinel_client(
+            target, timeout_s=timeout_s, max_connections=max_connections
+        )
     check_query(url)
     pool = redis.asyncio.BlockingConnectionPool.from_url(
         url,
@@ -114,6 +146,66 @@ def make_async_client(
         protocol=2,
     )
     return redis.asyncio.Redis(connection_pool=pool)
+
+
+def disconnect(client: Client) -> None:
+    """Close every connection of a client ``make_client`` made: its pool (which we made, so
+    ``Redis.close()`` would leave it open), a cluster's nodes, Sentinel's sentinels."""
+    if isinstance(client, ClusterClient):
+        client.close()
+        return
+    client.connection_pool.disconnect()
+    for sentinel in topology.sentinels_of(client):
+        sentinel.connection_pool.disconnect()
+
+
+async def disconnect_async(client: AsyncClient) -> None:
+    """``disconnect`` for a client ``make_async_client`` made."""
+    await client.aclose()
+    if isinstance(client, redis.asyncio.Redis):
+        await client.connection_pool.disconnect()
+        for sentinel in topology.sentinels_of(client):
+            await sentinel.aclose()
+
+
+def _is_cluster(where: str) -> bool:
+    return urlsplit(where).scheme in urls.CLUSTER_SCHEMES
+
+
+def _cluster_error(exc: BaseException, what: str, where: str) -> Exception | None:
+    """Our error for a cluster or Sentinel failure (None if ``exc`` is none of those)."""
+    message = str(exc)
+    if isinstance(exc, ClusterCrossSlotError) or _crosses_slots(message):
+        return ConfigError(
+            f"{phrase(what)}: Redis Cluster at {where} refused a command on keys of several "
+            f"hash slots ({message}). Conveyor keeps each queue's keys under one hash tag, so "
+            "this server holds data of another layout or this is a bug: please report it"
+        )
+    if isinstance(exc, AskError) and not _is_cluster(where):
+        return ConfigError(
+            f"{phrase(what)}: Redis at {where} is a Redis Cluster node ({message}); "
+            "use a redis+cluster://host:port[,host:port...] URL"
+        )
+    if isinstance(exc, MasterNotFoundError):
+        return BackendUnavailableError(
+            f"{phrase(what)}: no sentinel at {where} names a master for the service (all "
+            f"sentinels down, a failover in progress, or a wrong service name): {message}"
+        )
+    if isinstance(exc, ClusterError | TryAgainError | AskError | RedisClusterException):
+        return BackendUnavailableError(
+            f"{phrase(what)}: Redis Cluster at {where} is failing over or moving slots, or "
+            f"a node is unreachable; retry in a few seconds: {message}"
+        )
+    return None
+
+
+def _crosses_slots(message: str) -> bool:
+    return (
+        message.startswith("CROSSSLOT")
+        or "same key slot" in message  # redis-py's own check, before sending
+        or "non local key" in message  # a script touched a key of another node
+        or "do not hash to the same slot" in message  # a script with flags, Redis 7
+    )
 
 
 @contextmanager
@@ -131,11 +223,24 @@ def guarded(what: str, where: str) -> Iterator[None]:
         raise ConfigError(
             f"{phrase(what)}: Redis at {where} refused the credentials: {exc}"
         ) from None
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+    except (redis.RedisError, RedisClusterException) as exc:
+        mapped = _cluster_error(exc, what, where)
+        if mapped is not None:
+            raise mapped from exc
+        _raise_plain(exc, what, where)
+    except OSError as exc:
         raise BackendUnavailableError(
             f"{phrase(what)}: Redis at {where} is unreachable: {exc}"
         ) from exc
-    except redis.ResponseError as exc:
+
+
+def _raise_plain(exc: BaseException, what: str, where: str) -> None:
+    """Map a one-server failure; re-raise ``exc`` itself if it is none we know."""
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        raise BackendUnavailableError(
+            f"{phrase(what)}: Redis at {where} is unreachable: {exc}"
+        ) from exc
+    if isinstance(exc, redis.ResponseError):
         message = str(exc)
         if isinstance(exc, redis.exceptions.NoPermissionError) or "NOPERM" in message:
             raise ConfigError(
@@ -143,9 +248,9 @@ def guarded(what: str, where: str) -> Iterator[None]:
             ) from None
         if message.startswith(_BUSY_PREFIXES):
             raise BackendUnavailableError(f"{phrase(what)}: Redis at {where}: {message}") from exc
-        raise
+    raise exc
 
 
-def command(client: redis.Redis, *args: Any) -> Any:
+def command(client: Client, *args: Any) -> Any:
     """Send one raw command: for replies redis-py types too loosely, or float timeouts."""
     return client.execute_command(*args)  # type: ignore[no-untyped-call]
