@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -227,6 +228,14 @@ def test_a_one_server_url_on_a_cluster_node_says_to_use_the_cluster_form(
         guarded("depth", f"redis://127.0.0.1:{port}/0"),
     ):
         client.llen(other)
+
+
+def test_a_cluster_url_on_a_one_server_redis_says_to_use_redis_url(
+    redis_url: str, clients: Callable[..., Client]
+) -> None:
+    url = "redis+cluster://" + urlsplit(redis_url).netloc
+    with pytest.raises(ConfigError, match="not a Redis Cluster node"), guarded("put", url):
+        clients(url).get("x")
 
 
 def _until_served(call: Callable[[], Any], where: str) -> tuple[Any, int]:

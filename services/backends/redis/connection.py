@@ -172,6 +172,18 @@ def _is_cluster(where: str) -> bool:
     return urlsplit(where).scheme in urls.CLUSTER_SCHEMES
 
 
+_CLUSTER_UNREACHABLE = (
+    "cannot be connected",
+    "not covered",
+    "could not agree",
+    "has no redis_connection",
+    "doesn't exist in the cluster",
+    "No targets were found",
+)
+"""Words of redis-py's ``RedisClusterException`` when the cluster is (partly) out of reach; its
+other uses are mistakes in the calling code, raised as they are."""
+
+
 def _cluster_error(exc: BaseException, what: str, where: str) -> Exception | None:
     """Our error for a cluster or Sentinel failure (None if ``exc`` is none of those)."""
     message = str(exc)
@@ -186,12 +198,19 @@ def _cluster_error(exc: BaseException, what: str, where: str) -> Exception | Non
             f"{phrase(what)}: Redis at {where} is a Redis Cluster node ({message}); "
             "use a redis+cluster://host:port[,host:port...] URL"
         )
+    if "Cluster mode is not enabled" in message:
+        return ConfigError(
+            f"{phrase(what)}: Redis at {where} is not a Redis Cluster node; use redis://"
+        )
     if isinstance(exc, MasterNotFoundError):
         return BackendUnavailableError(
             f"{phrase(what)}: no sentinel at {where} names a master for the service (all "
             f"sentinels down, a failover in progress, or a wrong service name): {message}"
         )
-    if isinstance(exc, ClusterError | TryAgainError | AskError | RedisClusterException):
+    unreachable = isinstance(exc, RedisClusterException) and any(
+        words in message for words in _CLUSTER_UNREACHABLE
+    )
+    if unreachable or isinstance(exc, ClusterError | TryAgainError | AskError):
         return BackendUnavailableError(
             f"{phrase(what)}: Redis Cluster at {where} is failing over or moving slots, or "
             f"a node is unreachable; retry in a few seconds: {message}"
