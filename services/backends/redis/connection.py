@@ -203,9 +203,13 @@ def _cluster_error(exc: BaseException, what: str, where: str) -> Exception | Non
             f"{phrase(what)}: Redis at {where} is not a Redis Cluster node; use redis://"
         )
     if isinstance(exc, MasterNotFoundError):
+        # redis-py appends each sentinel's client repr and error: count them instead.
+        head, _, failures = message.partition(" : ")
+        unanswered = f"; {failures.count(' - ')} did not answer" if failures else ""
         return BackendUnavailableError(
             f"{phrase(what)}: no sentinel at {where} names a master for the service (all "
-            f"sentinels down, a failover in progress, or a wrong service name): {message}"
+            f"sentinels down, a failover in progress, or a wrong service name): {head}"
+            f"{unanswered}"
         )
     unreachable = isinstance(exc, RedisClusterException) and any(
         words in message for words in _CLUSTER_UNREACHABLE
