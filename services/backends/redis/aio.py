@@ -35,7 +35,7 @@ from services.backends import redact_url
 from services.backends.redis import health, keys, reads
 from services.backends.redis.batching import PutCoalescer, PutRequest, Segment, lay_out
 from services.backends.redis.calls import ScriptCall, ScriptHeads, ms
-from services.backends.redis.connection import guarded, make_async_client
+from services.backends.redis.connection import disconnect_async, guarded, make_async_client
 from services.backends.redis.health import ServerWatch, config_warnings
 from services.backends.redis.queue import CAPS, cancel_args, cancellation
 from services.errors import BackendUnavailableError, QueueFullError
@@ -313,7 +313,4 @@ class AsyncRedisQueue:
     async def aclose(self) -> None:
         """Let batches on their way finish, then drop the connections."""
         await self._coalescer.drain()
-        client: Any = self._client  # a single-node, Sentinel or cluster client (connection)
-        await client.aclose()
-        if hasattr(client, "connection_pool"):  # ours (made in make_async_client): drop it too
-            await client.connection_pool.disconnect()
+        await disconnect_async(self._client)

@@ -103,8 +103,8 @@ from typing import Any
 from services.backends import redact_url
 from services.backends.redis import keys
 from services.backends.redis.calls import ScriptCall, Scripts, ms
-from services.backends.redis.connection import guarded, make_client
-from services.backends.redis.fetching import MAX_BATCH, Fetcher, Taken
+from services.backends.redis.connection import disconnect, guarded, make_client
+from services.backends.redis.fetching import Fetcher, Taken
 from services.backends.redis.fleet import RedisFleet
 from services.backends.redis.health import ServerWatch
 from services.backends.redis.lease import Heartbeat, Hold, Renewal, Token, Tokens
@@ -131,8 +131,6 @@ from services.protocol import (
 from services.settings import QueueSettings
 
 log = logging.getLogger("conveyor.redis")
-
-__all__ = ["MAX_BATCH", "RedisQueue", "open_url"]
 
 CAPS = {"PUT": 250, "FETCH": 100, "ACK": 50, "NACK": 100, "HAND_BACK": 100, "CONFIRM": 500}
 """Most jobs one script call handles; a bigger batch is several calls in one pipeline."""
@@ -642,13 +640,8 @@ class RedisQueue:
     def close(self) -> None:
         """Stop the heartbeat and drop the connections; in-flight jobs stay leased."""
         self._heartbeat.stop()
-        clients: tuple[Any, ...] = (self._client, self._blocking, self._beat_client)
-        for client in clients:
-            if hasattr(client, "connection_pool"):
-                # The pools are ours (made in make_client), so Redis.close() leaves them open.
-                client.connection_pool.disconnect()
-            else:  # a cluster client: its connections are its nodes'
-                client.close()
+        for client in (self._client, self._blocking, self._beat_client):
+            disconnect(client)
 
 
 def _texts(values: Iterable[bytes | str]) -> list[str]:

@@ -19,8 +19,6 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import redis
-
 from services.backends.redis import keys
 from services.backends.redis.calls import Scripts
 from services.backends.redis.connection import command, guarded
