@@ -24,7 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis
 
-from scripts.bench_worker import SETTINGS, done, start_supervisor, stop_supervisor
+from scripts.bench_worker import (
+    SETTINGS,
+    done,
+    move_markers,
+    release,
+    start_supervisor,
+    stop_supervisor,
+)
 from services.backends.redis import keys
 from services.backends.redis.queue import RedisQueue
 from services.codec import encode_job
@@ -48,14 +55,12 @@ def drain(url: str, n: int, prefetch: int) -> float:
     raw = redis.Redis.from_url(url)
     backend, supervisor = start_supervisor(url, "drain", prefetch)
     try:
+        move_markers(raw, "staging", "drain")
         raw.slowlog_reset()
         began = time.perf_counter()
-        with raw.pipeline(transaction=True) as pipe:
-            pipe.rename(keys.queue_key("staging"), keys.queue_key("drain"))
-            pipe.rpush(keys.bell_key("drain"), "1")
-            pipe.execute()
+        release(raw, "staging", "drain")
         last = time.monotonic()
-        while done(supervisor) < n or raw.hlen(keys.RUNNING_KEY):
+        while done(supervisor) < n or raw.hlen(keys.of("drain").running):
             supervisor.run_once(0.01)
             if time.monotonic() - last > 10:
                 print(f"  ... {done(supervisor):,} done", flush=True)

@@ -103,23 +103,23 @@ async def test_cancel_tombstones_and_fetch_drops_it(redis_url: str, make_queue: 
     backend = open_aio(redis_url, result_ttl_s=0)
     try:
         await backend.put_many("q", [("a", b"1"), ("b", b"2")])
-        # The waiting marker records the queue
-        index = int(admin.hget(keys.QUEUES_KEY, "q") or -1)
-        assert keys.marker_queue_index(admin.hget(*keys.marker_at("a"))) == index
+        # The queue is registered, and the waiting marker is under its tag
+        assert admin.smembers(keys.REGISTRY_KEY) == {b"q"}
+        assert keys.marker_state(admin.hget(*keys.marker_at("q", "a"))) == "queued"
         # When a is cancelled
         assert (await backend.cancel("a")).cancelled
         # Then it is still in the list, tombstoned, and not counted as waiting
-        assert admin.llen(keys.queue_key("q")) == 2
-        assert admin.hexists(keys.cancelled_key("q"), keys.id_key("a"))
+        assert admin.llen(keys.of("q").waiting) == 2
+        assert admin.hexists(keys.of("q").cancelled, keys.id_key("a"))
         assert await backend.counts_many(["q"]) == [QueueCounts(waiting=1, dead=1)]
         assert queue.depth("q") == 1
         # And its id cannot be put again while the tombstone is there
         assert await backend.put_many("q", [("a", b"new")]) == [False]
         # When a consumer fetches: only b comes, the tombstone goes, the counts stay right
         assert [d.job_id for d in queue.get(["q"], max_count=5, timeout_s=0.5)] == ["b"]
-        assert not admin.exists(keys.cancelled_key("q"))
+        assert not admin.exists(keys.of("q").cancelled)
         assert queue.counts("q") == QueueCounts(in_flight=1, dead=1)
-        assert admin.hget(keys.counts_key("q"), "xq") == b"0"
+        assert admin.hget(keys.of("q").counts, "xq") == b"0"
     finally:
         await backend.aclose()
         admin.close()

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from services.backends.redis import keys
 from services.backends.redis.connection import make_client
 from services.backends.redis.queue import RedisQueue
 from services.errors import BackendUnavailableError, ConfigError
@@ -96,9 +97,9 @@ def test_heartbeat_survives_an_outage(
     redis_server.start(persistent=True)
     # Then the heartbeat thread is still alive and renews the lease again
     client = redis.Redis.from_url(redis_url)
-    first = client.zscore("cv:leases", queue.consumer_id)
+    first = client.zscore(keys.of("q").leases, queue.consumer_id)
     deadline = time.monotonic() + 5.0
-    while client.zscore("cv:leases", queue.consumer_id) == first:
+    while client.zscore(keys.of("q").leases, queue.consumer_id) == first:
         assert time.monotonic() < deadline, "lease not renewed after the outage"
         time.sleep(0.05)
     client.close()

@@ -80,8 +80,8 @@ def test_malformed_elements_are_dead_lettered_alone(
         raw.append(keys.pack_element(job_id, b"{}"))
         if i % 4 == 0:
             raw.append(bad[i // 4])
-    admin.rpush(keys.queue_key("q"), *raw)
-    admin.rpush(keys.bell_key("q"), "1")
+    admin.rpush(keys.of("q").waiting, *raw)
+    admin.rpush(keys.of("q").bell, "1")
     queue = make_queue()
     # When a consumer drains the queue in batches of max_count
     got = drain(queue, 20, max_count)
@@ -101,14 +101,14 @@ def test_malformed_delayed_member_and_in_flight_records(
 ) -> None:
     # Given a delayed member without a separator, and a consumer holding two good jobs plus
     # in-flight records that were written raw: an unparseable one and two malformed elements
-    admin.zadd(keys.delayed_key("q"), {b"no-separator": 0})
+    admin.zadd(keys.of("q").delayed, {b"no-separator": 0})
     queue, child = make_queue(), make_queue("child")
     queue.put_many("q", [("a", b"1"), ("b", b"2"), ("c", b"3")])
     held = child.get(["q"], max_count=3, timeout_s=1)
     assert sorted(d.job_id for d in held) == ["a", "b", "c"]
     admin.hset(
-        keys.inflight_key("child"),
-        mapping={"900": b"garbage", "901": b"1:q" + b"x", "902": b"1:q" + b"\x00\x05ab"},
+        keys.inflight_key("q", "child"),
+        mapping={"900": b"garbage", "901": b"x", "902": b"\x00\x05ab"},
     )
     # When one good and one malformed delivery are nacked, and then the child is released
     fake = Delivery(job_id="", queue="q", body=b"", receipt=keys.make_receipt(901, "child"))
@@ -122,10 +122,10 @@ def test_malformed_delayed_member_and_in_flight_records(
         [
             "malformed element: 1 byte, shorter than its 2-byte header",
             "malformed element: id length 111 runs past its end (12 bytes)",
+            "malformed element: id length 97 runs past its end (7 bytes)",
             "malformed element: id length 5 runs past its end (4 bytes)",
         ]
     )
-    assert [d.reason for d in queue.dead_letters("")] == ["malformed in-flight record"]
     assert queue.counts("q").in_flight == 3  # the three redelivered, nothing else
 
 
@@ -137,7 +137,7 @@ def test_requeue_dead_leaves_malformed_letters_and_listing_never_raises(
     queue.put("q", "fine", b"1")
     [delivery] = queue.get(["q"], timeout_s=1)
     assert queue.dead_letter(delivery, "boom")
-    admin.zadd(keys.dead_key("q"), {b"000000000000099\n3\nbad" + b"x": 1, b"unreadable": 2})
+    admin.zadd(keys.of("q").dead, {b"000000000000099\n3\nbad" + b"x": 1, b"unreadable": 2})
     # When they are listed and all requeued
     listed = {(d.job_id, d.reason) for d in queue.dead_letters("q")}
     requeued = queue.revive("q")
@@ -194,7 +194,7 @@ def test_markers_follow_the_job_and_leave_no_key(make_queue: MakeQueue, admin: r
     got = drain(queue, 2, 5)
     assert queue.ack([Completion(d) for d in got]) == 0
     # Then the ids can be put again, and no marker bucket is left behind
-    assert not admin.keys("cv:w:*")
+    assert not admin.keys(f"{keys.tag('q')}w:*")
     assert queue.put_many("q", [("r", b"x"), ("n", b"x")]) == [True, True]
 
 
@@ -207,16 +207,16 @@ def test_lua_and_python_agree_on_where_a_marker_is(
     assert queue.put("q", hex_id, b"h")
     assert queue.put("q", text_id, b"t", delay_s=60)
     # Then each marker is one field of a small hash, where keys.py says it is
-    assert keys.marker_at(hex_id) == ("cv:w:012", bytes.fromhex("23456789abcdef"))
-    assert keys.marker_state(admin.hget(*keys.marker_at(hex_id))) == "queued"
-    assert keys.marker_state(admin.hget(*keys.marker_at(text_id))) == "scheduled"
-    assert admin.type(keys.marker_at(text_id)[0]) == b"hash"
-    assert admin.object("encoding", keys.marker_at(hex_id)[0]) == b"listpack"
+    assert keys.marker_at("q", hex_id) == ("cv:{q}:w:012", bytes.fromhex("23456789abcdef"))
+    assert keys.marker_state(admin.hget(*keys.marker_at("q", hex_id))) == "queued"
+    assert keys.marker_state(admin.hget(*keys.marker_at("q", text_id))) == "scheduled"
+    assert admin.type(keys.marker_at("q", text_id)[0]) == b"hash"
+    assert admin.object("encoding", keys.marker_at("q", hex_id)[0]) == b"listpack"
     # When the queued one is fetched, its marker goes
     [got] = queue.get(["q"], max_count=5, timeout_s=1)
     assert got.job_id == hex_id
-    assert admin.hget(*keys.marker_at(hex_id)) is None
-    assert keys.marker_state(admin.hget(*keys.marker_at(text_id))) == "scheduled"
+    assert admin.hget(*keys.marker_at("q", hex_id)) is None
+    assert keys.marker_state(admin.hget(*keys.marker_at("q", text_id))) == "scheduled"
 
 
 def test_a_marker_change_logs_a_few_bytes_not_its_bucket(tmp_path: Path) -> None:
@@ -229,7 +229,7 @@ def test_a_marker_change_logs_a_few_bytes_not_its_bucket(tmp_path: Path) -> None
     queue = RedisQueue(server.url, QueueSettings())
     try:
         ids = [f"abc{secrets.token_hex(16)[3:]}" for _ in range(601)]
-        assert {keys.marker_at(i)[0] for i in ids} == {"cv:w:abc"}
+        assert {keys.marker_at("q", i)[0] for i in ids} == {"cv:{q}:w:abc"}
         assert all(queue.put_many("q", [(i, b"x") for i in ids[:600]]))
         before = aof_size(server)
         # When one more job of that bucket is put, then one is fetched
@@ -417,7 +417,7 @@ def test_a_repeated_settlement_is_not_fenced_but_a_handed_back_one_is(
 
 def expire_lease(admin: redis.Redis, consumer_id: str) -> None:
     """Make ``consumer_id``'s lease look expired (as if it had been paused past it)."""
-    admin.zadd(keys.LEASES_KEY, {consumer_id: 0})
+    admin.zadd(keys.of("q").leases, {consumer_id: 0})
 
 
 def test_a_consumer_whose_jobs_were_recovered_confirms_none(

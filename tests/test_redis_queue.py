@@ -12,6 +12,7 @@ from collections.abc import Callable
 import pytest
 import redis
 
+from services.backends.redis import keys
 from services.backends.redis.lease import Tokens
 from services.backends.redis.queue import RedisQueue
 from services.protocol import Completion, Delivery
@@ -267,18 +268,19 @@ def test_no_keys_leak_after_jobs_finish(make_queue: MakeQueue, redis_url: str) -
         done += len(got)
     # Then only the fixed keys remain (no waiting marker is left), plus keys that expire
     client = redis.Redis.from_url(redis_url)
-    per_job = {b"cv:j:", b"cv:f:", b"cv:h:"}
+    tag = keys.tag("q").encode()
+    per_job = {tag + b"j:", tag + b"f:", tag + b"h:"}
     leftover = set()
     for key in client.keys("*"):
-        if key[:5] in per_job:
+        if key[: len(tag) + 2] in per_job:
             assert client.pttl(key) > 0, key
         else:
             leftover.add(key)
     assert done == 6
-    fixed = {b"cv:seq", b"cv:leases", b"cv:marker", b"cv:stats", b"cv:b:q", b"cv:dl:q", b"cv:n:q"}
-    fixed.add(b"cv:queues")  # the queues jobs were put on (one hash for all)
+    fixed = {tag + name for name in (b"seq", b"l", b"e", b"b", b"dl", b"n")}
+    fixed |= {keys.REGISTRY_KEY.encode(), keys.REGISTRY_EPOCH_KEY.encode()}
     assert leftover <= fixed
-    assert client.hlen("cv:running") == 0
+    assert client.hlen(keys.of("q").running) == 0
     client.close()
 
 
@@ -438,7 +440,7 @@ def test_started_from_threads_while_the_heartbeat_publishes(
     queue.started(held[:50])
     queue._renew()
     admin = redis.Redis.from_url(redis_url, decode_responses=True)
-    published = admin.smembers(f"cv:p:{queue.consumer_id}")
+    published = admin.smembers(keys.prefetched_key("q", queue.consumer_id))
     admin.close()
     assert published == {d.receipt.split(":")[0] for d in held[50:]}
 
@@ -446,10 +448,10 @@ def test_started_from_threads_while_the_heartbeat_publishes(
 def test_a_start_noted_after_its_settlement_is_ignored() -> None:
     # Given a token held, then settled
     tokens = Tokens()
-    tokens.add(["1", "2"])
-    tokens.settle(["1"])
+    tokens.add([("q", "1"), ("q", "2")])
+    tokens.settle([("q", "1")])
     # When an executor thread reports it started only now (it raced the settlement)
-    tokens.start(["1", "2"], running=True)
+    tokens.start([("q", "1"), ("q", "2")], running=True)
     # Then only the token still held counts as running, and none is prefetched
-    assert tokens.running() == {"2"}
-    assert tokens.snapshot() == ({"2"}, [])
+    assert tokens.running() == {("q", "2")}
+    assert tokens.snapshot() == ({("q", "2")}, [])

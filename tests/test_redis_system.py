@@ -51,6 +51,8 @@ pytestmark = [pytest.mark.redis]
 ROOT = Path(__file__).resolve().parent.parent
 JOBS = "tests.jobs_system:registry"
 QUEUE = "default"
+IN_FLIGHT_HASHES = keys.inflight_key(QUEUE, "*")
+"""The ``SCAN`` pattern of every consumer's in-flight hash of ``QUEUE``."""
 ACK_SLACK_S = 1.0
 """Longest a finished job's ack may take to reach Redis on a loaded two-CPU machine: a run
 whose ``end`` line came this close to a fault still counts as in flight during it."""
@@ -322,10 +324,10 @@ def describe_jobs(queue: RedisQueue, job_ids: Sequence[str]) -> str:
         now_s = float(client.time()[0])
         lines = []
         for job_id in job_ids:
-            holder = client.hget(keys.RUNNING_KEY, keys.id_key(job_id))
-            lease = client.zscore(keys.LEASES_KEY, holder) if holder else None
+            holder = client.hget(keys.of(QUEUE).running, keys.id_key(job_id))
+            lease = client.zscore(keys.of(QUEUE).leases, holder) if holder else None
             left = f"{lease / 1000 - now_s:+.1f} s" if lease is not None else "none"
-            held = client.hvals(f"{keys.PREFIX}i:{_text(holder)}") if holder else []
+            held = client.hvals(keys.inflight_key(QUEUE, _text(holder))) if holder else []
             bodies = [value for value in held if keys.id_key(job_id) in value]
             lines.append(
                 f"  {job_id}: {queue.status(job_id)}; held by {holder!r} (lease left {left}): "
@@ -344,12 +346,10 @@ def _text(value: bytes | str) -> str:
 
 def assert_nothing_left(admin: redis.Redis) -> None:
     """No job waiting, delayed, in flight, or held in any consumer's in-flight hash."""
-    assert admin.llen(keys.queue_key(QUEUE)) == 0
-    assert admin.zcard(f"{keys.PREFIX}d:{QUEUE}") == 0
-    assert admin.hlen(keys.RUNNING_KEY) == 0
-    held = {
-        name: admin.hlen(name) for name in admin.scan_iter(match=f"{keys.PREFIX}i:*", count=1000)
-    }
+    assert admin.llen(keys.of(QUEUE).waiting) == 0
+    assert admin.zcard(keys.of(QUEUE).delayed) == 0
+    assert admin.hlen(keys.of(QUEUE).running) == 0
+    held = {name: admin.hlen(name) for name in admin.scan_iter(match=IN_FLIGHT_HASHES, count=1000)}
     assert not any(held.values()), f"jobs left in consumers' in-flight hashes: {held}"
 
 
@@ -405,7 +405,7 @@ def quick(i: int) -> float:
 
 
 def fenced(admin: redis.Redis) -> int:
-    return int(admin.hget(keys.STATS_KEY, "fenced") or 0)
+    return int(admin.hget(keys.of(QUEUE).counts, "fenced") or 0)
 
 
 # -- tests ------------------------------------------------------------------------------------
@@ -547,7 +547,7 @@ def test_a_worker_paused_past_its_lease_is_fenced_and_the_job_runs_once_more_els
     wait_for("A's late ack to be fenced", lambda: fenced(admin) > fenced_before, timeout_s=10)
     # Then that ack was rejected: one completion recorded, B's, and the fence counted it
     assert fenced(admin) == fenced_before + 1
-    assert admin.llen(keys.done_key(job_id)) == 1
+    assert admin.llen(keys.done_key(QUEUE, job_id)) == 1
     final = inspect.status(job_id)
     assert final == first
     runs = read_runs(path)
@@ -834,8 +834,8 @@ def test_malformed_messages_are_dead_lettered_once_and_the_worker_keeps_going(
     # elements (header + body), with its doorbell rung, and then one good job
     bodies = malformed_bodies()
     for job_id, (body, _) in bodies.items():
-        admin.rpush(keys.queue_key(QUEUE), keys.pack_element(job_id, body))
-    admin.rpush(keys.bell_key(QUEUE), "1")
+        admin.rpush(keys.of(QUEUE).waiting, keys.pack_element(job_id, body))
+    admin.rpush(keys.of(QUEUE).bell, "1")
     path = tmp_path / "ledger"
     good = enqueue_ledger(inspect, path, ["good"], quick)
     # When a worker consumes them
@@ -892,7 +892,7 @@ def test_sigterm_lets_running_jobs_finish_and_exits_0(
     assert {r.key for r in runs} == running
     assert all(r.ended is not None for r in runs)
     assert inspect.depth(QUEUE) == len(batch.keys) - 2
-    assert admin.hlen(keys.RUNNING_KEY) == 0
+    assert admin.hlen(keys.of(QUEUE).running) == 0
     finished = [i for i, key in batch.keys.items() if key in running]
     assert {s.status for s in wait_settled(inspect, finished, timeout_s=1).values()} == {"done"}
 
@@ -939,8 +939,8 @@ def test_a_second_sigterm_hands_unfinished_jobs_back_at_once(
 
 
 def assert_nothing_left_in_flight(admin: redis.Redis) -> None:
-    assert admin.hlen(keys.RUNNING_KEY) == 0
-    held = [name for name in admin.scan_iter(match=f"{keys.PREFIX}i:*") if admin.hlen(name)]
+    assert admin.hlen(keys.of(QUEUE).running) == 0
+    held = [name for name in admin.scan_iter(match=IN_FLIGHT_HASHES) if admin.hlen(name)]
     assert not held, f"jobs still in flight in {held}"
 
 
@@ -1009,7 +1009,7 @@ def test_a_worker_frozen_during_shutdown_is_killed_and_its_jobs_go_back_at_once(
     assert pid_gone(children[0])
     log = worker.log()
     assert "did not stop; killing it" in log
-    left = [name for name in admin.scan_iter(match=f"{keys.PREFIX}i:*") if admin.hlen(name)]
+    left = [name for name in admin.scan_iter(match=IN_FLIGHT_HASHES) if admin.hlen(name)]
     assert not left, describe_jobs(inspect, list(batch.keys))
     assert log.count("did not stop; killing it") == 1
     assert_nothing_left_in_flight(admin)
