@@ -32,6 +32,11 @@ class QueueSettings:
     put_timeout_s: float = 5.0
     op_timeout_s: float = 5.0
     """Upper bound on any one backend call (socket timeout for Redis)."""
+    durable_replicas: int = 0
+    """Redis: a put or an ack is confirmed only once this many replicas have it (``WAIT``),
+    so a failover cannot lose it; 0 (the default) confirms on the master's word alone."""
+    durable_timeout_s: float = 2.0
+    """How long a durable put or ack waits for its replicas before it counts as unconfirmed."""
 
 
 @dataclass(frozen=True)

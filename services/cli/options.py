@@ -25,7 +25,9 @@ from services.names import check_queue_name
 from services.settings import QueueSettings
 
 URL_HELP = (
-    "Queue URL: redis://[user@]host:port/db, rediss://... (TLS), unix:///path?db=N. Query "
+    "Queue URL: redis://[user@]host:port/db, rediss://... (TLS), unix:///path?db=N, "
+    "redis+cluster://host:port[,host:port...] (Redis Cluster), "
+    "redis+sentinel://host:port[,host:port...]/service[/db] (Sentinel). Query "
     "options that would weaken the backend's own settings (ssl_cert_reqs, socket timeouts, "
     "retries, ...) are refused; allowed: db, ssl_ca_certs, ssl_ca_path, ssl_certfile, "
     "ssl_keyfile, client_name. Put the password in --password-file or CONVEYOR_REDIS_PASSWORD, "
@@ -137,16 +139,48 @@ def queue_options(func: Any) -> Any:
                 show_default=True,
                 help="A job whose worker died this many times is quarantined.",
             ),
+            click.option(
+                "--durable",
+                "durable_replicas",
+                flag_value=1,
+                type=int,
+                default=None,
+                help="Redis with replicas: confirm a put or an ack only once a replica has it "
+                "(Redis WAIT), so a failover loses nothing acknowledged. Slower: each put and "
+                "ack waits for a replica's round trip. Same as --durable-replicas 1.",
+            ),
+            click.option(
+                "--durable-replicas",
+                "durable_count",
+                type=click.IntRange(min=0),
+                default=None,
+                envvar="CONVEYOR_DURABLE_REPLICAS",
+                show_envvar=True,
+                metavar="N",
+                help="Like --durable, but wait for N replicas (0: off, the default).",
+            ),
+            click.option(
+                "--durable-timeout",
+                type=click.FloatRange(min=0.001),
+                default=2.0,
+                show_default=True,
+                metavar="SECONDS",
+                help="How long a durable put or ack waits for its replicas; past it the put "
+                "fails as unconfirmed (putting it again is safe).",
+            ),
         ],
     )
 
 
 def queue_settings(options: dict[str, Any], **more: Any) -> QueueSettings:
     """``QueueSettings`` from the flags of ``queue_options`` (popped from ``options``)."""
+    flag, count = options.pop("durable_replicas"), options.pop("durable_count")
     return QueueSettings(
         max_depth=options.pop("max_depth"),
         put_timeout_s=options.pop("put_timeout"),
         result_ttl_s=options.pop("result_ttl"),
         max_redeliveries=options.pop("max_redeliveries"),
+        durable_replicas=count if count is not None else (flag or 0),
+        durable_timeout_s=options.pop("durable_timeout"),
         **more,
     )

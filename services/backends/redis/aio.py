@@ -23,6 +23,7 @@ on a queue registers it (``SADD``, once per queue and connection).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -36,8 +37,10 @@ from services.backends.redis import health, keys, reads
 from services.backends.redis.batching import PutCoalescer, PutRequest, Segment, lay_out
 from services.backends.redis.calls import ScriptCall, ScriptHeads, ms
 from services.backends.redis.connection import disconnect_async, guarded, make_async_client
+from services.backends.redis.durability import AsyncConfirmer, confirmer_for
 from services.backends.redis.health import ServerWatch, config_warnings
 from services.backends.redis.queue import CAPS, cancel_args, cancellation
+from services.backends.redis.routing import by_queue
 from services.errors import BackendUnavailableError, QueueFullError
 from services.protocol import (
     AsyncBackend,
@@ -81,6 +84,31 @@ class AsyncScripts(ScriptHeads):
             out[index] = await self.run(name, what, queue, *args)
         return out
 
+    async def run_confirmed(
+        self, confirmer: AsyncConfirmer, what: str, calls: Sequence[ScriptCall]
+    ) -> list[Any]:
+        """``calls.Scripts.run_confirmed`` for the loop: per queue, its calls then ``WAIT``."""
+        out: list[Any] = [None] * len(calls)
+        for queue, indexes in by_queue(range(len(calls)), lambda i: calls[i][1]).items():
+            group = [calls[i] for i in indexes]
+            fence = keys.of(queue).seq
+            add = functools.partial(self.add_all, calls=group)
+            replies = await confirmer.run_async(fence, add, what)
+            missing = self.unloaded(what, group, replies)
+            if missing:  # Redis restarted, or SCRIPT FLUSH: load on that node, send those again
+                again = [group[i] for i in missing]
+                for name in {name for name, _, _ in again}:
+                    await confirmer.load_async(fence, self.source(name))
+                add = functools.partial(self.add_all, calls=again)
+                resent = await confirmer.run_async(fence, add, what)
+                if self.unloaded(what, again, resent):  # raises any other error
+                    raise BackendUnavailableError(f"{what}: Redis lost the scripts again")
+                for index, reply in zip(missing, resent, strict=True):
+                    replies[index] = reply
+            for index, reply in zip(indexes, replies, strict=True):
+                out[index] = reply
+        return out
+
 
 class AsyncRedisQueue:
     """The asyncio roles on one Redis database; see the module docstring."""
@@ -91,6 +119,8 @@ class AsyncRedisQueue:
         self.where = redact_url(url)
         self._client = make_async_client(url, timeout_s=settings.op_timeout_s)
         self._scripts = AsyncScripts(self._client, ("PUT", "CANCEL", "REQUEUE_DEAD"), self.where)
+        self._confirmer = confirmer_for(AsyncConfirmer, self._client, settings, self.where)
+        """Puts wait for replicas (``durability``) when ``durable_replicas`` is set."""
         self._watch = ServerWatch()
         self._coalescer = PutCoalescer(self._send_puts)
         self._known: set[str] = set()
@@ -178,7 +208,12 @@ class AsyncRedisQueue:
         while True:
             try:
                 await self._first_use(queue for _, queue, _ in calls)
-                got = await self._scripts.run_all("put", [calls[i] for i in todo])
+                sent = [calls[i] for i in todo]
+                got = await (
+                    self._scripts.run_confirmed(self._confirmer, "put", sent)
+                    if self._confirmer is not None
+                    else self._scripts.run_all("put", sent)
+                )
             except BackendUnavailableError as exc:
                 if time.monotonic() >= deadline:
                     for index in todo:
@@ -313,4 +348,6 @@ class AsyncRedisQueue:
     async def aclose(self) -> None:
         """Let batches on their way finish, then drop the connections."""
         await self._coalescer.drain()
+        if self._confirmer is not None:
+            await self._confirmer.aclose()
         await disconnect_async(self._client)

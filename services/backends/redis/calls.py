@@ -6,11 +6,13 @@ The ``EVALSHA`` head of a (script, queue) pair is built once and kept: it is on 
 fetch. Several calls, of one script or several, on one queue or several, go in one pipeline
 (``run_all``: one round trip per node); a call that found the script missing (Redis restarted,
 ``SCRIPT FLUSH``) is sent again on its own, and only that one: the others ran, and must not run
-twice.
+twice. ``run_confirmed`` is ``run_all`` for durable writes (``durability``): per queue, the
+calls and a replicas' ``WAIT`` in one pipeline on the queue's master.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +21,9 @@ import redis
 from services.backends.redis import keys
 from services.backends.redis import scripts as lua
 from services.backends.redis.connection import guarded
+from services.backends.redis.durability import Confirmer
+from services.backends.redis.routing import by_queue
+from services.errors import BackendUnavailableError
 
 ScriptCall = tuple[str, str, Sequence[Any]]
 """``(script name, queue, arguments after the tag)``: one call of ``run_all``."""
@@ -69,6 +74,15 @@ class ScriptHeads:
                     raise reply
         return missing
 
+    def source(self, name: str) -> str:
+        """The Lua of the script ``name`` (to load it on one node)."""
+        return str(self._scripts[name].script)
+
+    def add_all(self, pipe: Any, calls: Sequence[ScriptCall]) -> None:
+        """Queue every one of ``calls`` on ``pipe``."""
+        for name, queue, args in calls:
+            self.add(pipe, name, queue, args)
+
     def loader(self, name: str, queue: str, args: Sequence[Any]) -> Any:
         """The call through ``Script.__call__``, which loads the script first if missing (a
         coroutine on an asyncio client)."""
@@ -113,4 +127,28 @@ class Scripts(ScriptHeads):
         for index in self.unloaded(what, calls, out):
             with guarded(what, self.where):
                 out[index] = self.loader(*calls[index])
+        return out
+
+    def run_confirmed(
+        self, confirmer: Confirmer, what: str, calls: Sequence[ScriptCall]
+    ) -> list[Any]:
+        """``run_all`` for durable writes: per queue, its calls then ``WAIT`` in one pipeline on
+        the queue's master; their replies in order, once enough replicas have them."""
+        out: list[Any] = [None] * len(calls)
+        for queue, indexes in by_queue(range(len(calls)), lambda i: calls[i][1]).items():
+            group = [calls[i] for i in indexes]
+            fence = keys.of(queue).seq
+            replies = confirmer.run(fence, functools.partial(self.add_all, calls=group), what)
+            missing = self.unloaded(what, group, replies)
+            if missing:  # Redis restarted, or SCRIPT FLUSH: load on that node, send those again
+                again = [group[i] for i in missing]
+                for name in {name for name, _, _ in again}:
+                    confirmer.load(fence, self.source(name))
+                resent = confirmer.run(fence, functools.partial(self.add_all, calls=again), what)
+                if self.unloaded(what, again, resent):  # raises any other error
+                    raise BackendUnavailableError(f"{what}: Redis lost the scripts again")
+                for index, reply in zip(missing, resent, strict=True):
+                    replies[index] = reply
+            for index, reply in zip(indexes, replies, strict=True):
+                out[index] = reply
         return out

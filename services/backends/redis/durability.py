@@ -4,13 +4,19 @@ Replication is asynchronous: a master answers a write before its replicas have i
 that dies in that window takes the write with it, and the replica promoted in its place never
 saw it. With ``QueueSettings.durable_replicas = n`` (``--durable``), puts and acks are followed
 by ``WAIT n timeout``, which blocks *the connection that sent it* until ``n`` replicas have
-acknowledged every write made before it (the replication offset of that connection's last
-write), or the timeout passes, and answers how many did. So the calls and their ``WAIT`` travel
-on one connection, in one pipeline: one round trip plus the replicas' acknowledgement::
+acknowledged the replication offset of that connection's last write, or the timeout passes,
+and answers how many did. So the calls and their ``WAIT`` travel on one connection, in one
+pipeline: one round trip plus the replicas' acknowledgement::
 
-    pipeline on the queue's master:  EVALSHA PUT ... | EVALSHA PUT ... | WAIT n ms
-                                     \\__ replies ____________________/   \\__ replicas that
-                                                                             have them all
+    pipeline on the queue's master:  EVALSHA PUT ... | INCRBY cv:{q}:seq 0 | WAIT n ms
+                                     \\__ replies __/                        \\__ replicas that
+                                                                               have it all
+
+The ``INCRBY ... 0`` is a write that changes nothing: it makes sure the connection's last write
+comes after the calls even when they wrote nothing (a repeated put finds its jobs present, and
+writes nothing). Without it ``WAIT`` would measure an older offset, and confirm a job stored
+by an earlier, unconfirmed attempt that a replica may not have yet. The replication stream
+is in order, so a replica that has the ``INCRBY`` has every write before it.
 
 A ``WAIT`` that answers fewer than ``n`` raises ``BackendUnavailableError``: the write happened
 on the master but is not confirmed, so for a put the caller's retry (put-if-absent, safe to
@@ -27,7 +33,7 @@ the retry reaches the new owner.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio
@@ -36,6 +42,9 @@ import redis.cluster
 
 from services.backends.redis.connection import guarded
 from services.errors import BackendUnavailableError
+from services.settings import QueueSettings
+
+ConfirmerType = TypeVar("ConfirmerType", bound="Confirmer")
 
 QueueCommands = Callable[[Any], None]
 """Queues the commands to confirm on a pipeline (sync or asyncio)."""
@@ -61,18 +70,28 @@ class Confirmer:
         self._where = where
 
     def run(self, route_key: str, queue_commands: QueueCommands, what: str) -> list[Any]:
-        """Send what ``queue_commands`` queues, then ``WAIT``, in one pipeline on the master
-        of ``route_key``; the replies (errors as values, as ``execute(raise_on_error=False)``
-        gives them) once enough replicas have them, else ``BackendUnavailableError``."""
+        """Send what ``queue_commands`` queues, then ``INCRBY route_key 0`` and ``WAIT``, in
+        one pipeline on the master of ``route_key`` (a key of the calls' slot that holds an
+        integer); the replies (errors as values, as ``execute(raise_on_error=False)`` gives
+        them) once enough replicas have them, else ``BackendUnavailableError``."""
         pipe = node_client(self._client, route_key).pipeline(transaction=False)
-        queue_commands(pipe)
-        pipe.execute_command("WAIT", self.replicas, self._timeout_ms)  # type: ignore[no-untyped-call]
+        self._queue(pipe, route_key, queue_commands)
         with guarded(what, self._where):
             replies = pipe.execute(raise_on_error=False)
         moved = self._check(replies)
         if moved and isinstance(self._client, redis.cluster.RedisCluster):
             self._client.nodes_manager.initialize()
         return self._confirmed(replies, moved)
+
+    def load(self, route_key: str, source: str) -> None:
+        """Load a script on the master of ``route_key`` (it was missing there)."""
+        with guarded("durable", self._where):
+            node_client(self._client, route_key).script_load(source)
+
+    def _queue(self, pipe: Any, route_key: str, queue_commands: QueueCommands) -> None:
+        queue_commands(pipe)
+        pipe.execute_command("INCRBY", route_key, 0)
+        pipe.execute_command("WAIT", self.replicas, self._timeout_ms)
 
     def _check(self, replies: list[Any]) -> str | None:
         """The ``MOVED`` reply among ``replies``, if any."""
@@ -87,7 +106,7 @@ class Confirmer:
                 f"Redis at {self._where}: the queue's slot moved to another node ({moved}); "
                 "the write was not made there, retrying reaches the new owner"
             )
-        *out, acked = replies
+        *out, _fence, acked = replies
         if isinstance(acked, Exception):
             with guarded("durable", self._where):
                 raise acked
@@ -112,14 +131,18 @@ class AsyncConfirmer(Confirmer):
     ) -> list[Any]:
         """``Confirmer.run`` on the event loop."""
         pipe = self._node(route_key).pipeline(transaction=False)
-        queue_commands(pipe)
-        pipe.execute_command("WAIT", self.replicas, self._timeout_ms)
+        self._queue(pipe, route_key, queue_commands)
         with guarded(what, self._where):
             replies = await pipe.execute(raise_on_error=False)
         moved = self._check(replies)
         if moved and isinstance(self._client, redis.asyncio.cluster.RedisCluster):
             await self._client.nodes_manager.initialize()
         return self._confirmed(replies, moved)
+
+    async def load_async(self, route_key: str, source: str) -> None:
+        """``load`` on the event loop."""
+        with guarded("durable", self._where):
+            await self._node(route_key).script_load(source)
 
     def _node(self, route_key: str) -> redis.asyncio.Redis:
         client = self._client
@@ -142,3 +165,17 @@ class AsyncConfirmer(Confirmer):
             await found.aclose()
             await found.connection_pool.disconnect()
         self._nodes.clear()
+
+
+def confirmer_for(
+    kind: type[ConfirmerType], client: Any, settings: QueueSettings, where: str
+) -> ConfirmerType | None:
+    """A ``kind`` confirmer on ``client`` when ``settings`` ask for durable writes, else None."""
+    if not settings.durable_replicas:
+        return None
+    return kind(
+        client,
+        replicas=settings.durable_replicas,
+        timeout_s=settings.durable_timeout_s,
+        where=where,
+    )

@@ -104,6 +104,7 @@ from services.backends import redact_url
 from services.backends.redis import keys
 from services.backends.redis.calls import ScriptCall, Scripts, ms
 from services.backends.redis.connection import disconnect, guarded, make_client
+from services.backends.redis.durability import Confirmer, confirmer_for
 from services.backends.redis.fetching import Fetcher, Taken
 from services.backends.redis.fleet import RedisFleet
 from services.backends.redis.health import ServerWatch
@@ -212,6 +213,8 @@ class RedisQueue:
         self._reads = Reader(self._client, self._blocking, self.where)
         self._beat_client = make_client(url, timeout_s=op_s)
         self._scripts = Scripts(self._client, SCRIPTS, self.where)
+        self._confirmer = confirmer_for(Confirmer, self._client, settings, self.where)
+        """Puts and acks wait for replicas (``durability``) when ``durable_replicas`` is set."""
         self._beat_scripts = Scripts(self._beat_client, ("HEARTBEAT", "HAND_BACK"), self.where)
         self._heartbeat = Heartbeat(
             self._renew,
@@ -366,7 +369,7 @@ class RedisQueue:
             try:
                 if queue not in self._known:
                     self._first_use((queue,))
-                replies = self._scripts.run_many("PUT", "put", queue, calls)
+                replies = self._write("put", [("PUT", queue, args) for args in calls])
             except BackendUnavailableError as exc:
                 if time.monotonic() >= deadline:
                     raise BackendUnavailableError(
@@ -453,7 +456,12 @@ class RedisQueue:
         self._tokens.settle([self._token(d) for d in deliveries])
 
     def _settle(
-        self, name: str, what: str, parts: Mapping[str, Sequence[Sequence[Any]]]
+        self,
+        name: str,
+        what: str,
+        parts: Mapping[str, Sequence[Sequence[Any]]],
+        *,
+        durable: bool = False,
     ) -> list[Any]:
         """Capped calls of a settling script per queue, pipelined: its limits, then the
         flattened ``parts`` of that queue."""
@@ -463,8 +471,16 @@ class RedisQueue:
             for queue, run in parts.items()
             for chunk in chunked(run, CAPS[name])
         ]
+        return self._write(what, calls, durable=durable)
+
+    def _write(self, what: str, calls: Sequence[ScriptCall], *, durable: bool = True) -> list[Any]:
+        """Script calls that store or settle jobs; confirmed by replicas when ``durable`` and
+        the settings ask for it (puts and acks: what a failover must not lose)."""
+        if durable and self._confirmer is not None:
+            return self._scripts.run_confirmed(self._confirmer, what, calls)
         if len(calls) == 1:
-            return [self._scripts.run(name, what, calls[0][1], *calls[0][2])]
+            name, queue, args = calls[0]
+            return [self._scripts.run(name, what, queue, *args)]
         return self._scripts.run_all(what, calls)
 
     def ack(self, completions: Sequence[Completion]) -> int:
@@ -477,7 +493,7 @@ class RedisQueue:
             consumer, token = keys.parse_receipt(delivery.receipt)
             part = (consumer, token, delivery.job_id, keys.result_arg(completion.result))
             parts.setdefault(delivery.queue, []).append(part)
-        replies = self._settle("ACK", "ack", parts)
+        replies = self._settle("ACK", "ack", parts, durable=True)
         self._settled(c.delivery for c in completions)
         return sum(int(reply) for reply in replies)
 
