@@ -82,11 +82,13 @@ LEFT LEFT``, which returns the item without removing it (every waiter sees it) a
       +zadd +zrem +zrange +zrevrange +zrangebyscore +zcard +zscore +zremrangebyscore
       +zremrangebyrank +hset +hsetnx +hget +hmget +hdel +hgetall +hkeys +hincrby +hexists +hlen
       +sadd +scard +sismember +smembers +incr +incrby +get +set +del +exists +expire +pexpire
+      +wait
 
-(``config|get`` is optional: without it the RDB-snapshot check is skipped. On Redis 7.2 and
-later also add ``+client|setinfo``: redis-py sends it on connect and ignores a refusal, which
-``ACL LOG`` would still record. ``tests/test_redis_acl.py`` parses this very line and runs a
-worker under it.)
+(``config|get`` is optional: without it the RDB-snapshot check is skipped; ``wait`` is needed
+only with ``--durable``. On Redis 7.2 and later also add ``+client|setinfo``: redis-py sends it
+on connect and ignores a refusal, which ``ACL LOG`` would still record. On a cluster, redis-py
+also reads the topology: add ``+cluster|slots +cluster|shards +command``.
+``tests/test_redis_acl.py`` parses this very line and runs a worker under it.)
 """
 
 from __future__ import annotations
