@@ -41,6 +41,7 @@ import redis.asyncio.cluster
 import redis.cluster
 
 from services.backends.redis.connection import guarded
+from services.backends.redis.routing import node_client
 from services.errors import BackendUnavailableError
 from services.settings import QueueSettings
 
@@ -48,16 +49,6 @@ ConfirmerType = TypeVar("ConfirmerType", bound="Confirmer")
 
 QueueCommands = Callable[[Any], None]
 """Queues the commands to confirm on a pipeline (sync or asyncio)."""
-
-
-def node_client(client: Any, route_key: str) -> redis.Redis:
-    """The client to pipeline durable calls on: the master that owns ``route_key``'s slot."""
-    if not isinstance(client, redis.cluster.RedisCluster):
-        return client  # type: ignore[no-any-return]
-    node = client.get_node_from_key(route_key)  # type: ignore[no-untyped-call]
-    if node is None:
-        raise BackendUnavailableError(f"no cluster node serves the slot of {route_key!r}")
-    return node.redis_connection or client.get_redis_connection(node)
 
 
 class Confirmer:

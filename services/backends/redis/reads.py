@@ -22,6 +22,7 @@ from typing import Any
 from services.backends.redis import keys
 from services.backends.redis.calls import Scripts
 from services.backends.redis.connection import command, guarded
+from services.backends.redis.routing import node_client
 from services.gauges import RING_SIZE, Sample, enqueued_at, rate_from, should_sample
 from services.protocol import DeadLetter, JobStatus, QueueCounts
 
@@ -83,7 +84,8 @@ class Reader:
         """
         found = keys.of(queue)
         with guarded("done_rate", self.where):
-            pipe = self._client.pipeline(transaction=False)
+            # TIME has no key: on a cluster the pipeline goes to the ring's own node.
+            pipe = node_client(self._client, found.rate).pipeline(transaction=False)
             pipe.time()
             pipe.hget(found.counts, "done")
             pipe.lrange(found.rate, 0, -1)

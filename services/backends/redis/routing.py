@@ -4,7 +4,8 @@ Settling calls (ACK, NACK, RETRY, DEAD, CONFIRM) are per queue: ``by_queue`` spl
 deliveries by ``delivery.queue``, keeping their order within each queue. An idle consumer waits
 on its queues' doorbells with ``BLPOP``, which takes keys of one slot only on a cluster:
 ``slot_groups`` splits the bells into runs of one slot (all of them one group on a single node
-or behind Sentinel, where any keys go together).
+or behind Sentinel, where any keys go together). ``node_client`` is the client of the node that
+holds a key, for pipelines with a keyless command (``TIME``, ``WAIT``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any, TypeVar
 
 import redis.cluster
 import redis.crc
+
+from services.errors import BackendUnavailableError
 
 Item = TypeVar("Item")
 
@@ -40,3 +43,15 @@ def slot_groups(client: Any, names: Sequence[str]) -> list[list[int]]:
     for index, name in enumerate(names):
         groups.setdefault(redis.crc.key_slot(name.encode()), []).append(index)
     return list(groups.values())
+
+
+def node_client(client: Any, route_key: str) -> redis.Redis:
+    """The client of the master that owns ``route_key``'s slot (``client`` itself when it is not
+    a cluster client): for a pipeline that holds a keyless command (``TIME``, ``WAIT``), which
+    redis-py's cluster pipeline cannot route."""
+    if not isinstance(client, redis.cluster.RedisCluster):
+        return client  # type: ignore[no-any-return]
+    node = client.get_node_from_key(route_key)  # type: ignore[no-untyped-call]
+    if node is None:
+        raise BackendUnavailableError(f"no cluster node serves the slot of {route_key!r}")
+    return node.redis_connection or client.get_redis_connection(node)
