@@ -21,7 +21,13 @@ from services.backends import with_password
 from services.protocol import QueueCounts
 from tests.helpers_metrics import scrape
 from tests.helpers_process import ROOT
-from tests.redis_fixtures import MakeQueue, RedisServer, documented_acl, find_redis_server
+from tests.redis_fixtures import (
+    MakeQueue,
+    RedisServer,
+    documented_acl,
+    find_redis_server,
+    setinfo_rules,
+)
 from tests.test_http_fixtures import TOKEN, StartServe, serve, wait_for
 from tests.test_redis_system import WorkerProcess
 
@@ -235,8 +241,7 @@ def test_the_service_needs_nothing_beyond_the_documented_acl(
     # Given a Redis user made from the ACL line the Redis backend documents
     admin = redis.Redis.from_url(redis_url)
     name, rules = documented_acl("acl-serve-pw")
-    if _knows_setinfo(admin):
-        rules.append("+client|setinfo")  # the docstring's note for Redis 7.2 and later
+    rules += setinfo_rules(admin)  # the docstring's note for Redis 6.2 and 7.2 and later
     admin.execute_command("ACL", "SETUSER", name, *rules)  # type: ignore[no-untyped-call]
     admin.execute_command("ACL", "LOG", "RESET")  # type: ignore[no-untyped-call]
     parts = urlsplit(redis_url)
@@ -271,8 +276,3 @@ def test_the_service_needs_nothing_beyond_the_documented_acl(
     denied = admin.execute_command("ACL", "LOG")  # type: ignore[no-untyped-call]
     admin.close()
     assert denied == [], f"commands denied under the documented ACL: {denied}"
-
-
-def _knows_setinfo(admin: redis.Redis) -> bool:
-    version = str(admin.info("server")["redis_version"])
-    return tuple(int(part) for part in version.split(".")[:2]) >= (7, 2)

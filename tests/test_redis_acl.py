@@ -31,7 +31,7 @@ from services.errors import BackendUnavailableError
 from services.protocol import JobStatus
 from services.settings import QueueSettings
 from tests.jobs import read_ledger
-from tests.redis_fixtures import documented_acl
+from tests.redis_fixtures import documented_acl, setinfo_rules
 from tests.test_redis_system import WorkerProcess, wait_for
 
 pytestmark = [pytest.mark.redis]
@@ -50,18 +50,13 @@ def restricted(redis_url: str) -> Iterator[tuple[str, redis.Redis]]:
     """(the URL of a user made from the documented line, without its password; an admin)."""
     admin = redis.Redis.from_url(redis_url, socket_timeout=5.0)
     name, rules = documented_acl(PASSWORD)
-    if "+client|setinfo" in (redis_queue.__doc__ or "") and knows_setinfo(admin):
-        rules.append("+client|setinfo")  # the docstring's note for Redis 7.2 and later
+    if "+client|setinfo" in (redis_queue.__doc__ or ""):
+        rules += setinfo_rules(admin)  # the docstring's note for Redis 6.2 and 7.2 and later
     acl(admin, "SETUSER", name, *rules)
     acl(admin, "LOG", "RESET")
     parts = urlsplit(redis_url)
     yield f"redis://{name}@{parts.hostname}:{parts.port}{parts.path}", admin
     admin.close()
-
-
-def knows_setinfo(admin: redis.Redis) -> bool:
-    version = str(admin.info("server")["redis_version"])
-    return tuple(int(part) for part in version.split(".")[:2]) >= (7, 2)
 
 
 def acl(admin: redis.Redis, *args: str) -> Any:

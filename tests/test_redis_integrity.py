@@ -211,7 +211,8 @@ def test_lua_and_python_agree_on_where_a_marker_is(
     assert keys.marker_state(admin.hget(*keys.marker_at("q", hex_id))) == "queued"
     assert keys.marker_state(admin.hget(*keys.marker_at("q", text_id))) == "scheduled"
     assert admin.type(keys.marker_at("q", text_id)[0]) == b"hash"
-    assert admin.object("encoding", keys.marker_at("q", hex_id)[0]) == b"listpack"
+    # (the compact encoding: listpack, or ziplist before Redis 7.0)
+    assert admin.object("encoding", keys.marker_at("q", hex_id)[0]) in {b"listpack", b"ziplist"}
     # When the queued one is fetched, its marker goes
     [got] = queue.get(["q"], max_count=5, timeout_s=1)
     assert got.job_id == hex_id
@@ -228,6 +229,8 @@ def test_a_marker_change_logs_a_few_bytes_not_its_bucket(tmp_path: Path) -> None
     server.start(persistent=True, extra_args=["--appendfsync", "always"])
     queue = RedisQueue(server.url, QueueSettings())
     try:
+        # (scripts loaded first: Redis before 7.0 logs each first SCRIPT LOAD, a few KB, once)
+        assert queue.put("warm-up", "w", b"x") and queue.get(["warm-up"], timeout_s=1)
         ids = [f"abc{secrets.token_hex(16)[3:]}" for _ in range(601)]
         assert {keys.marker_at("q", i)[0] for i in ids} == {"cv:{q}:w:abc"}
         assert all(queue.put_many("q", [(i, b"x") for i in ids[:600]]))

@@ -85,9 +85,10 @@ LEFT LEFT``, which returns the item without removing it (every waiter sees it) a
       +wait
 
 (``config|get`` is optional: without it the RDB-snapshot check is skipped; ``wait`` is needed
-only with ``--durable``. On Redis 7.2 and later also add ``+client|setinfo``: redis-py sends it
-on connect and ignores a refusal, which ``ACL LOG`` would still record. On a cluster, redis-py
-also reads the topology: add ``+cluster|slots +cluster|shards +command``.
+only with ``--durable``. On Redis 6.2, and on 7.2 and later (Valkey too), also add
+``+client|setinfo``: redis-py sends it on connect and ignores a refusal, which ``ACL LOG``
+would still record (7.0 and 7.1 reject the unknown subcommand before the ACL check). On a
+cluster, redis-py also reads the topology: add ``+cluster|slots +cluster|shards +command``.
 ``tests/test_redis_acl.py`` parses this very line and runs a worker under it.)
 """
 
