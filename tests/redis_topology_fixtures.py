@@ -58,15 +58,24 @@ def admin(port: int) -> redis.Redis:
     )
 
 
+_ADMINS: dict[int, redis.Redis] = {}
+"""``ask``'s client per port, kept between calls: polling opens no connection per check, and a
+node restarted on its port is reached again (the failed call dropped the old connection)."""
+
+
 def ask(port: int, *args: str) -> object:
     """One command's raw reply from the node on ``port``, or None if it does not answer."""
-    client = admin(port)
+    client = _ADMINS.get(port) or _ADMINS.setdefault(port, admin(port))
     try:
         return client.execute_command(*args)  # type: ignore[no-untyped-call]
     except redis.RedisError:
         return None
-    finally:
-        client.close()
+
+
+def close_admins() -> None:
+    """Close ``ask``'s clients (at the end of a topology's life)."""
+    while _ADMINS:
+        _ADMINS.popitem()[1].close()
 
 
 def info_field(port: int, section: str, name: str) -> str | None:
@@ -400,6 +409,7 @@ def running(kind: type[Topology]) -> Iterator[Topology]:
             yield topology
         finally:
             topology.stop()
+            close_admins()
 
 
 @pytest.fixture(scope="session")
