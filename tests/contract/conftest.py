@@ -19,22 +19,6 @@ _URL_FIXTURES = {
 }
 
 
-_KNOWN_FAILURES = {
-    "test_done_rate_needs_an_earlier_sample_then_counts_jobs_done[redis-cluster]": (
-        "reads.done_rate pipelines TIME, a keyless command redis-py refuses in cluster "
-        "pipelines; the fix (the pipeline on node_client of the ring's node) belongs to reads.py"
-    ),
-}
-"""Contract tests known to fail on one backend, by test id: strict, so a fix shows at once."""
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        reason = _KNOWN_FAILURES.get(item.name)
-        if reason:
-            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
-
-
 def pytest_configure(config: pytest.Config) -> None:
     # The topologies' fixtures as a plugin of the whole run (a conftest below the root may not
     # name pytest_plugins): every folder then shares one cluster and one Sentinel group.
