@@ -19,12 +19,6 @@ _URL_FIXTURES = {
 }
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # The topologies' fixtures as a plugin of the whole run (a conftest below the root may not
-    # name pytest_plugins): every folder then shares one cluster and one Sentinel group.
-    config.pluginmanager.import_plugin("tests.redis_topology_fixtures")
-
-
 @pytest.fixture(params=["memory", *_URL_FIXTURES])
 def backend(request: pytest.FixtureRequest) -> Iterator[BackendUnderTest]:
     """A fresh, empty backend of each kind, closed after the test."""

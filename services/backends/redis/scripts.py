@@ -9,10 +9,12 @@ redis-py's cluster client routes the call to the queue's node and Redis checks t
 whose names depend on data only the script sees (the marker bucket of a popped job, ``T j:<id>``,
 ``T f:<id>``, ``T i:<consumer>`` of a receipt, ``T h:<consumer>``, ``T p:<consumer>``) are built
 in Lua from ``ARGV[1]``, the queue's tag ``T = cv:{<queue>}:``: same hash tag, hence the same
-slot, and Redis Cluster rejects any access outside the declared slot (BullMQ builds keys from
-its queue prefix the same way). No script touches a key of another tag, nor the registry
-(``cv:{cv}:``) or the fleet (``cv:{fleet}:``); ``tests/test_redis_layout.py`` watches every key
-each script touches under ``MONITOR``.
+slot (BullMQ builds keys from its queue prefix the same way). Redis itself checks less than one
+might hope: a plain ``EVAL`` may touch a key of another slot *on the same node* without error
+(only a key on another node is refused, or any other slot under a ``#!lua`` shebang, which 6.2
+cannot parse). So the guard is ours: ``tests/test_redis_layout.py`` runs every script on two
+queues under ``MONITOR`` and checks that each touches only its own queue's tag, never another
+queue's, the registry (``cv:{cv}:``) or the fleet (``cv:{fleet}:``).
 
 Conventions every script keeps:
 
