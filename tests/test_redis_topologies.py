@@ -384,3 +384,28 @@ def test_async_clients_run_pipelined_scripts_on_cluster_and_sentinel(
 
     for url in (redis_cluster_url, redis_sentinel_url):
         assert asyncio.run(run(url)) == [[1, 1], [1, 1]]
+
+
+def test_setup_warnings_cover_every_master_of_a_cluster(redis_cluster_url: str) -> None:
+    from services.backends.redis.aio import AsyncRedisQueue
+    from services.backends.redis.queue import RedisQueue
+    from services.settings import QueueSettings
+
+    # The fixture's nodes keep nothing on disk: each master must be named in its own warning.
+    queue = RedisQueue(redis_cluster_url, QueueSettings())
+    try:
+        warnings = [w for w in queue.check_server() if "no persistence" in w]
+    finally:
+        queue.close()
+    nodes = {re.search(r"\(node ([^)]+)\)", w).group(1) for w in warnings}  # type: ignore[union-attr]
+    assert len(warnings) == 3 and len(nodes) == 3, warnings
+
+    async def check() -> list[str]:
+        served = AsyncRedisQueue(redis_cluster_url, QueueSettings())
+        try:
+            return await served.check_server()
+        finally:
+            await served.aclose()
+
+    found = [w for w in asyncio.run(check()) if "no persistence" in w]
+    assert {re.search(r"\(node ([^)]+)\)", w).group(1) for w in found} == nodes  # type: ignore[union-attr]

@@ -38,7 +38,7 @@ from services.backends.redis.batching import PutCoalescer, PutRequest, Segment, 
 from services.backends.redis.calls import ScriptCall, ScriptHeads, ms
 from services.backends.redis.connection import disconnect_async, guarded, make_async_client
 from services.backends.redis.durability import AsyncConfirmer, confirmer_for
-from services.backends.redis.health import ServerWatch, config_warnings
+from services.backends.redis.health import ServerWatch
 from services.backends.redis.queue import CAPS, cancel_args, cancellation
 from services.backends.redis.routing import by_queue
 from services.errors import BackendUnavailableError, QueueFullError
@@ -331,8 +331,7 @@ class AsyncRedisQueue:
         """
         with guarded("check_server", self.where):
             await self._check_layout()
-            info = await self._client.info()
-            saves = await health.rdb_saves_async(self._client)
+            warnings = await health.warnings_async(self._client, self.where)
             names = await cast(Any, self._client.smembers(keys.REGISTRY_KEY))
             watched = self._watch.watched(
                 health.epoch_keys({*self._known, *reads.registered(names)})
@@ -340,7 +339,7 @@ class AsyncRedisQueue:
             epochs = dict(
                 zip(watched, await health.claim_async(self._client, watched), strict=True)
             )
-        return self._watch.report(config_warnings(info, saves, self.where), epochs, self.where)
+        return self._watch.report(warnings, epochs, self.where)
 
     def alarms(self) -> list[str]:
         return list(self._watch.alarms)

@@ -34,6 +34,8 @@ from typing import Any, cast
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 
 from services.backends.redis import keys
 from services.errors import ConfigError
@@ -83,7 +85,11 @@ class ServerWatch:
         """Setup warnings about ``client``'s server (logged), then every alarm so far; watches
         the registry, ``queues`` and every registered queue."""
         self.baseline(client, (), where)
-        warnings = config_warnings(client.info(), _rdb_saves(client), where)
+        warnings = [
+            text
+            for server, label in masters(client, where)
+            for text in config_warnings(server.info(), _rdb_saves(server), label)
+        ]
         registered = {_text(name) for name in client.smembers(keys.REGISTRY_KEY)}
         names = self.watched(epoch_keys({*queues, *registered}))
         return self.report(warnings, dict(zip(names, claim(client, names), strict=True)), where)
@@ -106,6 +112,35 @@ class ServerWatch:
         for name, value in epochs.items():
             self.observe(name, value, where)
         return warnings + self.alarms
+
+
+def masters(client: Any, where: str) -> list[tuple[redis.Redis, str]]:
+    """Each master behind ``client`` with the name warnings give it: every primary of a
+    cluster (``where`` and its address: each has its own settings), else ``client`` itself."""
+    if not isinstance(client, redis.cluster.RedisCluster):
+        return [(client, where)]
+    return [
+        (node.redis_connection or client.get_redis_connection(node), f"{where} (node {node.name})")
+        for node in client.get_primaries()  # type: ignore[no-untyped-call]
+    ]
+
+
+async def warnings_async(client: Any, where: str) -> list[str]:
+    """``ServerWatch.check``'s setup warnings through an asyncio client, every cluster master's."""
+    if not isinstance(client, redis.asyncio.cluster.RedisCluster):
+        info = await client.info()
+        return config_warnings(info, await rdb_saves_async(client), where)
+    nodes = client.get_primaries()
+    infos = await client.info(target_nodes=nodes)
+    # One reply per node, by name (redis-py's types give a single server's shape).
+    saves: dict[str, Any] = cast(Any, await client.config_get("save", target_nodes=nodes))
+    return [
+        text
+        for node in nodes
+        for text in config_warnings(
+            infos[node.name], _snapshots_set(saves[node.name]), f"{where} (node {node.name})"
+        )
+    ]
 
 
 def epoch_keys(queues: Iterable[str]) -> list[str]:
