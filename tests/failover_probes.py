@@ -25,6 +25,7 @@ from services.errors import BackendUnavailableError
 from services.job import new_job_id
 from services.settings import QueueSettings
 from tests import jobs_system
+from tests.redis_topology_fixtures import ask
 from tests.topology_workload import quick
 
 PUT_GAP_S = 0.025
@@ -127,9 +128,6 @@ class DoneSampler(threading.Thread):
 def replica_lag(port: int) -> int:
     """Bytes the first replica of the master on ``port`` is behind it (0 if unknown): the
     master's offset, then the replica's own (the master's view of it is up to 1 s old)."""
-    # Imported here: pytest registers that module as a plugin, and must import it first.
-    from tests.redis_topology_fixtures import ask
-
     reply = ask(port, "INFO", "replication")
     replica = reply.get("slave0") if isinstance(reply, dict) else None
     if not isinstance(reply, dict) or not isinstance(replica, dict):

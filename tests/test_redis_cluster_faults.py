@@ -22,13 +22,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
 from services.backends.redis import keys
 from services.backends.redis.connection import disconnect, make_client
 from tests.failover_run import FailoverPlan, checked_failover, shown_by
+from tests.redis_topology_fixtures import ClusterOfSix
 from tests.test_redis_system import (
     WorkerProcess,
     _proc_state,
@@ -54,11 +54,6 @@ from tests.topology_workload import (
     wait_finals,
 )
 
-if TYPE_CHECKING:
-    from tests.redis_topology_fixtures import ClusterOfSix
-
-pytest_plugins = ["tests.redis_topology_fixtures"]
-"""Registered as a plugin, never imported here first (pytest must rewrite its asserts)."""
 pytestmark = [pytest.mark.redis]
 
 

@@ -16,18 +16,13 @@ orchestrator would) and its figures include that restart.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.failover_run import FailoverPlan, checked_failover, shown_by
+from tests.redis_topology_fixtures import SentinelGroup
 from tests.topology_workload import soak
 
-if TYPE_CHECKING:
-    from tests.redis_topology_fixtures import SentinelGroup
-
-pytest_plugins = ["tests.redis_topology_fixtures"]
-"""Registered as a plugin, never imported here first (pytest must rewrite its asserts)."""
 pytestmark = [pytest.mark.redis]
 
 FOLLOW_DEADLINE_S = 30.0

@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import redis
@@ -35,10 +35,8 @@ from services.backends.redis.connection import Client, disconnect, make_client
 from services.backends.redis.queue import RedisQueue
 from services.settings import QueueSettings
 from tests import jobs_system
+from tests.redis_topology_fixtures import ClusterOfSix
 from tests.test_redis_system import WorkerProcess, read_runs
-
-if TYPE_CHECKING:
-    from tests.redis_topology_fixtures import ClusterOfSix
 
 Seconds = Callable[[int], float]
 """How long the ``i``-th ledger job of a batch sleeps."""
