@@ -238,18 +238,7 @@ def test_malformed_elements_on_one_master_are_dead_lettered_and_the_worker_keeps
     assert_nothing_left(url, spread)
 
 
-CONFIRMER_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="durability.Confirmer does not follow a cluster failover: it misses MOVED replies "
-    "(redis-py strips the word MOVED from a MovedError's message) and does not read the slot "
-    "map again after a connection error, so durable puts and acks go to the dead master, then "
-    "to it as a replica (a raw ResponseError: WAIT on a replica). Drop this mark with the fix.",
-)
-
-
-@pytest.mark.parametrize(
-    "durable", [False, pytest.param(True, marks=CONFIRMER_BUG)], ids=["plain", "durable"]
-)
+@pytest.mark.parametrize("durable", [False, True], ids=["plain", "durable"])
 @pytest.mark.timeout(180)
 def test_a_killed_master_is_replaced_and_work_goes_on(
     redis_cluster: ClusterOfSix, redis_cluster_url: str, spread: list[str], tmp_path: Path,

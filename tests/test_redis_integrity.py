@@ -489,3 +489,29 @@ def test_setup_warnings_only_when_checked(
         assert not caplog.records
         assert any("no persistence" in w for w in queue.check_server())
     assert any("no persistence" in r.message for r in caplog.records)
+
+
+@pytest.mark.parametrize("settle", ["ack", "retry", "dead_letter"])
+def test_a_token_issued_again_after_a_failover_never_settles_another_job(
+    make_queue: MakeQueue, admin: redis.Redis, settle: str
+) -> None:
+    # Given a delivery of job X whose FETCH a failover lost: the promoted replica issued the
+    # same token again, to job A (simulated: the in-flight record of X's token now holds A)
+    queue = make_queue("c1")
+    assert queue.put("q", "job-x", b"{}")
+    [x] = queue.get(["q"], timeout_s=5)
+    _, token = keys.parse_receipt(x.receipt)
+    a_element = keys.pack_element("job-a", b"{}")
+    admin.hset(keys.inflight_key("q", "c1"), token, a_element)
+    # When X's delivery is settled
+    if settle == "ack":
+        queue.ack([Completion(x, result=None)])
+    elif settle == "retry":
+        queue.retry(x, b"{}", delay_s=0.0, error="boom")
+    else:
+        queue.dead_letter(x, "boom")
+    # Then A's record is untouched: A is not settled by X's receipt
+    assert admin.hget(keys.inflight_key("q", "c1"), token) == a_element
+    assert queue.status("job-a") is None or queue.status("job-a").state != "done"  # type: ignore[union-attr]
+    assert admin.exists(keys.done_key("q", "job-a")) == 0
+    assert queue.dead_letters("q") == []

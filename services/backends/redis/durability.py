@@ -32,6 +32,7 @@ the retry reaches the new owner.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -39,6 +40,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
+from redis.exceptions import AskError, ClusterDownError, RedisClusterException, TryAgainError
 
 from services.backends.redis.connection import guarded
 from services.backends.redis.routing import node_client
@@ -46,6 +48,11 @@ from services.errors import BackendUnavailableError
 from services.settings import QueueSettings
 
 ConfirmerType = TypeVar("ConfirmerType", bound="Confirmer")
+
+_REROUTED = (AskError, ClusterDownError, TryAgainError)
+"""Replies saying the node does not serve the slot (now): ``MOVED`` (a ``MovedError`` is an
+``AskError``; redis-py strips the word ``MOVED`` from its message), ``ASK``, ``CLUSTERDOWN``,
+``TRYAGAIN``."""
 
 QueueCommands = Callable[[Any], None]
 """Queues the commands to confirm on a pipeline (sync or asyncio)."""
@@ -67,12 +74,22 @@ class Confirmer:
         them) once enough replicas have them, else ``BackendUnavailableError``."""
         pipe = node_client(self._client, route_key).pipeline(transaction=False)
         self._queue(pipe, route_key, queue_commands)
-        with guarded(what, self._where):
-            replies = pipe.execute(raise_on_error=False)
+        try:
+            with guarded(what, self._where):
+                replies = pipe.execute(raise_on_error=False)
+        except BackendUnavailableError:
+            self._refresh()  # the node is gone: the next call asks who serves the slot now
+            raise
         moved = self._check(replies)
-        if moved and isinstance(self._client, redis.cluster.RedisCluster):
-            self._client.nodes_manager.initialize()
+        if moved:
+            self._refresh()
         return self._confirmed(replies, moved)
+
+    def _refresh(self) -> None:
+        """Read the cluster's slot map again (no-op on one server or Sentinel)."""
+        if isinstance(self._client, redis.cluster.RedisCluster):
+            with contextlib.suppress(redis.RedisError, RedisClusterException):
+                self._client.nodes_manager.initialize()
 
     def load(self, route_key: str, source: str) -> None:
         """Load a script on the master of ``route_key`` (it was missing there)."""
@@ -85,10 +102,13 @@ class Confirmer:
         pipe.execute_command("WAIT", self.replicas, self._timeout_ms)
 
     def _check(self, replies: list[Any]) -> str | None:
-        """The ``MOVED`` reply among ``replies``, if any."""
+        """The redirection among ``replies`` (``MOVED``, ``CLUSTERDOWN``...), if any; also a
+        ``WAIT`` refused because the node we wrote to has become a replica (a stale map)."""
         for reply in replies:
-            if isinstance(reply, redis.ResponseError) and str(reply).startswith("MOVED"):
-                return str(reply)
+            if isinstance(reply, _REROUTED):
+                return f"{type(reply).__name__}: {reply}"
+        if isinstance(replies[-1], redis.ResponseError) and "replica" in str(replies[-1]):
+            return f"the node is a replica now: {replies[-1]}"
         return None
 
     def _confirmed(self, replies: list[Any], moved: str | None) -> list[Any]:
@@ -123,12 +143,23 @@ class AsyncConfirmer(Confirmer):
         """``Confirmer.run`` on the event loop."""
         pipe = self._node(route_key).pipeline(transaction=False)
         self._queue(pipe, route_key, queue_commands)
-        with guarded(what, self._where):
-            replies = await pipe.execute(raise_on_error=False)
+        try:
+            with guarded(what, self._where):
+                replies = await pipe.execute(raise_on_error=False)
+        except BackendUnavailableError:
+            await self._refresh_async()  # the node is gone: ask who serves the slot now
+            raise
         moved = self._check(replies)
-        if moved and isinstance(self._client, redis.asyncio.cluster.RedisCluster):
-            await self._client.nodes_manager.initialize()
+        if moved:
+            await self._refresh_async()
         return self._confirmed(replies, moved)
+
+    async def _refresh_async(self) -> None:
+        """Read the cluster's slot map again and forget the node clients (they may be gone)."""
+        if isinstance(self._client, redis.asyncio.cluster.RedisCluster):
+            with contextlib.suppress(redis.RedisError, RedisClusterException):
+                await self._client.nodes_manager.initialize()
+            await self.aclose()
 
     async def load_async(self, route_key: str, source: str) -> None:
         """``load`` on the event loop."""

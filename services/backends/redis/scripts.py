@@ -186,12 +186,14 @@ local function dead_record(id, why)
   redis.call('DEL', fk)
   finish(id, 'dead', att, why, '0')
 end
--- Take one in-flight record of consumer c. Returns 'ok', element; 'gone' (not held);
--- or 'bad' (it was malformed and is dead-lettered now).
-local function take(c, tok)
+-- Take one in-flight record of consumer c (of job id, when given). Returns 'ok', element;
+-- 'gone' (not held, or the token now names another job: a failover lost the FETCH that first
+-- issued it, and T seq issued it again); or 'bad' (malformed, dead-lettered now).
+local function take(c, tok, id)
   local k = T .. 'i:' .. c
   local e = redis.call('HGET', k, tok)
   if not e then return 'gone' end
+  if id and not bad(e) and id_text(e) ~= id then return 'gone' end
   redis.call('HDEL', k, tok)
   -- FETCH records well-formed elements only, so a malformed one was written raw and was never
   -- counted in flight.
@@ -354,7 +356,7 @@ ACK = _script(
 limits(2)
 local rejected = 0
 for i = 5, #ARGV, 4 do
-  local st = take(ARGV[i], ARGV[i + 1])
+  local st = take(ARGV[i], ARGV[i + 1], ARGV[i + 2])
   if st == 'gone' then
     if fenced(ARGV[i], ARGV[i + 1]) then rejected = rejected + 1 end
   elseif st == 'ok' then
@@ -381,7 +383,7 @@ RETRY = _script(
 limits(2)
 local id, delay, e, err = ARGV[7], tonumber(ARGV[8]), ARGV[9], ARGV[10]
 if bad(e) then return redis.error_reply('RETRY: ' .. bad(e)) end
-local st = take(ARGV[5], ARGV[6])
+local st = take(ARGV[5], ARGV[6], id)
 if st == 'gone' then return fenced(ARGV[5], ARGV[6]) and 0 or 1 end
 if st == 'bad' then counts_save() return 1 end
 if delay > 0 then
@@ -431,7 +433,7 @@ DEAD = _script(
     r"""
 limits(2)
 local id, reason = ARGV[7], ARGV[8]
-local st, e = take(ARGV[5], ARGV[6])
+local st, e = take(ARGV[5], ARGV[6], id)
 if st == 'gone' then return fenced(ARGV[5], ARGV[6]) and 0 or 1 end
 if st == 'ok' then
   bury(e, reason, now_ms())
