@@ -515,3 +515,24 @@ def test_a_token_issued_again_after_a_failover_never_settles_another_job(
     assert queue.status("job-a") is None or queue.status("job-a").state != "done"  # type: ignore[union-attr]
     assert admin.exists(keys.done_key("q", "job-a")) == 0
     assert queue.dead_letters("q") == []
+
+
+def test_an_ack_a_failover_lost_is_handed_back_once_the_heartbeat_returns(
+    make_queue: MakeQueue, admin: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a job acked, whose ack a failover then lost (simulated: its in-flight record is
+    # back, as on a promoted replica that never saw the ACK)
+    queue = make_queue("c1", lease_s=0.6, op_timeout_s=0.2)
+    assert queue.put("q", "job-x", b"{}")
+    [x] = queue.get(["q"], timeout_s=5)
+    _, token = keys.parse_receipt(x.receipt)
+    record = admin.hget(keys.inflight_key("q", "c1"), token)
+    queue.ack([Completion(x, result=None)])
+    admin.hset(keys.inflight_key("q", "c1"), token, record)
+    # When Redis is away for a while: only the heartbeat notices (it fails, then comes back)
+    caplog.set_level(logging.INFO, logger="conveyor.redis")
+    admin.execute_command("CLIENT", "PAUSE", 1500, "ALL")  # type: ignore[no-untyped-call]
+    wait_until("the heartbeat failed and came back", lambda: "heartbeat restored" in caplog.text)
+    # Then the next fetch hands the job back and delivers it again, instead of leaving it
+    # "running" in Redis for as long as this consumer lives
+    assert [d.job_id for d in queue.get(["q"], timeout_s=5)] == ["job-x"]

@@ -39,9 +39,12 @@ class Heartbeat:
         *,
         interval_s: float,
         grace_s: float,
+        restored: Callable[[], None] = lambda: None,
     ) -> None:
         self._beat = beat
         self._recover = recover
+        self._restored = restored
+        """Called when a beat succeeds after failed ones (Redis was away, or failed over)."""
         self._interval_s = interval_s
         self._grace_s = grace_s
         self._stop = threading.Event()
@@ -87,6 +90,7 @@ class Heartbeat:
         if self._failing:
             log.info("heartbeat restored")
             self._failing = False
+            self._restored()
 
 
 class Hold:

@@ -224,6 +224,7 @@ class RedisQueue:
             self._recover,
             interval_s=min(settings.lease_s / 3, BLOCK_CHUNK_S),
             grace_s=settings.lease_s,
+            restored=self._after_outage,
         )
         self._hold = Hold(settings.lease_s)
         self._watch = ServerWatch()
@@ -245,7 +246,8 @@ class RedisQueue:
         self._registered: list[str] | None = None
         """The registry as the last heartbeat read it (the queues recovery visits)."""
         self._unsure = False
-        """A FETCH failed on the way back: Redis may have moved jobs we never saw."""
+        """A FETCH failed on the way back, or Redis was away (perhaps failed over): our
+        in-flight hashes may hold jobs this process does not (see ``_hand_back_unseen``)."""
         self._fleet: RedisFleet | None = None
 
     def __repr__(self) -> str:
@@ -415,8 +417,15 @@ class RedisQueue:
             self._unsure = True
             raise
 
+    def _after_outage(self) -> None:
+        """The heartbeat is back after failing (heartbeat thread): a failover may have lost the
+        effects of an ack whose reply we had, leaving the job in our in-flight hash while we
+        hold it no more; the next ``get`` compares and hands such jobs back."""
+        self._unsure = True
+
     def _hand_back_unseen(self) -> None:
-        """Hand back jobs a lost FETCH reply left in our in-flight hashes.
+        """Hand back jobs our in-flight hashes hold that this process does not: left by a lost
+        FETCH reply, or by an ack a failover lost (the promoted replica never saw it).
 
         The heartbeat keeps our leases alive, so lease recovery would never free them: compare
         each served queue's hash with the deliveries this process really holds, return the rest.
@@ -436,7 +445,11 @@ class RedisQueue:
         count = sum(len(parts) for parts in unseen.values())
         if count:
             self._settle("NACK", "get", unseen)
-            log.warning("handed back %d job(s) whose fetch reply was lost", count)
+            log.warning(
+                "handed back %d job(s) held in Redis but not by this process (a lost fetch "
+                "reply, or an ack lost in a failover)",
+                count,
+            )
         self._unsure = False
 
     def _deliveries(self, taken: Sequence[Taken]) -> list[Delivery]:
