@@ -19,6 +19,11 @@ job is due), so delayed jobs are moved in time and a dead Redis is noticed:
   only): the bells of each slot are waited on in turn, ``SLOT_WAIT_S`` each, then the pass. A
   job put on an idle queue of another shard waits up to about ``SLOT_WAIT_S`` x (slots - 1)
   longer to start: the price of queues on different shards.
+
+A shard that fails (a master failing over) does not stop the others: its queues are skipped in
+the pass and in the wait, and only when every queue's shard fails does ``take`` raise.
+``skipped`` tells the backend that a FETCH may have failed on its way back, so it compares its
+in-flight records with what it holds before the next fetch.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from services.backends.redis.connection import guarded
 from services.backends.redis.lease import Renewal
 from services.backends.redis.reads import BLOCK_CHUNK_S
 from services.backends.redis.routing import chunked, slot_groups
+from services.errors import BackendUnavailableError
 from services.settings import QueueSettings
 
 MAX_BATCH = 1000
@@ -70,11 +76,15 @@ class Fetcher:
         self._settings = settings
         self._note = note
         self._holding = holding
+        self.skipped = False
+        """The last ``take`` went on past a queue whose shard failed: a FETCH that failed on
+        the way back may have moved jobs we never saw (the backend hands those back later)."""
 
     def take(self, queues: Sequence[str], max_count: int, timeout_s: float) -> list[Taken]:
         """Up to ``max_count`` jobs in priority order; waits up to ``timeout_s`` if none."""
         deadline = time.monotonic() + timeout_s
         wanted = min(max_count, MAX_BATCH)
+        self.skipped = False
         now_ms, due_ms, taken = self._pass(queues, wanted)
         while not taken:
             wait_s = min(deadline - time.monotonic(), BLOCK_CHUNK_S)
@@ -105,6 +115,7 @@ class Fetcher:
         a delayed job (-1: none known) and the jobs."""
         now_ms, due_ms = 0, -1
         taken: list[Taken] = []
+        failed: list[BackendUnavailableError] = []
         for index, queue in enumerate(queues):
             want = wanted - len(taken)
             if want <= 0:
@@ -112,11 +123,19 @@ class Fetcher:
             if index == 0 and first is not None:
                 replies = first
             else:
-                replies = self._send(queue, functools.partial(self._fetch, queue, want))
+                try:
+                    replies = self._send(queue, functools.partial(self._fetch, queue, want))
+                except BackendUnavailableError as exc:
+                    # One shard failing over must not stop the queues on the others.
+                    failed.append(exc)
+                    continue
             for now, due, _lease, _handed, items in replies:
                 now_ms = int(now)
                 due_ms = int(due) if due_ms < 0 or 0 <= due < due_ms else due_ms
                 taken.extend((queue, int(items[i]), items[i + 1]) for i in range(0, len(items), 2))
+        if failed and len(failed) == len(queues):
+            raise failed[0]
+        self.skipped = self.skipped or bool(failed)
         return now_ms, due_ms, taken
 
     def _fetch(self, queue: str, want: int) -> list[Any]:
@@ -149,10 +168,16 @@ class Fetcher:
     def _wait_in_turn(self, groups: list[list[str]], end: float) -> None:
         """BLPOP each slot's bells in turn, ``SLOT_WAIT_S`` each, until one rings or ``end``."""
         while True:
+            failed: list[BackendUnavailableError] = []
             for bells in groups:
                 left = end - time.monotonic()
-                if left <= 0 or self._blpop(bells, min(left, SLOT_WAIT_S)):
-                    return
+                try:
+                    if left <= 0 or self._blpop(bells, min(left, SLOT_WAIT_S)):
+                        return
+                except BackendUnavailableError as exc:  # that shard is failing over
+                    failed.append(exc)
+            if len(failed) == len(groups):
+                raise failed[0]
 
     def _blpop(self, bells: list[str], wait_s: float) -> bool:
         with guarded("get", self._scripts.where):

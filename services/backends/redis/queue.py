@@ -412,7 +412,9 @@ class RedisQueue:
         if self._unsure:
             self._hand_back_unseen()
         try:
-            return self._deliveries(self._fetcher.take(queues, max_count, timeout_s))
+            taken = self._fetcher.take(queues, max_count, timeout_s)
+            self._unsure = self._unsure or self._fetcher.skipped
+            return self._deliveries(taken)
         except ConveyorError:
             self._unsure = True
             raise
