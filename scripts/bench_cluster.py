@@ -42,19 +42,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from redis.crc import key_slot
 
-from consumer.pool_shape import PoolKind, shape_pool
-from consumer.supervisor import Supervisor, SupervisorSettings
+from consumer.supervisor import Supervisor
 from producer import Producer
 from scripts.bench_jobs_redis import registry
 from scripts.bench_redis import PAYLOAD, rate
-from scripts.bench_worker import done, stop_supervisor
+from scripts.bench_worker import done, start_supervisor, stop_supervisor
 from services.backends.redis import keys
 from services.backends.redis.connection import Client, disconnect, make_client
 from services.backends.redis.queue import RedisQueue
 from services.codec import encode_job
 from services.job import Job
-from services.settings import QueueSettings, WorkerSettings
-from services.stats import Field
+from services.settings import QueueSettings
 from tests.failover_run import FailoverPlan, failover_workers, run_failover
 from tests.redis_fixtures import RedisServer, benchmark_server
 from tests.redis_topology_fixtures import (
@@ -86,28 +84,6 @@ def twin(queue: str) -> str:
         if key_slot(keys.of(name).waiting.encode()) == slot:
             return name
     raise RuntimeError(f"no staging name shares slot {slot}")
-
-
-def start_supervisor(url: str, queues: Sequence[str]) -> tuple[RedisQueue, Supervisor]:
-    """``conveyor worker --pool processes --concurrency 2 --queue ...`` in-process, idle."""
-    backend = RedisQueue(url, QueueSettings())
-    settings = SupervisorSettings(
-        jobs=JOBS,
-        shape=shape_pool(PoolKind.PROCESSES, 2),
-        worker=WorkerSettings(queues=tuple(queues), prefetch=1),
-        log_level=logging.WARNING,
-    )
-    supervisor = Supervisor(backend, settings)
-    supervisor.start()
-    spawned = [s.get(Field.HEARTBEAT) for s in supervisor.stats]
-    deadline = time.monotonic() + 60
-    # A child's loop overwrites the heartbeat the supervisor set at spawn: it is running.
-    while any(s.get(Field.HEARTBEAT) == t for s, t in zip(supervisor.stats, spawned, strict=True)):
-        if time.monotonic() > deadline:
-            sys.exit("worker processes did not start")
-        supervisor.run_once(0.01)
-    supervisor.run_once(0.3)  # let both reach their blocking wait
-    return backend, supervisor
 
 
 RENAME_PAIRS = "for i = 1, #KEYS, 2 do redis.call('RENAME', KEYS[i], KEYS[i + 1]) end"
@@ -160,7 +136,7 @@ def drain_round(
 
 
 def bench_drain(label: str, url: str, queues: Sequence[str], n: int) -> float:
-    backend, supervisor = start_supervisor(url, queues)
+    backend, supervisor = start_supervisor(url, queues, prefetch=1)
     client = make_client(url, timeout_s=10.0)
     try:
         rates = [drain_round(client, backend, supervisor, queues, n) for _ in range(3)]
@@ -200,9 +176,28 @@ def record(figure: str, setup: str, value: float, base: float | None) -> None:
     TABLE.setdefault(figure, {})[setup] = f"{value:,.0f}/s{ratio}"
 
 
+def redis_cpu_s(url: str) -> float:
+    """Seconds of CPU the server at ``url`` has used (its main thread does the queue's work)."""
+    client = make_client(url, timeout_s=10.0)
+    try:
+        info = client.info("cpu")
+    finally:
+        disconnect(client)
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def bench_single(n: int) -> tuple[float, float]:
     with benchmark_server(None) as server:
+        cpu_before = redis_cpu_s(server.url)
         drained = bench_drain("one redis-server, 1 queue", server.url, ["drain"], n)
+        per_job_us = (redis_cpu_s(server.url) - cpu_before) / (3 * n) * 1e6
+        # The model for k shards: a shard is one Redis main thread; it can carry about 1 s of
+        # CPU a second, so 1e6 / (its CPU per job) jobs/s, if enough consumers feed it.
+        print(
+            f"Redis CPU per job (put + fetch + ack, no-op job): {per_job_us:.1f} us, so one "
+            f"shard tops out near {1e6 / per_job_us:,.0f} jobs/s; k shards on k machines near "
+            f"k x that, given consumers enough and jobs spread over >= k queues ({load()})"
+        )
         enqueued = bench_enqueue("one redis-server, 1 queue", server.url, ["enq"], 100_000)
     record("drain (2 processes)", "single", drained, None)
     record("enqueue_many x1000", "single", enqueued, None)

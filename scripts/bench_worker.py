@@ -29,7 +29,7 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,19 +56,24 @@ ROWS: list[tuple[str, str, str, str]] = []
 """(figure, target, measured, bare redis-py / ratio) for the markdown table."""
 
 
-def start_supervisor(url: str, queue: str, prefetch: int) -> tuple[RedisQueue, Supervisor]:
-    """``conveyor worker --pool processes --concurrency 2`` in-process, children idle."""
+def start_supervisor(
+    url: str, queue: str | Sequence[str], prefetch: int
+) -> tuple[RedisQueue, Supervisor]:
+    """``conveyor worker --pool processes --concurrency 2`` in-process, children idle, serving
+    ``queue`` (or several, in priority order)."""
     backend = RedisQueue(url, SETTINGS)
     settings = SupervisorSettings(
         jobs=JOBS,
         shape=shape_pool(PoolKind.PROCESSES, 2),
-        worker=WorkerSettings(queues=(queue,), prefetch=prefetch),
+        worker=WorkerSettings(
+            queues=(queue,) if isinstance(queue, str) else tuple(queue), prefetch=prefetch
+        ),
         log_level=logging.WARNING,
     )
     supervisor = Supervisor(backend, settings)
     supervisor.start()
     spawned = [s.get(Field.HEARTBEAT) for s in supervisor.stats]
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     # A child's loop overwrites the heartbeat the supervisor set at spawn: it is running.
     while any(s.get(Field.HEARTBEAT) == t for s, t in zip(supervisor.stats, spawned, strict=True)):
         if time.monotonic() > deadline:
