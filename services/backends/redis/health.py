@@ -38,6 +38,7 @@ import redis.asyncio.cluster
 import redis.cluster
 
 from services.backends.redis import keys
+from services.backends.redis.routing import client_of
 from services.errors import ConfigError
 
 log = logging.getLogger("conveyor.redis")
@@ -120,7 +121,7 @@ def masters(client: Any, where: str) -> list[tuple[redis.Redis, str]]:
     if not isinstance(client, redis.cluster.RedisCluster):
         return [(client, where)]
     return [
-        (node.redis_connection or client.get_redis_connection(node), f"{where} (node {node.name})")
+        (client_of(client, node), f"{where} (node {node.name})")
         for node in client.get_primaries()  # type: ignore[no-untyped-call]
     ]
 

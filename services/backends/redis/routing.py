@@ -54,4 +54,9 @@ def node_client(client: Any, route_key: str) -> redis.Redis:
     node = client.get_node_from_key(route_key)  # type: ignore[no-untyped-call]
     if node is None:
         raise BackendUnavailableError(f"no cluster node serves the slot of {route_key!r}")
-    return node.redis_connection or client.get_redis_connection(node)
+    return client_of(client, node)
+
+
+def client_of(cluster: redis.cluster.RedisCluster, node: Any) -> redis.Redis:
+    """The plain client of one ``node`` of ``cluster`` (made on first use)."""
+    return node.redis_connection or cluster.get_redis_connection(node)
