@@ -8,8 +8,17 @@ or call anything the user did not register::
     @registry.job
     def resize(path: str, width: int) -> str: ...
 
-    @registry.job(name="mail.send", max_retries=5, timeout=30)
+    @registry.job(name="mail.send", max_retries=5, timeout=30, limit="smtp:5", rate="10/s")
     async def send(to: str) -> None: ...
+
+    @registry.job(unique=True)                  # enqueued once while one is queued or running
+    def rebuild(index: str) -> None: ...
+
+    @registry.periodic("*/5 * * * *")           # fired once per due time across the fleet
+    def report() -> None: ...
+
+Limits (``services.limits``) and uniqueness are enforced by the backend, fleet-wide; periodic
+entries (``services.periodic``) are fired by the consumers' schedulers.
 """
 
 from __future__ import annotations
@@ -18,9 +27,14 @@ import functools
 import inspect
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any, TypeVar, overload
 
+from services import limits as limit_terms
 from services.errors import JobArgumentsError, JobDefinitionError, UnknownJobError
+from services.job import DEFAULT_QUEUE
+from services.limits import Limit
+from services.periodic import PeriodicSpec, make_spec
 from services.settings import DEFAULT_MAX_RESULT_BYTES
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -39,6 +53,13 @@ class JobSpec:
     timeout_s: float | None = None
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
     """A larger JSON-encoded return value fails the job (the worker's ``--max-result-bytes``)."""
+    limits: tuple[Limit, ...] = ()
+    """Concurrency permits (first) and start rates (last) a run must take; see ``limits``."""
+    unique: bool = False
+    """Enqueueing it while one with the same arguments is queued, delayed or running returns
+    that one instead of storing another."""
+    unique_for_s: float | None = None
+    """With ``unique``: the uniqueness lapses after this many seconds even if the job lives."""
 
     def check_arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         """Raise ``JobArgumentsError`` unless ``func(*args, **kwargs)`` would bind."""
@@ -65,6 +86,8 @@ class Registry:
 
     def __init__(self) -> None:
         self._specs: dict[str, JobSpec] = {}
+        self._periodics: dict[str, PeriodicSpec] = {}
+        self._limits: dict[str, Limit] = {}
 
     @overload
     def job(self, func: F, /) -> F: ...
@@ -76,6 +99,11 @@ class Registry:
         name: str | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         timeout: float | None = None,
+        concurrency: int | None = None,
+        limit: str | None = None,
+        rate: str | None = None,
+        unique: bool = False,
+        unique_for: float | None = None,
     ) -> Callable[[F], F]: ...
 
     def job(  # type: ignore[misc]  # mypy cannot match a bare-or-called decorator's overloads
@@ -86,6 +114,11 @@ class Registry:
         name: str | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         timeout: float | None = None,
+        concurrency: int | None = None,
+        limit: str | None = None,
+        rate: str | None = None,
+        unique: bool = False,
+        unique_for: float | None = None,
     ) -> F | Callable[[F], F]:
         """Register a sync or ``async def`` function; usable bare or with options.
 
@@ -94,10 +127,27 @@ class Registry:
             name: the name producers enqueue it by; defaults to the function's ``__name__``.
             max_retries: how many times a raising job is retried before it is dead-lettered.
             timeout: seconds after which a running job is stopped; None uses the worker's.
+            concurrency: at most this many run at once across the fleet (1: a mutex).
+            limit: ``"name:N"``, N permits of a limit shared by every job naming it.
+            rate: at most this many starts per period across the fleet: ``"100/m"`` (this
+                job's own), ``"name:100/m"`` (shared); jobs over it wait, never fail.
+            unique: enqueueing it again while one with the same arguments is queued, delayed or
+                running returns the existing job.
+            unique_for: seconds after which that uniqueness lapses (implies ``unique``).
         """
 
         def register(target: F) -> F:
-            self.add(target, name=name, max_retries=max_retries, timeout=timeout)
+            self.add(
+                target,
+                name=name,
+                max_retries=max_retries,
+                timeout=timeout,
+                concurrency=concurrency,
+                limit=limit,
+                rate=rate,
+                unique=unique,
+                unique_for=unique_for,
+            )
             return target
 
         return register(func) if func is not None else register
@@ -109,6 +159,11 @@ class Registry:
         name: str | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         timeout: float | None = None,
+        concurrency: int | None = None,
+        limit: str | None = None,
+        rate: str | None = None,
+        unique: bool = False,
+        unique_for: float | None = None,
     ) -> JobSpec:
         """Register ``func`` without the decorator syntax; returns its spec."""
         if not callable(func):
@@ -122,15 +177,69 @@ class Registry:
             raise JobDefinitionError(f"job {job_name!r}: max_retries must be >= 0")
         if timeout is not None and timeout <= 0:
             raise JobDefinitionError(f"job {job_name!r}: timeout must be > 0 seconds")
+        if unique_for is not None and unique_for <= 0:
+            raise JobDefinitionError(f"job {job_name!r}: unique_for must be > 0 seconds")
+        limits = limit_terms.limits_of(job_name, concurrency=concurrency, limit=limit, rate=rate)
+        limit_terms.check_consistent(self._limits, job_name, limits)
         spec = JobSpec(
             name=job_name,
             func=func,
             is_async=inspect.iscoroutinefunction(func),
             max_retries=max_retries,
             timeout_s=timeout,
+            limits=limits,
+            unique=unique or unique_for is not None,
+            unique_for_s=unique_for,
         )
+        limit_terms.remember(self._limits, limits)
         self._specs[job_name] = spec
         return spec
+
+    def periodic(
+        self,
+        schedule: str | float | timedelta,
+        *,
+        name: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        missed: str = "skip",
+        max_catch_up: int = 10,
+        **job_options: Any,
+    ) -> Callable[[F], F]:
+        """Register a function as a job and enqueue it at each due time of ``schedule``.
+
+        Args:
+            schedule: a 5-field cron expression (UTC), or an interval in seconds or a timedelta.
+            name: the job's (and the periodic entry's) name; defaults to ``__name__``.
+            queue: the queue each due time's job is put on.
+            args, kwargs: the arguments each run gets.
+            missed: after an outage, ``"skip"`` the due times missed or ``"catch_up"``.
+            max_catch_up: with ``"catch_up"``, at most this many (the newest) are fired.
+            job_options: as for ``job`` (``max_retries``, ``timeout``, limits ...).
+        """
+
+        def register(target: F) -> F:
+            spec = self.add(target, name=name, **job_options)
+            if spec.name in self._periodics:
+                raise JobDefinitionError(f"periodic {spec.name!r} is already registered")
+            self._periodics[spec.name] = make_spec(
+                spec.name,
+                spec.name,
+                schedule,
+                queue=queue,
+                args=args,
+                kwargs=kwargs,
+                missed=missed,
+                max_catch_up=max_catch_up,
+            )
+            return target
+
+        return register
+
+    def periodics(self) -> list[PeriodicSpec]:
+        """The periodic entries, by name."""
+        return [self._periodics[name] for name in sorted(self._periodics)]
 
     def get(self, name: str) -> JobSpec:
         """The spec registered as ``name``; raises ``UnknownJobError`` if there is none."""
@@ -155,6 +264,8 @@ class Registry:
             name: replace(spec, max_result_bytes=max_result_bytes)
             for name, spec in self._specs.items()
         }
+        capped._periodics = dict(self._periodics)
+        capped._limits = dict(self._limits)
         return capped
 
     def names(self) -> list[str]:
