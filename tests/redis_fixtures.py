@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -185,6 +186,16 @@ class RedisServer:
             self._log.close()
             self._log = None
 
+    def wipe_data(self) -> None:
+        """Delete what the server persisted (AOF files or directory, RDB); call it stopped."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError("redis-server is running: kill it before wiping its data")
+        for path in self.data_dir.iterdir():
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
     def cli(self, *args: str) -> bytes:
         """Run one command with a raw RESP exchange (simple admin calls from tests)."""
         import redis
@@ -232,6 +243,8 @@ def redis_url(redis_server: RedisServer) -> str:
     """The URL of an empty database on the session's server (restarted if a test killed it)."""
     if redis_server.custom:
         redis_server.kill()  # a previous test turned on persistence: back to the defaults
+        # And its AOF goes too: a later test that turns persistence on would load it.
+        redis_server.wipe_data()
     if redis_server.proc is None or redis_server.proc.poll() is not None:
         redis_server.proc = None
         redis_server.start()

@@ -124,9 +124,7 @@ def test_a_redis_that_restarted_empty_keeps_readyz_503(
     assert service.call("GET", "/readyz")[0] == 200
     # When Redis comes back empty (no AOF this time: every job it held is lost)
     own_redis.kill()
-    for path in own_redis.data_dir.rglob("*"):
-        if path.is_file():
-            path.unlink()
+    own_redis.wipe_data()
     own_redis.start(persistent=True)
     # Then readiness says so, and keeps saying so
     wait_for("readyz to notice", lambda: service.call("GET", "/readyz")[0] == 503)
