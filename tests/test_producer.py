@@ -559,6 +559,18 @@ class _LostReply:
     ) -> list[bool]:
         return self._inner.put_many(queue, items, delay_s=delay_s, new_ids=new_ids)
 
+    def put_unique(
+        self,
+        queue: str,
+        job_id: str,
+        body: bytes,
+        *,
+        key: str,
+        ttl_s: float | None,
+        delay_s: float = 0.0,
+    ) -> str:
+        return self._inner.put_unique(queue, job_id, body, key=key, ttl_s=ttl_s, delay_s=delay_s)
+
     def status(self, job_id: str) -> JobStatus | None:
         return self._inner.status(job_id)
 

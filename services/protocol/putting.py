@@ -16,6 +16,9 @@ Delivery contract of this role (every backend, proven by ``services.testing.cont
   refuse it). Generated ids (``new_job_id``) are random, hence unique everywhere. ``status``,
   ``wait_finished`` and ``cancel`` find an id on any queue; if two queues hold it, the first
   in sorted order answers.
+* **Unique keys, within a queue** (``put_unique``): while a job holding a key is queued,
+  delayed, running or waiting for a retry, a put with that key stores nothing and answers the
+  holder's id; at most one job per key is held, however many producers race.
 """
 
 from __future__ import annotations
@@ -58,6 +61,26 @@ class JobPutter(Protocol):
         one flag per item, False where the id was present and nothing was stored. An id
         repeated within the batch is stored once: its first item wins, the others are False.
         ``new_ids`` as in ``put``."""
+
+    def put_unique(
+        self,
+        queue: str,
+        job_id: str,
+        body: bytes,
+        *,
+        key: str,
+        ttl_s: float | None,
+        delay_s: float = 0.0,
+    ) -> str:
+        """Store one job holding the unique ``key`` on ``queue`` unless a job that holds it is
+        queued, delayed, running or waiting for a retry; returns the id holding the key
+        (``job_id`` when this call stored the job, else the holder's: nothing stored).
+
+        A holder that finished (done or dead, cancelled included) or is unknown holds
+        nothing: the new job is stored and takes the key. With ``ttl_s`` the key lapses that
+        many seconds after it was taken, even if its holder lives. Put-if-absent by id holds
+        too: a ``job_id`` already present is not stored again (its id is returned), so a put
+        whose reply was lost is repeated safely with the same id and key."""
 
     def status(self, job_id: str) -> JobStatus | None:
         """What is known of ``job_id``, or None when nothing is (never seen, or expired)."""

@@ -187,6 +187,19 @@ class MemoryQueue:
     ) -> list[bool]:
         return self._state.put_many(queue, items, delay_s)
 
+    def put_unique(
+        self,
+        queue: str,
+        job_id: str,
+        body: bytes,
+        *,
+        key: str,
+        ttl_s: float | None,
+        delay_s: float = 0.0,
+    ) -> str:
+        item = (job_id, body)
+        return self._state.put_unique(queue, item, key=key, ttl_s=ttl_s, delay_s=delay_s)
+
     def get(
         self, queues: Sequence[str], *, max_count: int = 1, timeout_s: float = 1.0
     ) -> list[Delivery]:

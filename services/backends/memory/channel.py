@@ -36,6 +36,7 @@ SERVED = frozenset(
     {
         "put",
         "put_many",
+        "put_unique",
         "get",
         "confirm",
         "hand_back",
@@ -159,6 +160,21 @@ class ChannelQueue:
     ) -> list[bool]:
         flags: list[bool] = self._call("put_many", queue, list(items), delay_s=delay_s)
         return flags
+
+    def put_unique(
+        self,
+        queue: str,
+        job_id: str,
+        body: bytes,
+        *,
+        key: str,
+        ttl_s: float | None,
+        delay_s: float = 0.0,
+    ) -> str:
+        holder: str = self._call(
+            "put_unique", queue, job_id, body, key=key, ttl_s=ttl_s, delay_s=delay_s
+        )
+        return holder
 
     def get(
         self, queues: Sequence[str], *, max_count: int = 1, timeout_s: float = 1.0

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from services.backends.memory.inflight import InFlight
 from services.backends.memory.statuses import FINISHED, WAITING, Statuses
+from services.backends.memory.unique import UniqueKeys
 from services.errors import QueueFullError
 from services.gauges import RING_SIZE, Sample, enqueued_at, rate_from, should_sample
 from services.protocol import (
@@ -67,6 +68,7 @@ class MemoryState:
         self._tallies: dict[str, _Tally] = {}
         self._dead: dict[str, deque[DeadLetter]] = {}
         self._statuses = Statuses(settings.result_ttl_s, clock)
+        self._unique = UniqueKeys(self._statuses.held)
         self._receipts = itertools.count(1)
         self._released: set[str] = set()
         """Consumers declared dead: a get still waiting on their behalf must take nothing."""
@@ -92,6 +94,24 @@ class MemoryState:
             )
             self._lock.notify_all()
             return flags
+
+    def put_unique(
+        self, queue: str, item: tuple[str, bytes], *, key: str, ttl_s: float | None, delay_s: float
+    ) -> str:
+        """Store ``item`` holding ``key`` unless a live job holds it; the holder's id."""
+        with self._lock:
+            holder = self._unique.holder(queue, key, self._clock())
+            if holder is not None:
+                return holder
+            # Waiting for room lets go of the lock: someone may have taken the key meanwhile.
+            [absent] = self._wait_for_room(queue, [item])
+            holder = self._unique.holder(queue, key, self._clock())
+            if holder is not None:
+                return holder
+            if absent:
+                self.put_many(queue, [item], delay_s)
+                self._unique.claim(queue, key, item[0], ttl_s=ttl_s, now=self._clock())
+            return item[0]
 
     def _wait_for_room(self, queue: str, items: Sequence[tuple[str, bytes]]) -> list[bool]:
         limit = self._settings.max_depth

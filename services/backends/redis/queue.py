@@ -120,6 +120,7 @@ from services.backends.redis.reads import (
     waiting_in,
 )
 from services.backends.redis.routing import by_queue, chunked
+from services.backends.redis.unique import UniqueScripts, put_unique, unique_args
 from services.errors import BackendUnavailableError, ConveyorError, QueueFullError
 from services.protocol import (
     CANCELLED,
@@ -216,6 +217,7 @@ class RedisQueue:
         self._reads = Reader(self._client, self._blocking, self.where)
         self._beat_client = make_client(url, timeout_s=op_s)
         self._scripts = Scripts(self._client, SCRIPTS, self.where)
+        self._unique = UniqueScripts(self._client, self.where)
         self._confirmer = confirmer_for(Confirmer, self._client, settings, self.where)
         """Puts and acks wait for replicas (``durability``) when ``durable_replicas`` is set."""
         self._beat_scripts = Scripts(self._beat_client, ("HEARTBEAT", "HAND_BACK"), self.where)
@@ -394,6 +396,30 @@ class RedisQueue:
                     )
             time.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
             pause = min(pause * 2, 0.2)
+
+    def put_unique(
+        self,
+        queue: str,
+        job_id: str,
+        body: bytes,
+        *,
+        key: str,
+        ttl_s: float | None,
+        delay_s: float = 0.0,
+    ) -> str:
+        """Store one job holding ``key`` unless a live job holds it (``unique``); the holder."""
+        max_depth = self.settings.max_depth or 0
+        args = unique_args((job_id, body), key=key, ttl_s=ttl_s, delay_s=delay_s,
+                           max_depth=max_depth)  # fmt: skip
+
+        def write(calls: Sequence[ScriptCall]) -> list[Any]:
+            if queue not in self._known:
+                self._first_use((queue,))
+            if self._confirmer is not None:
+                return self._unique.run_confirmed(self._confirmer, "put", calls)
+            return self._unique.run_all("put", calls)
+
+        return put_unique(write, queue, args, self.settings)
 
     # -- consuming ---------------------------------------------------------------------------
 
