@@ -9,7 +9,8 @@ Both take tasks from a ``Mailbox`` (given to the constructor, with its running b
 gate; a bare one by default) and put outcomes back in it; the worker loop never waits on a
 job, so it keeps fetching, acknowledging and watching deadlines while jobs run. A running job
 cannot be killed in a thread: the worker gives up on it (``Mailbox.abandon``) and recycles the
-process instead.
+process instead. Only an ``async def`` job on the ``AsyncioExecutor``'s loop can be stopped in
+place (``cancel``: ``CancelledError`` raised at its next ``await``), which aborting uses.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ class Executor(Protocol):
     def submit_many(self, tasks: list[Task]) -> None:
         """Queue ``tasks`` for the next free slots; never blocks."""
 
+    def cancel(self, task: Task) -> bool:
+        """Stop a running task in place if its kind allows (an ``async def`` job on an event
+        loop: cancelled cooperatively); False when only replacing the process stops it."""
+
     def stop(self) -> None:
         """Stop taking tasks; running jobs are left to finish or to die with the process."""
 
@@ -61,6 +66,10 @@ class ThreadExecutor:
     def _work(self) -> None:
         while (task := self.mailbox.next_task(time.monotonic())) is not None:
             self.mailbox.finish(task, execute(task.spec, task.job))
+
+    def cancel(self, task: Task) -> bool:
+        """A thread cannot be stopped (an ``async def`` job runs in its own loop here)."""
+        return False
 
     def stop(self) -> None:
         self.mailbox.close()
@@ -152,6 +161,22 @@ class AsyncioExecutor:
             job = asyncio.get_running_loop().create_task(self._run(task, free_slots))
             self._jobs[job] = task
             job.add_done_callback(self._forget)
+
+    def cancel(self, task: Task) -> bool:
+        """Cancel ``task`` on the loop if it is an ``async def`` job running there; a sync job
+        runs in the loop's thread pool, where nothing can stop it."""
+        loop = self._loop
+        if not task.spec.is_async or loop is None or loop.is_closed():
+            return False
+        loop.call_soon_threadsafe(self._cancel_on_loop, task)
+        return True
+
+    def _cancel_on_loop(self, task: Task) -> None:
+        # On the loop's thread, which alone changes ``_jobs``. A job that swallows the
+        # CancelledError keeps its slot until it returns: cancelling is cooperative.
+        for job, running in self._jobs.items():
+            if running is task:
+                job.cancel()
 
     def _forget(self, job: asyncio.Task[None]) -> None:
         self._jobs.pop(job, None)

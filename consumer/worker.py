@@ -2,8 +2,8 @@
 
 ``run_once`` is one turn, public so tests step it instead of sleeping::
 
-    settle finished jobs -> enforce timeouts -> confirm a lapsed hold -> flush settlements
-    -> fetch (or wait; from the queues that are not paused)
+    settle finished jobs -> enforce timeouts -> stop aborted jobs -> confirm a lapsed hold
+    -> flush settlements -> fetch (or wait; from the queues that are not paused)
 
 Jobs run in an executor (threads or an event loop), never in this loop, so the loop keeps
 fetching, acknowledging and watching deadlines while they run. Whether a fetched job may start
@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from enum import Enum
 
+from consumer.aborting import AbortWatch, abort_reason
 from consumer.backoff import backoff_s
 from consumer.execution import Outcome
 from consumer.executors import Executor
@@ -67,6 +68,7 @@ class Worker:
         self._clock = clock
         self._ledger = Ledger(queue, stats=stats, clock=clock)
         self._ownership = OwnershipCheck(queue, clock=clock)
+        self._aborts = AbortWatch(queue, clock=clock)
         self._held: dict[str, Task] = {}
         self._fetch_failures = 0
         self._fetches = 0
@@ -100,6 +102,8 @@ class Worker:
         for finished in self._executor.mailbox.take_finished():
             self._settle(finished.task, finished.outcome)
         self._enforce_timeouts()
+        for task in self._aborts.requested(self._executor.mailbox.running()):
+            self._abort(task)
         self._confirm_if_lapsed()
         if self._executor.mailbox.take_refusal() is Verdict.WAIT:
             self._executor.submit_many([])  # wake the executor: a slot may be free for it now
@@ -301,6 +305,18 @@ class Worker:
             self._settle(task, Outcome(ok=False, error=message, duration_s=now - task.started_at))
             # A thread cannot be killed: the process must be replaced to free the slot.
             self.recycle_reason = f"job {task.job.id} {message}"
+
+    def _abort(self, task: Task) -> None:
+        """Stop a job an operator aborted (``consumer.aborting``): dead, never retried."""
+        self._executor.mailbox.abandon(task)
+        in_place = self._executor.cancel(task)
+        now = self._clock()
+        reason = abort_reason(now - (task.started_at or now), in_place=in_place)
+        self._held.pop(task.delivery.receipt, None)
+        self.jobs_settled += 1
+        self._bury(task.delivery, reason, task.job.name)
+        if not in_place:  # a thread cannot be stopped: replace the process to free its slot
+            self.recycle_reason = f"job {task.job.id} {reason}"
 
     def _beat(self) -> None:
         if self._stats is not None:

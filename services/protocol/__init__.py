@@ -22,7 +22,8 @@ one backend class implements them all (``Backend``, which ``open_queue`` returns
     QueueInspector    inspection.py   CLI status and ``dead-letters list``, ``conveyor serve``:
                                       counts, queues, letters, status
     QueueAdmin        inspection.py   CLI ``dead-letters requeue``, ``conveyor serve``: revive,
-                                      delete dead letters, cancel a waiting job
+                                      delete dead letters, cancel a waiting job,
+                                      abort a running one (``conveyor abort``)
     FleetControl      fleet.py        Supervisor (beat, reconcile, autoscale), CLI ``scale``,
                                       ``pause``, ``resume``, status: supervisors, desired
                                       sizes, paused queues (``Backend.fleet()`` hands it out)
@@ -48,7 +49,7 @@ from services.protocol.fleet import (
     PauseState,
     SupervisorRecord,
 )
-from services.protocol.inspection import CANCELLED, QueueAdmin, QueueInspector
+from services.protocol.inspection import ABORTED, CANCELLED, QueueAdmin, QueueInspector
 from services.protocol.putting import JobPutter
 from services.protocol.records import (
     Cancellation,
@@ -64,6 +65,7 @@ JobQueue = Backend
 """The old name of ``Backend``."""
 
 __all__ = [
+    "ABORTED",
     "CANCELLED",
     "AsyncBackend",
     "AsyncJobPutter",

@@ -12,7 +12,8 @@ none blocks the event loop. Which backend answers is chosen by URL
     --------------------  --------------------------------------------------------------
     AsyncJobPutter        POST jobs (one or a batch), GET a job's status
     AsyncQueueInspector   GET queues and their counts, dead letters; readiness (check_server)
-    AsyncQueueAdmin       requeue (revive) and delete dead letters, cancel a waiting job
+    AsyncQueueAdmin       requeue (revive) and delete dead letters, cancel a waiting job,
+                          abort a running one
     AsyncBackend          all of them, and ``aclose``
 """
 
@@ -80,6 +81,10 @@ class AsyncQueueAdmin(Protocol):
 
     async def cancel(self, job_id: str) -> Cancellation:
         """End ``job_id`` as dead ("cancelled") if it waits; else leave it and say why."""
+
+    async def abort(self, job_id: str) -> Cancellation:
+        """As ``QueueAdmin.abort``: cancel it if it waits, ask its consumer to stop it if it
+        runs, else leave it and say why."""
 
 
 @runtime_checkable

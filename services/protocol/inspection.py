@@ -1,5 +1,5 @@
 """``QueueInspector`` and ``QueueAdmin``: cheap reads and administration (status, dead letters,
-cancelling).
+cancelling, aborting).
 
 Delivery contract of these roles (every backend, proven by ``services.testing.contract``):
 
@@ -17,6 +17,13 @@ Delivery contract of these roles (every backend, proven by ``services.testing.co
   counts once in the queue's dead total and no longer as waiting or delayed. It is not a dead
   letter (there is nothing to revive: its owner cancelled it). A job that is running,
   finished or unknown is left alone, and the answer says which.
+* **Abort reaches running jobs.** ``abort`` cancels a waiting job as ``cancel`` does; for a
+  running one it records an abort request and answers ``cancelled=True`` with the status
+  ``running``. The consumer that runs it learns of it through ``JobTaker.aborted`` and settles
+  it dead, its error starting with ``"aborted"`` (a dead letter, never retried). A request
+  outlives a crash of that consumer (the job redelivered is aborted in turn) and lapses once
+  the job has left the backend's hands (done or dead). A finished or unknown job is left alone:
+  too late.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from services.protocol.records import Cancellation, DeadLetter, JobStatus, Queue
 
 CANCELLED = "cancelled"
 """The error of a job that ``cancel`` ended (its status is ``dead``)."""
+ABORTED = "aborted"
+"""How the error of a job that ``abort`` stopped while it ran begins (its status is ``dead``)."""
 
 
 @runtime_checkable
@@ -82,3 +91,7 @@ class QueueAdmin(Protocol):
 
     def cancel(self, job_id: str) -> Cancellation:
         """End ``job_id`` as dead ("cancelled") if it waits; else leave it and say why."""
+
+    def abort(self, job_id: str) -> Cancellation:
+        """``cancel`` a waiting ``job_id``; ask its consumer to stop it if it runs (then
+        ``cancelled`` is True and ``status`` says running); else leave it and say why."""

@@ -16,6 +16,9 @@ Delivery contract of this role (every backend, proven by ``services.testing.cont
   the backend has since handed to someone else (a consumer paused past its lease).
 * **Crash suspects.** ``started`` tells the backend which deliveries are running, so that when
   this consumer dies only those count as crash redeliveries (see ``ConsumerControl``).
+* **Aborts.** ``aborted`` answers which of the given running deliveries an operator asked to
+  abort (``QueueAdmin.abort``), in one cheap round trip; the consumer stops those and settles
+  them with ``dead_letter`` (reason starting ``"aborted"``), never ``retry``.
 * **Ordering** is FIFO per queue for fresh jobs; retries and redeliveries may overtake.
 """
 
@@ -68,6 +71,10 @@ class JobTaker(Protocol):
         """Local bookkeeping, no round trip: these deliveries began (or, with ``running=False``,
         stopped) running. A backend with leases publishes it with its heartbeat, so that lease
         expiry counts only jobs that were running as crash suspects."""
+
+    def aborted(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """Those of ``deliveries`` (running here) whose jobs an operator asked to abort, in
+        order; one round trip per queue at most, none when no abort is pending anywhere."""
 
     def alarms(self) -> list[str]:
         """Serious events this connection has seen (e.g. "Redis restarted empty: ..."), oldest

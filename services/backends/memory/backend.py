@@ -235,6 +235,12 @@ class MemoryQueue:
     def cancel(self, job_id: str) -> Cancellation:
         return self._state.cancel(job_id)
 
+    def abort(self, job_id: str) -> Cancellation:
+        return self._state.abort(job_id)
+
+    def aborted(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        return self._state.aborted(deliveries)
+
     def queues(self) -> list[str]:
         return self._state.queues()
 

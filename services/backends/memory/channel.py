@@ -14,7 +14,7 @@ import queue as stdlib_queue
 import threading
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.queues import Queue as MPQueue
 from typing import Any, NamedTuple
 
@@ -49,6 +49,8 @@ SERVED = frozenset(
         "revive",
         "delete_dead",
         "cancel",
+        "abort",
+        "aborted",
         "queues",
         "status",
         "wait_finished",
@@ -222,6 +224,17 @@ class ChannelQueue:
     def cancel(self, job_id: str) -> Cancellation:
         found: Cancellation = self._call("cancel", job_id)
         return found
+
+    def abort(self, job_id: str) -> Cancellation:
+        found: Cancellation = self._call("abort", job_id)
+        return found
+
+    def aborted(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        # Without their bodies: the parent needs the ids only, and this runs every half second.
+        bare = [replace(d, body=b"") for d in deliveries]
+        found: list[Delivery] = self._call("aborted", bare)
+        receipts = {d.receipt for d in found}
+        return [d for d in deliveries if d.receipt in receipts]
 
     def queues(self) -> list[str]:
         names: list[str] = self._call("queues")

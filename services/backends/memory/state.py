@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
+from services.backends.memory.aborts import AbortRequests
 from services.backends.memory.inflight import InFlight
 from services.backends.memory.statuses import FINISHED, WAITING, Statuses
 from services.backends.memory.unique import UniqueKeys
@@ -68,6 +69,7 @@ class MemoryState:
         self._tallies: dict[str, _Tally] = {}
         self._dead: dict[str, deque[DeadLetter]] = {}
         self._statuses = Statuses(settings.result_ttl_s, clock)
+        self._aborts = AbortRequests()
         self._unique = UniqueKeys(self._statuses.held)
         self._receipts = itertools.count(1)
         self._released: set[str] = set()
@@ -354,6 +356,21 @@ class MemoryState:
             self._statuses.set(job_id, "dead", error=CANCELLED, attempted=False)
             self._lock.notify_all()
             return Cancellation(job_id, cancelled=True)
+
+    def abort(self, job_id: str) -> Cancellation:
+        """``cancel`` ``job_id`` if it waits; if it runs, ask its consumer to stop it."""
+        with self._lock:
+            if self._statuses.state(job_id) != "running":
+                return self.cancel(job_id)
+            self._aborts.add(job_id)
+            found = self._statuses.get(job_id) or JobStatus(job_id, "running")
+            return Cancellation(job_id, cancelled=True, status=found)
+
+    def aborted(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """Those of ``deliveries`` whose jobs were asked to stop (``abort``)."""
+        with self._lock:
+            wanted = self._aborts.pick((d.job_id for d in deliveries), held=self._statuses.held)
+            return [d for d in deliveries if d.job_id in wanted]
 
     def _unqueue(self, job_id: str) -> str | None:
         """Remove waiting ``job_id`` from its queue or the delayed jobs; its queue, or None."""

@@ -10,6 +10,7 @@ only the client is asyncio's, so no call blocks the loop::
     AsyncRedisQueue --put_many--> PutCoalescer (batching) --one pipeline per loop turn--> PUT
         |--status, counts_many, queues, dead_letters--> pipelines of reads.add_* / *_from
         |--cancel--> markers probed, CANCEL; revive--> REQUEUE_DEAD; delete_dead--> ZREM
+        |--abort--> cancel, else ABORT where it runs (``aborts``)
         \\--check_server--> INFO, CONFIG GET save, the epochs (ServerWatch.report)
 
 It implements the asyncio roles of ``services.protocol.aio``. Puts behave as ``RedisQueue``'s:
@@ -34,6 +35,7 @@ import redis.asyncio
 
 from services.backends import redact_url
 from services.backends.redis import health, keys, reads
+from services.backends.redis.aborts import ATTEMPTS, AsyncAbortBook, abort_outcome, requested
 from services.backends.redis.batching import PutCoalescer, PutRequest, Segment, lay_out
 from services.backends.redis.calls import ScriptCall, ScriptHeads, ms
 from services.backends.redis.connection import disconnect_async, guarded, make_async_client
@@ -125,6 +127,7 @@ class AsyncRedisQueue:
         self._coalescer = PutCoalescer(self._send_puts)
         self._known: set[str] = set()
         """Queues this connection registered (``_first_use``)."""
+        self._aborts = AsyncAbortBook(self._client, self.where)
 
     def __repr__(self) -> str:
         return f"AsyncRedisQueue({self.where!r})"
@@ -319,6 +322,17 @@ class AsyncRedisQueue:
             outcome = int(await self._scripts.run("CANCEL", "cancel", queue, *args))
         found = None if outcome == 1 else await self.status(job_id)
         return cancellation(job_id, outcome, found)
+
+    async def abort(self, job_id: str) -> Cancellation:
+        """As ``RedisQueue.abort``: cancel it if it waits, else record an abort request."""
+        for _ in range(ATTEMPTS):  # it may move between waiting and running meanwhile
+            found = await self.cancel(job_id)
+            answer = abort_outcome(found)
+            if answer is not None:
+                return answer
+            if await self._aborts.request(await self.queues(), job_id):
+                return requested(found)
+        return found
 
     # -- health ------------------------------------------------------------------------------
 

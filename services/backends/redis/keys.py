@@ -19,6 +19,8 @@ key                    type    content
                                ``quarantined`` (``stats`` sums these over the queues)
 ``T x``                hash    *tombstones*: id key -> ``q``/``d`` of cancelled jobs still in
                                ``T q``/``T d``; FETCH drops those instead of delivering them
+``T ab``               hash    abort requests: id key -> its marker's bucket and field, of
+                               running jobs asked to stop (``aborts``: ABORT, ABORTED)
 ``T r``                list    ``<time>:<done>`` samples of the done counter, newest first (90
                                kept, 1 day TTL), taken by status reads for ``done_rate``
 ``T dl``               zset    dead letters: ``<seq>\\n<len>\\n<reason><element>`` by time (ms)

@@ -105,6 +105,7 @@ from typing import Any
 
 from services.backends import redact_url
 from services.backends.redis import keys
+from services.backends.redis.aborts import ATTEMPTS, AbortBook, abort_outcome, requested
 from services.backends.redis.calls import ScriptCall, Scripts, ms
 from services.backends.redis.connection import disconnect, guarded, make_client
 from services.backends.redis.durability import Confirmer, confirmer_for
@@ -251,6 +252,7 @@ class RedisQueue:
         """A FETCH failed on the way back, or Redis was away (perhaps failed over): our
         in-flight hashes may hold jobs this process does not (see ``_hand_back_unseen``)."""
         self._fleet: RedisFleet | None = None
+        self._aborts = AbortBook(self._client, self.where)
 
     def __repr__(self) -> str:
         return f"RedisQueue({self.where!r}, consumer_id={self.consumer_id!r})"
@@ -328,6 +330,21 @@ class RedisQueue:
             args = cancel_args(job_id, self.settings)
             outcome = int(self._scripts.run("CANCEL", "cancel", queue, *args))
         return cancellation(job_id, outcome, None if outcome == 1 else self.status(job_id))
+
+    def abort(self, job_id: str) -> Cancellation:
+        """Cancel ``job_id`` if it waits; if it runs, record an abort request (``aborts``)."""
+        for _ in range(ATTEMPTS):  # it may move between waiting and running meanwhile
+            found = self.cancel(job_id)
+            answer = abort_outcome(found)
+            if answer is not None:
+                return answer
+            if self._aborts.request(self.queues(), job_id):
+                return requested(found)
+        return found
+
+    def aborted(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """Those of ``deliveries`` asked to abort (``aborts``: one ABORTED call per queue)."""
+        return self._aborts.aborted(deliveries) if deliveries else []
 
     # -- producing ---------------------------------------------------------------------------
 
