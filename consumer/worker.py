@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import Enum
 
 from consumer.aborting import AbortWatch, abort_reason
@@ -30,7 +30,8 @@ from consumer.mailbox import Task
 from consumer.settling import Ledger
 from services.codec import decode_job, encode_job
 from services.errors import BackendUnavailableError, DecodeError, UnknownJobError
-from services.protocol import Completion, Delivery, JobTaker
+from services.limits import Limit
+from services.protocol import Completion, Delivery, JobLimiter, JobTaker
 from services.registry import Registry
 from services.settings import WorkerSettings
 from services.stats import Field, Stats
@@ -230,8 +231,23 @@ class Worker:
             return None
         timeout = spec.timeout_s or self._settings.job_timeout_s
         task = Task(delivery=delivery, job=job, spec=spec, timeout_s=timeout)
+        if spec.limits and not self._admit(delivery, spec.limits):
+            return None
         self._held[delivery.receipt] = task
         return task
+
+    def _admit(self, delivery: Delivery, limits: Sequence[Limit]) -> bool:
+        """Whether the backend let the job start under its limits; False: it was parked (no
+        longer ours), or the backend is away (handed back through the ledger)."""
+        if not isinstance(self._queue, JobLimiter):
+            self._bury(delivery, f"this backend cannot enforce limits ({limits[0]})")
+            return False
+        try:
+            return self._queue.admit(delivery, limits)
+        except BackendUnavailableError as exc:
+            log.warning("cannot take the limits of job %s (%s); handed back", delivery.job_id, exc)
+            self._ledger.hand_back(delivery)
+            return False
 
     def _confirm_if_lapsed(self) -> None:
         """Once the hold may have lapsed (a pause), run only the waiting jobs still ours; the

@@ -17,6 +17,8 @@ one backend class implements them all (``Backend``, which ``open_queue`` returns
     ----------------  --------------  ------------------------------------------------------
     JobPutter         putting.py      Producer (``conveyor enqueue``): put, follow a job by id
     JobTaker          taking.py       Worker: get, settle (ack/retry/dead_letter/hand_back)
+    JobLimiter        limiting.py     Worker, for jobs with limits: admit (take concurrency
+                                      permits and a rate's start) or park the job
     ConsumerControl   control.py      Supervisor, and the ``conveyor run`` pipeline (which
                                       also reads counts: + QueueInspector): connector, reclaim
     QueueInspector    inspection.py   CLI status and ``dead-letters list``, ``conveyor serve``:
@@ -50,6 +52,7 @@ from services.protocol.fleet import (
     SupervisorRecord,
 )
 from services.protocol.inspection import ABORTED, CANCELLED, QueueAdmin, QueueInspector
+from services.protocol.limiting import JobLimiter
 from services.protocol.putting import JobPutter
 from services.protocol.records import (
     Cancellation,
@@ -81,6 +84,7 @@ __all__ = [
     "Delivery",
     "DesiredState",
     "FleetControl",
+    "JobLimiter",
     "JobPutter",
     "JobQueue",
     "JobStatus",

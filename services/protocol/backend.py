@@ -7,12 +7,15 @@ from typing import Protocol, runtime_checkable
 from services.protocol.control import ConsumerControl
 from services.protocol.fleet import FleetControl
 from services.protocol.inspection import QueueAdmin, QueueInspector
+from services.protocol.limiting import JobLimiter
 from services.protocol.putting import JobPutter
 from services.protocol.taking import JobTaker
 
 
 @runtime_checkable
-class Backend(JobPutter, JobTaker, ConsumerControl, QueueInspector, QueueAdmin, Protocol):
+class Backend(
+    JobPutter, JobTaker, JobLimiter, ConsumerControl, QueueInspector, QueueAdmin, Protocol
+):
     """A connection to one backend, used by one process (a producer, a consumer, a supervisor).
 
     Callers depend on the smallest role they use; only code that builds connections (and

@@ -43,6 +43,7 @@ from services.backends.memory.channel import POLL_S, SERVED, Ack, Call, MemoryCo
 from services.backends.memory.fleet import MemoryFleet
 from services.backends.memory.state import MemoryState
 from services.errors import ConfigError
+from services.limits import Limit
 from services.protocol import (
     Backend,
     Cancellation,
@@ -204,6 +205,9 @@ class MemoryQueue:
         self, queues: Sequence[str], *, max_count: int = 1, timeout_s: float = 1.0
     ) -> list[Delivery]:
         return self._state.get(self.consumer_id, queues, max_count, timeout_s)
+
+    def admit(self, delivery: Delivery, limits: Sequence[Limit]) -> bool:
+        return self._state.admit(self.consumer_id, delivery, limits)
 
     def ack(self, completions: Sequence[Completion]) -> int:
         return self._state.ack(completions)

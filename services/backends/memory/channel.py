@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 from services.errors import BackendUnavailableError, ConfigError
 from services.lifecycle import parent_alive
+from services.limits import Limit
 from services.protocol import (
     Backend,
     Cancellation,
@@ -38,6 +39,7 @@ SERVED = frozenset(
         "put_many",
         "put_unique",
         "get",
+        "admit",
         "confirm",
         "hand_back",
         "retry",
@@ -185,6 +187,10 @@ class ChannelQueue:
             "get", list(queues), max_count=max_count, timeout_s=timeout_s, wait_s=timeout_s
         )
         return found
+
+    def admit(self, delivery: Delivery, limits: Sequence[Limit]) -> bool:
+        # Without the body: the parent holds it (the delivery is in flight there).
+        return bool(self._call("admit", replace(delivery, body=b""), list(limits)))
 
     def ack(self, completions: Sequence[Completion]) -> int:
         done = [(c.delivery.receipt, c.result) for c in completions]

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 
 from services.backends.memory.aborts import AbortRequests
 from services.backends.memory.inflight import InFlight
+from services.backends.memory.limits import Limits, Waiter
 from services.backends.memory.statuses import FINISHED, WAITING, Statuses
 from services.backends.memory.unique import UniqueKeys
 from services.errors import QueueFullError
 from services.gauges import RING_SIZE, Sample, enqueued_at, rate_from, should_sample
+from services.limits import Limit
 from services.protocol import (
     CANCELLED,
     Cancellation,
@@ -71,6 +73,7 @@ class MemoryState:
         self._statuses = Statuses(settings.result_ttl_s, clock)
         self._aborts = AbortRequests()
         self._unique = UniqueKeys(self._statuses.held)
+        self._limits = Limits()
         self._receipts = itertools.count(1)
         self._released: set[str] = set()
         """Consumers declared dead: a get still waiting on their behalf must take nothing."""
@@ -207,6 +210,39 @@ class MemoryState:
         with self._lock:
             return [d for d in deliveries if self._inflight.owner(d.receipt) == consumer_id]
 
+    # -- limits (``memory.limits``; ``JobLimiter`` in ``services.protocol.limiting``) ------
+    def admit(self, consumer_id: str, delivery: Delivery, limits: Sequence[Limit]) -> bool:
+        """Take ``limits`` for ``delivery`` and say True, or park the job and say False."""
+        with self._lock:
+            if self._inflight.owner(delivery.receipt) != consumer_id:
+                return False  # reclaimed meanwhile: someone else runs it
+            waiter = (delivery.queue, delivery.job_id)
+            delay, woken = self._limits.admit(delivery.receipt, waiter, limits, self._clock())
+            self._wake(woken)
+            if delay is None:
+                return True
+            held = self._settle(delivery.receipt)  # the parent's copy, with the body
+            if held is not None:
+                item = _Waiting(held.job_id, held.body, held.redeliveries)
+                self._add(held.queue, item, delay, front=True)
+            self._statuses.set(delivery.job_id, "scheduled", attempted=False)
+            self._lock.notify_all()
+            return False
+
+    def _wake(self, woken: Sequence[Waiter]) -> None:
+        """Move parked jobs to the front of their queues now (a permit they wait for is free)."""
+        for queue, job_id in woken:
+            for index, (_, _, where, item) in enumerate(self._delayed):
+                if (where, item.job_id) == (queue, job_id):
+                    self._delayed[index] = self._delayed[-1]
+                    self._delayed.pop()
+                    heapq.heapify(self._delayed)
+                    self._tally(queue).delayed -= 1
+                    self._add(queue, item, 0.0, front=True)
+                    self._statuses.set(job_id, "queued", attempted=False)
+                    self._lock.notify_all()
+                    break
+
     # -- settling --------------------------------------------------------------------------
     def ack(self, completions: Sequence[Completion]) -> int:
         """Forget finished jobs, keeping their result; returns how many were fenced."""
@@ -262,6 +298,7 @@ class MemoryState:
             mine = self._inflight.take_all(consumer_id)
             for delivery in mine:
                 self._tally(delivery.queue).in_flight -= 1
+                self._wake(self._limits.release(delivery.receipt))
                 if suspects is None or delivery.job_id in suspects:
                     self._redeliver(delivery, reason)
                 else:
@@ -287,6 +324,7 @@ class MemoryState:
         delivery = self._inflight.settle(receipt)
         if delivery is not None:
             self._tally(delivery.queue).in_flight -= 1
+            self._wake(self._limits.release(receipt))
         return delivery
 
     def _bury(self, queue: str, job_id: str, body: bytes, reason: str) -> None:

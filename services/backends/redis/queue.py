@@ -113,6 +113,7 @@ from services.backends.redis.fetching import Fetcher, Taken
 from services.backends.redis.fleet import RedisFleet
 from services.backends.redis.health import ServerWatch
 from services.backends.redis.lease import Heartbeat, Hold, Renewal, Token, Tokens
+from services.backends.redis.limits import RedisLimiter
 from services.backends.redis.reads import (
     BLOCK_CHUNK_S,
     Reader,
@@ -123,6 +124,7 @@ from services.backends.redis.reads import (
 from services.backends.redis.routing import by_queue, chunked
 from services.backends.redis.unique import UniqueScripts, put_unique, unique_args
 from services.errors import BackendUnavailableError, ConveyorError, QueueFullError
+from services.limits import Limit
 from services.protocol import (
     CANCELLED,
     Backend,
@@ -252,6 +254,8 @@ class RedisQueue:
         """A FETCH failed on the way back, or Redis was away (perhaps failed over): our
         in-flight hashes may hold jobs this process does not (see ``_hand_back_unseen``)."""
         self._fleet: RedisFleet | None = None
+        self._limits = RedisLimiter(self._client, self._beat_client, settings.lease_s, self.where)
+        """Concurrency permits and rates (``limits``): admit, renew with the beat, release."""
         self._aborts = AbortBook(self._client, self.where)
 
     def __repr__(self) -> str:
@@ -514,7 +518,16 @@ class RedisQueue:
         return out
 
     def _settled(self, deliveries: Iterable[Delivery]) -> None:
-        self._tokens.settle([self._token(d) for d in deliveries])
+        tokens = [self._token(d) for d in deliveries]
+        self._tokens.settle(tokens)
+        self._limits.release(tokens)
+
+    def admit(self, delivery: Delivery, limits: Sequence[Limit]) -> bool:
+        """Take the permits and starts ``limits`` need, or park the job (``limits``)."""
+        if self._limits.admit(delivery, limits):
+            return True
+        self._tokens.settle([self._token(delivery)])  # parked: no longer ours
+        return False
 
     def _settle(
         self,
@@ -691,6 +704,7 @@ class RedisQueue:
         self._note_renewal(sent_at, still, renewals)
         for queue, (_, _, epoch) in zip(served, beats, strict=True):
             self._watch.observe(keys.of(queue).epoch, epoch, self.where)
+        self._limits.renew()  # permits are held with the lease
 
     def _recover(self) -> int:
         """Recover expired consumers' jobs in every registered queue (as the beat read them)."""
