@@ -8,6 +8,11 @@ A caller may choose a job's id (``job_id=``). Backends put if absent: enqueueing
 already queued, scheduled, running, waiting for a retry, or finished within the result TTL
 stores nothing. So an enqueue that failed with ``BackendUnavailableError`` (not confirmed) is
 safely repeated with the same ``job_id``: the job is stored at most once.
+
+A *unique* job (``@registry.job(unique=True)``/``unique_for=``, or any call given a
+``unique_key``) is stored only if no job holding its key (``services.unique_keys``) is queued,
+delayed, running or waiting for a retry on the queue; otherwise the ``Job`` returned carries
+the holder's id.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from services.job import DEFAULT_QUEUE, Job
 from services.names import check_job_id, check_queue_name
 from services.protocol import JobPutter, JobStatus
 from services.registry import Registry
+from services.unique_keys import Uniqueness, uniqueness
 
 JobCall = tuple[str, Sequence[Any], Mapping[str, Any]]
 """``(job_name, args, kwargs)``: one call to enqueue, as feeds yield them."""
@@ -45,7 +51,14 @@ class Producer:
         self._registry = registry
         self.queue_name = check_queue_name(name)
 
-    def enqueue(self, name: str, *args: Any, job_id: str | None = None, **kwargs: Any) -> Job:
+    def enqueue(
+        self,
+        name: str,
+        *args: Any,
+        job_id: str | None = None,
+        unique_key: str | None = None,
+        **kwargs: Any,
+    ) -> Job:
         """Put one job on the queue and return it (its ``id`` finds it later).
 
         With ``job_id``, the job gets that id, and is stored only if the backend does not hold
@@ -53,6 +66,10 @@ class Producer:
         result TTL). If it does, nothing is stored and the returned ``Job`` carries that id but
         this call's name and arguments, not necessarily those of the job that will run.
         (``job_id`` is taken by Conveyor: pass a job argument of that name via ``enqueue_many``.)
+
+        With ``unique_key``, or for a job registered ``unique``, nothing is stored while a job
+        holding the same key (the caller's, else the job's name and arguments) is queued,
+        delayed, running or waiting for a retry: the returned ``Job`` carries that job's id.
 
         Raises:
             InvalidNameError: ``job_id`` breaks the rules of ``services.names``; nothing sent.
@@ -64,38 +81,77 @@ class Producer:
                 not be stored. Enqueueing again with the same ``job_id`` is safe and stores it
                 at most once; without a ``job_id`` of your own, the id is in the error's notes.
         """
-        return self._enqueue(name, args, kwargs, job_id=job_id, delay_s=0.0)
+        ids = _Ids(job_id, unique_key)
+        return self._enqueue(name, args, kwargs, ids=ids, delay_s=0.0)
 
     def enqueue_in(
-        self, delay_s: float, name: str, *args: Any, job_id: str | None = None, **kwargs: Any
+        self,
+        delay_s: float,
+        name: str,
+        *args: Any,
+        job_id: str | None = None,
+        unique_key: str | None = None,
+        **kwargs: Any,
     ) -> Job:
         """Like ``enqueue``, but the job becomes runnable after ``delay_s`` seconds."""
-        return self._enqueue(name, args, kwargs, job_id=job_id, delay_s=max(0.0, delay_s))
+        ids = _Ids(job_id, unique_key)
+        return self._enqueue(name, args, kwargs, ids=ids, delay_s=max(0.0, delay_s))
 
     def enqueue_at(
-        self, when: datetime, name: str, *args: Any, job_id: str | None = None, **kwargs: Any
+        self,
+        when: datetime,
+        name: str,
+        *args: Any,
+        job_id: str | None = None,
+        unique_key: str | None = None,
+        **kwargs: Any,
     ) -> Job:
         """Like ``enqueue``, but the job becomes runnable at ``when`` (naive means UTC)."""
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         delay_s = when.timestamp() - time.time()
-        return self._enqueue(name, args, kwargs, job_id=job_id, delay_s=max(0.0, delay_s))
+        ids = _Ids(job_id, unique_key)
+        return self._enqueue(name, args, kwargs, ids=ids, delay_s=max(0.0, delay_s))
 
     def enqueue_many(self, calls: Iterable[JobCall | IdentifiedJobCall]) -> list[Job]:
         """Check and encode every call first, then put them all in one batch.
 
         Each call is ``(name, args, kwargs)`` or ``(name, args, kwargs, job_id)``; ids are put
         if absent as in ``enqueue``, one by one (a repeated id is stored once). Raises what
-        ``enqueue`` raises; until the put, a bad call means none of the batch is sent.
+        ``enqueue`` raises; until the put, a bad call means none of the batch is sent. Jobs
+        registered ``unique`` are put one by one (``enqueue``'s rule), the others in batches.
         """
         unpacked = [_unpack(call) for call in calls]
         jobs = [self._build(*call) for call in unpacked]
+        unique = [uniqueness(self._registry, c[0], (c[1], c[2]), None) for c in unpacked]
+        if any(found is not None for found in unique):
+            return self._put_in_order(jobs, unique)
         if jobs:
             items = [(job.id, encode_job(job)) for job in jobs]
             # Ids generated here were never put: the backend may check less (``new_ids``).
             new_ids = all(call[3] is None for call in unpacked)
             self._queue.put_many(self.queue_name, items, new_ids=new_ids)
         return jobs
+
+    def _put_in_order(self, jobs: list[Job], unique: list[Uniqueness | None]) -> list[Job]:
+        """A batch holding unique jobs: each run of plain jobs in one batch, each unique job
+        on its own (``put_unique``), in order; the jobs as put (unique ones with the holder's
+        id)."""
+        bodies = [encode_job(job) for job in jobs]  # every job encodes before anything is sent
+        out: list[Job] = []
+        plain: list[tuple[str, bytes]] = []
+        for job, body, found in zip(jobs, bodies, unique, strict=True):
+            if found is None:
+                plain.append((job.id, body))
+                out.append(job)
+                continue
+            if plain:
+                self._queue.put_many(self.queue_name, plain)
+                plain = []
+            out.append(self._put_unique(job, body, found, 0.0))
+        if plain:
+            self._queue.put_many(self.queue_name, plain)
+        return out
 
     def status(self, job_id: str) -> JobStatus | None:
         """What the backend knows of ``job_id`` (status, attempts, error, result)."""
@@ -121,17 +177,28 @@ class Producer:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         *,
-        job_id: str | None,
+        ids: _Ids,
         delay_s: float,
     ) -> Job:
-        job = self._build(name, args, kwargs, job_id)
+        job = self._build(name, args, kwargs, ids.job_id)
+        unique = uniqueness(self._registry, name, (args, kwargs), ids.unique_key)
         try:
             body = encode_job(job)
-            self._queue.put(self.queue_name, job.id, body, delay_s=delay_s, new_ids=job_id is None)
+            if unique is not None:
+                return self._put_unique(job, body, unique, delay_s)
+            fresh = ids.job_id is None
+            self._queue.put(self.queue_name, job.id, body, delay_s=delay_s, new_ids=fresh)
         except BackendUnavailableError as exc:
             exc.add_note(f"job id {job.id}: enqueue it again with job_id={job.id!r}")
             raise
         return job
+
+    def _put_unique(self, job: Job, body: bytes, unique: Uniqueness, delay_s: float) -> Job:
+        """Put ``job`` holding ``unique.key``; the job, or one with the holder's id."""
+        holder = self._queue.put_unique(
+            self.queue_name, job.id, body, key=unique.key, ttl_s=unique.ttl_s, delay_s=delay_s
+        )
+        return job if holder == job.id else dataclasses.replace(job, id=holder)
 
     def _build(
         self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any], job_id: str | None
@@ -141,6 +208,14 @@ class Producer:
             self._registry.get(name).check_arguments(tuple(args), dict(kwargs))
         job = Job(name=name, args=tuple(args), kwargs=dict(kwargs), queue=self.queue_name)
         return job if checked is None else dataclasses.replace(job, id=checked)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Ids:
+    """The ids a call chose: its job's (None: generated) and its unique key (None: the spec's)."""
+
+    job_id: str | None
+    unique_key: str | None
 
 
 def _unpack(

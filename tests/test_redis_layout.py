@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.backends.redis import keys
+from services.backends.redis import keys, unique
 from services.backends.redis import scripts as lua
 from services.backends.redis.queue import RedisQueue
 from services.backends.redis.routing import by_queue, slot_groups
@@ -113,8 +113,9 @@ def script_runs(admin: redis.Redis, lines: list[bytes]) -> list[ScriptRun]:
 
 
 def workload(make_queue: MakeQueue, admin: redis.Redis) -> None:
-    """Every script, on two queues: put, delayed put, get, ack, retry, dead letter, hand back,
-    reclaim, lease recovery, confirm, heartbeat, cancel, revive, status, malformed elements."""
+    """Every script, on two queues: put, delayed put, unique put, get, ack, retry, dead letter,
+    hand back, reclaim, lease recovery, confirm, heartbeat, cancel, revive, status, malformed
+    elements."""
     a, b = make_queue("A", lease_s=1.5), make_queue("B", lease_s=1.5)
     for queue in QUEUES:
         a.put_many(queue, [(f"{queue}-{n}", b"x") for n in range(8)])
@@ -133,6 +134,8 @@ def workload(make_queue: MakeQueue, admin: redis.Redis) -> None:
         assert b.reclaim("A", "worker died") >= 1
         assert b.revive(queue) == 1
         assert a.status(held[0].job_id) is not None
+        assert a.put_unique(queue, f"{queue}-u", b"x", key="u", ttl_s=60) == f"{queue}-u"
+        assert a.put_unique(queue, f"{queue}-v", b"x", key="u", ttl_s=None) == f"{queue}-u"
     taken = b.get(list(QUEUES), max_count=50, timeout_s=1)
     assert {d.queue for d in taken} == set(QUEUES)
     # B's lease on the second queue expires (no heartbeat renews it) and A recovers its jobs
@@ -166,11 +169,11 @@ def test_every_key_a_script_touches_shares_its_queues_tag(
         strays = [key for key in run.touched if not key.startswith(tag)]
         assert not strays, f"script {run.sha} of {tag!r} touched {strays}"
     # And the workload ran every queue script on both queues
-    names = {
-        hashlib.sha1(getattr(lua, name).encode()).hexdigest(): name for name in lua.SCRIPT_KEYS
-    }
+    sources = {name: getattr(lua, name) for name in lua.SCRIPT_KEYS}
+    sources["UNIQUE"] = unique.unique_script()
+    names = {hashlib.sha1(source.encode()).hexdigest(): name for name, source in sources.items()}
     seen = {(names[run.sha], run.declared[0][: run.declared[0].index(b"}:") + 2]) for run in runs}
-    assert seen >= {(name, tag) for name in lua.SCRIPT_KEYS for tag in tags}
+    assert seen >= {(name, tag) for name in sources for tag in tags}
 
 
 @pytest.mark.parametrize("name", sorted(lua.SCRIPT_KEYS))
