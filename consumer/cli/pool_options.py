@@ -102,6 +102,16 @@ def pool_options(func: Any) -> Any:
     return apply_options(func, options)
 
 
+def scheduler_option(func: Any) -> Any:
+    """``--scheduler/--no-scheduler``, shared by ``run`` and ``worker`` (``consumer.scheduler``)."""
+    return click.option(
+        "--scheduler/--no-scheduler",
+        default=None,
+        help="Run a scheduler for the registry's periodic jobs (default: when it has any). "
+        "Any number may run: one leads, each due time fires once.",
+    )(func)
+
+
 def supervisor_settings(
     options: dict[str, Any], *, jobs: str, queues: tuple[str, ...], burst: bool, logs: LogSettings
 ) -> SupervisorSettings:

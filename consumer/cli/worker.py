@@ -13,7 +13,13 @@ import click
 
 from consumer.cli.fleet_options import fleet_link, fleet_options, with_fleet
 from consumer.cli.metrics_options import metrics_options, serving_metrics
-from consumer.cli.pool_options import pool_options, pool_settings, result_cap_option
+from consumer.cli.pool_options import (
+    pool_options,
+    pool_settings,
+    result_cap_option,
+    scheduler_option,
+)
+from consumer.scheduler import scheduling
 from consumer.startup import wait_for_backend
 from consumer.supervisor import Supervisor
 from services import exitcodes
@@ -54,6 +60,7 @@ from services.logs import LogSettings
 @fleet_options
 @queue_options
 @result_cap_option
+@scheduler_option
 @metrics_options
 @click.pass_obj
 def worker_command(
@@ -83,6 +90,10 @@ def worker_command(
     each within its --max-processes) and follow within about a second: a share of 0 runs no
     process and waits. SIGTTIN/SIGTTOU move the group's total by one. Queues paused with
     `conveyor pause` are skipped (with --burst, a worker whose queues are all paused exits).
+
+    Periodic jobs (`@registry.periodic`): each worker runs a scheduler (--no-scheduler: not
+    this one); one of them leads and puts each due time's job once, fleet-wide; another takes
+    over within about --lease when it dies. `conveyor cron list` shows them.
     """
     if scheme_of(url) == "memory":
         raise ConfigError(
@@ -91,6 +102,8 @@ def worker_command(
             "`conveyor run`, or point both at a redis:// URL"
         )
     registry = load_registry(jobs)  # fail fast in the parent with a clear message
+    periodic = registry.periodics()
+    run_scheduler = options.pop("scheduler")
     settings = pool_settings(options, jobs=jobs, queues=queues, burst=burst, logs=logs)
     settings = with_fleet(settings, options)
     url = connect_url(url, options)
@@ -101,7 +114,8 @@ def worker_command(
         try:
             # Under its signals, resizing ones included.
             link = fleet_link(backend, lease_s=lease)
-            code = Supervisor(backend, settings, metrics=metrics, fleet=link).run()
+            with scheduling(backend, periodic, enabled=run_scheduler, lease_s=lease):
+                code = Supervisor(backend, settings, metrics=metrics, fleet=link).run()
         finally:
             backend.close()
     sys.exit(code)

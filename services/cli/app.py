@@ -20,6 +20,10 @@ from services.cli.lazy import LazyCommand, LazyGroup
 from services.cli.logging_options import group_logging_options, start_logging
 
 COMMANDS = {
+    "cron": LazyCommand(
+        "consumer.cli.cron:cron_group",
+        "List the periodic jobs: schedule, queue, last and next run.",
+    ),
     "dead": LazyCommand(
         "consumer.cli.dead_letters:dead_letters_group",
         "List, show, requeue or purge dead letters.",

@@ -29,6 +29,8 @@ one backend class implements them all (``Backend``, which ``open_queue`` returns
     FleetControl      fleet.py        Supervisor (beat, reconcile, autoscale), CLI ``scale``,
                                       ``pause``, ``resume``, status: supervisors, desired
                                       sizes, paused queues (``Backend.fleet()`` hands it out)
+    ScheduleStore     scheduling.py   Schedulers (``consumer.scheduler``), ``conveyor cron``:
+                                      the leader's lease, the newest due time fired per entry
     Backend           backend.py      backends and ``open_queue``: every role
     Async*            aio.py          ``conveyor serve`` on its event loop: the putter,
                                       inspector and admin roles as coroutines, and
@@ -62,6 +64,7 @@ from services.protocol.records import (
     JobStatus,
     QueueCounts,
 )
+from services.protocol.scheduling import ScheduleStore
 from services.protocol.taking import JobTaker
 
 JobQueue = Backend
@@ -93,5 +96,6 @@ __all__ = [
     "QueueAdmin",
     "QueueCounts",
     "QueueInspector",
+    "ScheduleStore",
     "SupervisorRecord",
 ]

@@ -9,12 +9,20 @@ from services.protocol.fleet import FleetControl
 from services.protocol.inspection import QueueAdmin, QueueInspector
 from services.protocol.limiting import JobLimiter
 from services.protocol.putting import JobPutter
+from services.protocol.scheduling import ScheduleStore
 from services.protocol.taking import JobTaker
 
 
 @runtime_checkable
 class Backend(
-    JobPutter, JobTaker, JobLimiter, ConsumerControl, QueueInspector, QueueAdmin, Protocol
+    JobPutter,
+    JobTaker,
+    JobLimiter,
+    ConsumerControl,
+    QueueInspector,
+    QueueAdmin,
+    ScheduleStore,
+    Protocol,
 ):
     """A connection to one backend, used by one process (a producer, a consumer, a supervisor).
 

@@ -41,6 +41,7 @@ from typing import Any
 
 from services.backends.memory.channel import POLL_S, SERVED, Ack, Call, MemoryConnector, Request
 from services.backends.memory.fleet import MemoryFleet
+from services.backends.memory.schedule import MemorySchedule
 from services.backends.memory.state import MemoryState
 from services.errors import ConfigError
 from services.limits import Limit
@@ -165,6 +166,8 @@ class MemoryQueue:
         self._channels = _Channels(state)
         self.consumer_id = consumer_id
         self._fleet: MemoryFleet | None = None
+        self._schedule = MemorySchedule()
+        """The schedulers' store (``ScheduleStore``): like the fleet, the root process's only."""
 
     # ``new_ids`` is accepted and ignored: checking every state in memory costs next to nothing.
     def put(
@@ -293,6 +296,21 @@ class MemoryQueue:
         if self._fleet is None:
             self._fleet = MemoryFleet()
         return self._fleet
+
+    def lead(self, scheduler_id: str, ttl_s: float) -> bool:
+        return self._schedule.lead(scheduler_id, ttl_s)
+
+    def resign(self, scheduler_id: str) -> None:
+        self._schedule.resign(scheduler_id)
+
+    def leader(self) -> str | None:
+        return self._schedule.leader()
+
+    def last_fired(self, names: Sequence[str]) -> dict[str, float]:
+        return self._schedule.last_fired(names)
+
+    def mark_fired(self, name: str, due: float) -> None:
+        self._schedule.mark_fired(name, due)
 
     def close(self) -> None:
         self._channels.close_all()

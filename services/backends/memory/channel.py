@@ -285,6 +285,22 @@ class ChannelQueue:
             "consumers (use `conveyor run`, or a redis:// URL for separate workers)"
         )
 
+    # The schedulers' store lives in the root process, like the fleet: a scheduler runs there.
+    def lead(self, scheduler_id: str, ttl_s: float) -> bool:
+        raise _no_schedule()
+
+    def resign(self, scheduler_id: str) -> None:
+        raise _no_schedule()
+
+    def leader(self) -> str | None:
+        raise _no_schedule()
+
+    def last_fired(self, names: Sequence[str]) -> dict[str, float]:
+        raise _no_schedule()
+
+    def mark_fired(self, name: str, due: float) -> None:
+        raise _no_schedule()
+
     def fleet(self) -> FleetControl:
         raise ConfigError(
             "a memory:// queue's fleet state lives in its root process, with the supervisor; "
@@ -293,3 +309,10 @@ class ChannelQueue:
 
     def close(self) -> None:
         """Nothing to release: the parent closes the channel when it releases this consumer."""
+
+
+def _no_schedule() -> ConfigError:
+    return ConfigError(
+        "a memory:// queue's schedule lives in its root process, with its scheduler; a worker "
+        "process has none"
+    )

@@ -122,6 +122,7 @@ from services.backends.redis.reads import (
     waiting_in,
 )
 from services.backends.redis.routing import by_queue, chunked
+from services.backends.redis.schedule import RedisSchedule
 from services.backends.redis.unique import UniqueScripts, put_unique, unique_args
 from services.errors import BackendUnavailableError, ConveyorError, QueueFullError
 from services.limits import Limit
@@ -254,6 +255,7 @@ class RedisQueue:
         """A FETCH failed on the way back, or Redis was away (perhaps failed over): our
         in-flight hashes may hold jobs this process does not (see ``_hand_back_unseen``)."""
         self._fleet: RedisFleet | None = None
+        self._schedules: RedisSchedule | None = None
         self._limits = RedisLimiter(self._client, self._beat_client, settings.lease_s, self.where)
         """Concurrency permits and rates (``limits``): admit, renew with the beat, release."""
         self._aborts = AbortBook(self._client, self.where)
@@ -727,6 +729,28 @@ class RedisQueue:
         if self._fleet is None:
             self._fleet = RedisFleet(self._client, self.where)
         return self._fleet
+
+    # -- the schedulers' store (``schedule``), on the main client ----------------------------
+
+    def _schedule(self) -> RedisSchedule:
+        if self._schedules is None:
+            self._schedules = RedisSchedule(self._client, self.where)
+        return self._schedules
+
+    def lead(self, scheduler_id: str, ttl_s: float) -> bool:
+        return self._schedule().lead(scheduler_id, ttl_s)
+
+    def resign(self, scheduler_id: str) -> None:
+        self._schedule().resign(scheduler_id)
+
+    def leader(self) -> str | None:
+        return self._schedule().leader()
+
+    def last_fired(self, names: Sequence[str]) -> dict[str, float]:
+        return self._schedule().last_fired(names)
+
+    def mark_fired(self, name: str, due: float) -> None:
+        self._schedule().mark_fired(name, due)
 
     def close(self) -> None:
         """Stop the heartbeat and drop the connections; in-flight jobs stay leased."""
