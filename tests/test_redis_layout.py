@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.backends.redis import keys, unique
+from services.backends.redis import aborts, keys, unique
 from services.backends.redis import scripts as lua
 from services.backends.redis.queue import RedisQueue
 from services.backends.redis.routing import by_queue, slot_groups
@@ -131,6 +131,8 @@ def workload(make_queue: MakeQueue, admin: redis.Redis) -> None:
         a.started([held[5]])
         assert a.confirm(held[5:]) == held[5:]
         a._heartbeat.beat_once()
+        assert a.abort(held[5].job_id).cancelled  # ABORT, then ABORTED finds it
+        assert a.aborted(held[5:]) == [held[5]]
         assert b.reclaim("A", "worker died") >= 1
         assert b.revive(queue) == 1
         assert a.status(held[0].job_id) is not None
@@ -171,6 +173,7 @@ def test_every_key_a_script_touches_shares_its_queues_tag(
     # And the workload ran every queue script on both queues
     sources = {name: getattr(lua, name) for name in lua.SCRIPT_KEYS}
     sources["UNIQUE"] = unique.unique_script()
+    sources |= aborts.SOURCES
     names = {hashlib.sha1(source.encode()).hexdigest(): name for name, source in sources.items()}
     seen = {(names[run.sha], run.declared[0][: run.declared[0].index(b"}:") + 2]) for run in runs}
     assert seen >= {(name, tag) for name in sources for tag in tags}

@@ -24,6 +24,14 @@ COMMANDS = {
         "consumer.cli.cron:cron_group",
         "List the periodic jobs: schedule, queue, last and next run.",
     ),
+    "abort": LazyCommand(
+        "consumer.cli.cancel:abort_command",
+        "Stop jobs: cancel those that wait, abort those that run.",
+    ),
+    "cancel": LazyCommand(
+        "consumer.cli.cancel:cancel_command",
+        "Cancel jobs that wait (queued, scheduled, or waiting for a retry).",
+    ),
     "dead": LazyCommand(
         "consumer.cli.dead_letters:dead_letters_group",
         "List, show, requeue or purge dead letters.",
