@@ -4,15 +4,18 @@ reply was lost being sent again safely."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
 import redis
 
+from services.backends import open_async_queue
 from services.backends.redis import keys
 from services.backends.redis import scripts as lua
 from services.backends.redis.unique import UNIQUE_BODY, UNIQUE_KEYS
 from services.errors import BackendUnavailableError
+from services.settings import QueueSettings
 from services.unique_keys import key_digest
 from tests.redis_fixtures import MakeQueue
 
@@ -62,3 +65,24 @@ def test_a_unique_put_whose_reply_was_lost_is_sent_again(
     # When it puts a unique job / Then the retry finds the job the lost call stored: one job
     assert queue.put_unique("q", "j1", b"{}", key="k", ttl_s=None) == "j1"
     assert lost and queue.counts("q").waiting == 1
+
+
+@pytest.mark.redis
+def test_the_asyncio_backend_puts_unique_jobs_like_the_blocking_one(
+    redis_url: str, make_queue: MakeQueue
+) -> None:
+    async def race() -> list[str]:
+        # Given the asyncio backend, When ten unique puts of one key run at once
+        backend = open_async_queue(redis_url, QueueSettings())
+        try:
+            puts = [backend.put_unique("q", f"j{n}", b"{}", key="k", ttl_s=None) for n in range(10)]
+            return list(await asyncio.gather(*puts))
+        finally:
+            await backend.aclose()
+
+    holders = asyncio.run(race())
+    # Then one job is stored and every put names it, as the blocking backend sees it too
+    assert len(set(holders)) == 1
+    queue = make_queue()
+    assert queue.counts("q").waiting == 1
+    assert queue.put_unique("q", "late", b"{}", key="k", ttl_s=None) == holders[0]

@@ -41,6 +41,19 @@ class AsyncJobPutter(Protocol):
         id was present, nothing stored). As ``JobPutter.put_many``; a backend may send the
         puts of concurrent callers together, in one round trip."""
 
+    async def put_unique(
+        self,
+        queue: str,
+        job_id: str,
+        body: bytes,
+        *,
+        key: str,
+        ttl_s: float | None,
+        delay_s: float = 0.0,
+    ) -> str:
+        """Store one job holding the unique ``key`` unless a live job holds it; the id holding
+        the key. As ``JobPutter.put_unique``."""
+
     async def status(self, job_id: str) -> JobStatus | None:
         """What is known of ``job_id``, or None when nothing is (never seen, or expired)."""
 

@@ -43,6 +43,7 @@ from services.backends.redis.durability import AsyncConfirmer, confirmer_for
 from services.backends.redis.health import ServerWatch
 from services.backends.redis.queue import CAPS, cancel_args, cancellation
 from services.backends.redis.routing import by_queue
+from services.backends.redis.unique import Attempts, UniqueHeads, unique_args
 from services.errors import BackendUnavailableError, QueueFullError
 from services.protocol import (
     AsyncBackend,
@@ -112,6 +113,10 @@ class AsyncScripts(ScriptHeads):
         return out
 
 
+class AsyncUniqueScripts(UniqueHeads, AsyncScripts):
+    """``AsyncScripts`` that run UNIQUE (its Lua is in ``unique``)."""
+
+
 class AsyncRedisQueue:
     """The asyncio roles on one Redis database; see the module docstring."""
 
@@ -125,6 +130,7 @@ class AsyncRedisQueue:
         """Puts wait for replicas (``durability``) when ``durable_replicas`` is set."""
         self._watch = ServerWatch()
         self._coalescer = PutCoalescer(self._send_puts)
+        self._unique = AsyncUniqueScripts(self._client, self.where)
         self._known: set[str] = set()
         """Queues this connection registered (``_first_use``)."""
         self._aborts = AsyncAbortBook(self._client, self.where)
@@ -168,6 +174,38 @@ class AsyncRedisQueue:
             raise QueueFullError(f"{len(items)} jobs can never fit {queue!r} ({max_depth})")
         elements = [keys.pack_element(job_id, body) for job_id, body in items]
         return await self._coalescer.put(PutRequest(queue, elements, ms(delay_s), new_ids))
+
+    async def put_unique(
+        self,
+        queue: str,
+        job_id: str,
+        body: bytes,
+        *,
+        key: str,
+        ttl_s: float | None,
+        delay_s: float = 0.0,
+    ) -> str:
+        """``RedisQueue.put_unique`` for the loop (the UNIQUE script, ``unique``)."""
+        max_depth = self.settings.max_depth or 0
+        args = unique_args((job_id, body), key=key, ttl_s=ttl_s, delay_s=delay_s,
+                           max_depth=max_depth)  # fmt: skip
+        calls: list[ScriptCall] = [("UNIQUE", queue, args)]
+        attempts = Attempts(queue, self.settings)
+        while True:
+            try:
+                await self._first_use((queue,))
+                [reply] = await (
+                    self._unique.run_confirmed(self._confirmer, "put", calls)
+                    if self._confirmer is not None
+                    else self._unique.run_all("put", calls)
+                )
+            except BackendUnavailableError as exc:
+                attempts.lost(exc)
+            else:
+                holder = attempts.answered(reply)
+                if holder is not None:
+                    return holder
+            await asyncio.sleep(attempts.pause_s())
 
     async def _send_puts(self, requests: Sequence[PutRequest]) -> list[list[bool] | Exception]:
         """Store a batch: merged by queue, delay and id freshness unless the queue is bounded

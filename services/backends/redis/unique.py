@@ -32,7 +32,7 @@ from typing import Any
 
 from services.backends.redis import keys
 from services.backends.redis import scripts as lua
-from services.backends.redis.calls import ScriptCall, Scripts, ms
+from services.backends.redis.calls import ScriptCall, ScriptHeads, Scripts, ms
 from services.errors import BackendUnavailableError, QueueFullError
 from services.settings import QueueSettings
 from services.unique_keys import key_digest
@@ -92,8 +92,9 @@ def unique_script() -> str:
     return f"local K = {{{fields}}}\n{lua.COMMON}{UNIQUE_BODY}"
 
 
-class UniqueScripts(Scripts):
-    """``Scripts`` that run UNIQUE, whose Lua lives here rather than in ``scripts``."""
+class UniqueHeads(ScriptHeads):
+    """``ScriptHeads`` of UNIQUE, whose Lua lives here rather than in ``scripts``; mixed with
+    ``Scripts`` (below) or the asyncio backend's ``AsyncScripts``."""
 
     def __init__(self, client: Any, where: str) -> None:
         super().__init__(client, (), where)
@@ -112,6 +113,10 @@ class UniqueScripts(Scripts):
         return self._scripts[name](keys=list(declared), args=[keys.tag(queue), *args])
 
 
+class UniqueScripts(UniqueHeads, Scripts):
+    """``Scripts`` that run UNIQUE on a blocking client."""
+
+
 Write = Callable[[Sequence[ScriptCall]], list[Any]]
 """Runs script calls that store jobs (confirmed by replicas when the settings ask)."""
 
@@ -125,34 +130,63 @@ def unique_args(
     return max_depth, ms(delay_s), ttl_ms, key_digest(key), element
 
 
-def put_unique(write: Write, queue: str, args: tuple[Any, ...], settings: QueueSettings) -> str:
-    """Run UNIQUE with ``args`` (``unique_args``), again after a lost reply or while the
-    queue is full, until ``put_timeout_s``; the id holding the key.
+class Attempts:
+    """When a unique put is sent again: after a lost reply or while the queue is full, until
+    ``put_timeout_s`` (then it raises), pausing a little longer each time."""
 
-    Raises:
-        BackendUnavailableError: not confirmed within ``put_timeout_s`` (may or may not be
-            stored; putting again with the same id and key is safe).
-        QueueFullError: the queue stayed full; nothing stored.
-    """
-    deadline = time.monotonic() + settings.put_timeout_s
-    pause = 0.005
+    def __init__(self, queue: str, settings: QueueSettings) -> None:
+        self._queue = queue
+        self._settings = settings
+        self._deadline = time.monotonic() + settings.put_timeout_s
+        self._pause_s = 0.005
+
+    def answered(self, reply: Any) -> str | None:
+        """The holder's id from UNIQUE's ``reply``; None to send again (the queue is full).
+
+        Raises:
+            QueueFullError: the queue stayed full; nothing stored.
+        """
+        if not isinstance(reply, int):
+            _, holder = reply
+            return holder.decode() if isinstance(holder, bytes) else str(holder)
+        if time.monotonic() >= self._deadline:
+            raise QueueFullError(
+                f"queue {self._queue!r} stayed at its limit of {self._settings.max_depth} for "
+                f"{self._settings.put_timeout_s}s; nothing was enqueued"
+            )
+        return None
+
+    def lost(self, exc: BackendUnavailableError) -> None:
+        """The reply was lost: send again, unless past the deadline.
+
+        Raises:
+            BackendUnavailableError: not confirmed (may or may not be stored; putting the same
+                id and key again is safe).
+        """
+        if time.monotonic() >= self._deadline:
+            raise BackendUnavailableError(
+                f"{exc} (retried for {self._settings.put_timeout_s}s): the unique put was not "
+                "confirmed; putting the same id and key again is safe"
+            ) from exc
+
+    def pause_s(self) -> float:
+        """How long to wait before sending again."""
+        pause = min(self._pause_s, max(self._deadline - time.monotonic(), 0.0))
+        self._pause_s = min(self._pause_s * 2, 0.2)
+        return pause
+
+
+def put_unique(write: Write, queue: str, args: tuple[Any, ...], settings: QueueSettings) -> str:
+    """Run UNIQUE with ``args`` (``unique_args``) until answered (``Attempts``); the id
+    holding the key."""
+    attempts = Attempts(queue, settings)
     while True:
         try:
             [reply] = write([("UNIQUE", queue, args)])
         except BackendUnavailableError as exc:
-            if time.monotonic() >= deadline:
-                raise BackendUnavailableError(
-                    f"{exc} (retried for {settings.put_timeout_s}s): the unique put was not "
-                    "confirmed; putting the same id and key again is safe"
-                ) from exc
+            attempts.lost(exc)
         else:
-            if not isinstance(reply, int):
-                _, holder = reply
-                return holder.decode() if isinstance(holder, bytes) else str(holder)
-            if time.monotonic() >= deadline:
-                raise QueueFullError(
-                    f"queue {queue!r} stayed at its limit of {settings.max_depth} for "
-                    f"{settings.put_timeout_s}s; nothing was enqueued"
-                )
-        time.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
-        pause = min(pause * 2, 0.2)
+            holder = attempts.answered(reply)
+            if holder is not None:
+                return holder
+        time.sleep(attempts.pause_s())
