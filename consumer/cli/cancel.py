@@ -51,11 +51,11 @@ def end_jobs(
             "a memory:// queue lives inside the process that runs it; cancel its jobs "
             "through that process, or use a redis:// URL"
         )
-    admin: QueueAdmin = open_queue(url)
+    backend = open_queue(url)
     try:
-        outcomes = [act(admin, job_id) for job_id in dict.fromkeys(job_ids)]
+        outcomes = [act(backend, job_id) for job_id in dict.fromkeys(job_ids)]
     finally:
-        admin.close()
+        backend.close()
     for outcome in outcomes:
         click.echo(describe(outcome))
     if not all(outcome.cancelled for outcome in outcomes):
