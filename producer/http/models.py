@@ -45,6 +45,15 @@ class SubmitIn(JobIn):
     """One job to put on the queue of the path."""
 
     delay_s: Delay = 0.0
+    unique_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="Make the job unique: while a job put with this key on the queue is "
+        "queued, delayed, running or waiting for a retry, nothing is stored and the answer "
+        "names that job (new: false). Jobs registered unique get a key from their name and "
+        "arguments without it.",
+    )
 
 
 class BatchIn(_Strict):

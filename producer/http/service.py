@@ -21,6 +21,7 @@ from services.errors import BackendUnavailableError, ConfigError, DecodeError
 from services.names import check_job_id, check_queue_name
 from services.protocol import AsyncBackend, DeadLetter, QueueCounts
 from services.registry import Registry
+from services.unique_keys import Uniqueness
 
 log = logging.getLogger("conveyor.serve")
 
@@ -89,14 +90,19 @@ class JobService:
         self._on_enqueued = on_enqueued
 
     async def submit(
-        self, queue: str, request: JobAsked, *, delay_s: float = 0.0, key: str | None = None
+        self,
+        queue: str,
+        request: JobAsked,
+        *,
+        delay_s: float = 0.0,
+        key: str | None = None,
+        unique_key: str | None = None,
     ) -> Submitted:
-        """Check, encode and put one job (put-if-absent by id: see ``submission``)."""
+        """Check, encode and put one job (put-if-absent by id: see ``submission``; a unique
+        job is stored only if no live job holds its key: ``services.unique_keys``)."""
         job = self._submission.encode_one(queue, request, key)
-        [new] = await self._put(queue, [job], delay_s)
-        if new and self._on_enqueued is not None:
-            self._on_enqueued(queue, request.job, 1)
-        return Submitted(job.job_id, new)
+        unique = self._submission.uniqueness(request, unique_key)
+        return await self._put_one(queue, request, job, unique, delay_s)
 
     async def submit_batch(
         self,
@@ -108,12 +114,51 @@ class JobService:
     ) -> list[Submitted]:
         """Check and encode every job, then put them all; any invalid job: none is put."""
         jobs = self._submission.encode_batch(queue, requests, key)
+        unique = [self._submission.uniqueness(request, None) for request in requests]
+        if any(found is not None for found in unique):
+            return await self._put_in_order(queue, requests, jobs, unique, delay_s)
         flags = await self._put(queue, jobs, delay_s)
         if self._on_enqueued is not None:
             stored = Counter(r.job for r, new in zip(requests, flags, strict=True) if new)
             for name, count in stored.items():
                 self._on_enqueued(queue, name, count)
         return [Submitted(job.job_id, new) for job, new in zip(jobs, flags, strict=True)]
+
+    async def _put_in_order(
+        self,
+        queue: str,
+        requests: Sequence[JobAsked],
+        jobs: Sequence[Encoded],
+        unique: Sequence[Uniqueness | None],
+        delay_s: float,
+    ) -> list[Submitted]:
+        """A batch holding jobs registered unique: one put per job, in order (each unique one
+        stored only if its key is free, answered with the holder's id)."""
+        return [
+            await self._put_one(queue, request, job, found, delay_s)
+            for request, job, found in zip(requests, jobs, unique, strict=True)
+        ]
+
+    async def _put_one(
+        self,
+        queue: str,
+        request: JobAsked,
+        job: Encoded,
+        unique: Uniqueness | None,
+        delay_s: float,
+    ) -> Submitted:
+        """Put one job, unique or not; tell ``on_enqueued`` if it was stored."""
+        if unique is None:
+            [new] = await self._put(queue, [job], delay_s)
+            holder = job.job_id
+        else:
+            holder = await self.backend.put_unique(
+                queue, job.job_id, job.body, key=unique.key, ttl_s=unique.ttl_s, delay_s=delay_s
+            )
+            new = holder == job.job_id
+        if new and self._on_enqueued is not None:
+            self._on_enqueued(queue, request.job, 1)
+        return Submitted(holder, new)
 
     async def _put(self, queue: str, jobs: Sequence[Encoded], delay_s: float) -> list[bool]:
         items = [(job.job_id, job.body) for job in jobs]

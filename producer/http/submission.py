@@ -28,6 +28,7 @@ from services.errors import ConveyorError
 from services.job import Job
 from services.names import check_job_id, check_queue_name
 from services.registry import Registry
+from services.unique_keys import Uniqueness, uniqueness
 
 MAX_BATCH_ERRORS = 20
 """Invalid jobs of a batch listed in the error's details at most (the count is exact)."""
@@ -142,6 +143,13 @@ class Submission:
         except ConveyorError as exc:
             return type(exc), str(exc)
         return ConveyorError, ""
+
+    def uniqueness(self, request: JobAsked, unique_key: str | None) -> Uniqueness | None:
+        """What makes ``request`` unique (its ``unique_key``, or its job registered unique),
+        or None (``services.unique_keys``)."""
+        if unique_key is None and self._registry is None:
+            return None
+        return uniqueness(self._registry, request.job, (request.args, request.kwargs), unique_key)
 
     def encode(
         self, queue: str, request: JobAsked, job_id: str | None, fresh: Iterator[str], now: float

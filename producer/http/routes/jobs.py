@@ -63,7 +63,9 @@ def add_job_routes(router: APIRouter, service: JobService, guard: Access) -> Non
         guard.check(request)
         queue, key = request.path_params["queue"], _key(request)
         body = await parse_body(request, SubmitIn)
-        done = await service.submit(queue, body, delay_s=body.delay_s, key=key)
+        done = await service.submit(
+            queue, body, delay_s=body.delay_s, key=key, unique_key=body.unique_key
+        )
         return json_response(
             {"job_id": done.job_id, "queue": queue, "new": done.new},
             202,
