@@ -55,6 +55,14 @@ from services.loading import load_registry
     "id that is queued, scheduled, running or finished within --result-ttl makes this a "
     "no-op, so a script may safely retry the same command.",
 )
+@click.option(
+    "--unique-key",
+    default=None,
+    metavar="KEY",
+    help="Make the job unique: while a job put with KEY on the queue is queued, scheduled, "
+    "running or waiting for a retry, store nothing and print that job's id. (A job registered "
+    "unique is unique by its name and arguments without it, given --jobs.)",
+)
 @queue_options
 def enqueue_command(
     name: str,
@@ -65,6 +73,7 @@ def enqueue_command(
     jobs: str | None,
     delay: float,
     job_id: str | None,
+    unique_key: str | None,
     **options: Any,
 ) -> None:
     """Put job NAME with ARGs on a queue and print the job id.
@@ -84,10 +93,11 @@ def enqueue_command(
         producer = Producer(backend, registry=registry, name=queue)
         call_kwargs = dict(parse_kwarg(text) for text in kwargs)
         call_args = [parse_arg(text) for text in args]
+        ids: dict[str, Any] = {"job_id": job_id, "unique_key": unique_key}
         if delay > 0:
-            job = producer.enqueue_in(delay, name, *call_args, job_id=job_id, **call_kwargs)
+            job = producer.enqueue_in(delay, name, *call_args, **ids, **call_kwargs)
         else:
-            job = producer.enqueue(name, *call_args, job_id=job_id, **call_kwargs)
+            job = producer.enqueue(name, *call_args, **ids, **call_kwargs)
     finally:
         backend.close()
     click.echo(job.id)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
 
 import pytest
 import redis
@@ -17,6 +19,7 @@ from services.backends.redis.unique import UNIQUE_BODY, UNIQUE_KEYS
 from services.errors import BackendUnavailableError
 from services.settings import QueueSettings
 from services.unique_keys import key_digest
+from tests.helpers_process import ROOT
 from tests.redis_fixtures import MakeQueue
 
 
@@ -86,3 +89,19 @@ def test_the_asyncio_backend_puts_unique_jobs_like_the_blocking_one(
     queue = make_queue()
     assert queue.counts("q").waiting == 1
     assert queue.put_unique("q", "late", b"{}", key="k", ttl_s=None) == holders[0]
+
+
+@pytest.mark.redis
+def test_conveyor_enqueue_with_a_unique_key_prints_the_holders_id(
+    redis_url: str, make_queue: MakeQueue
+) -> None:
+    def enqueue(*args: str) -> str:
+        command = [sys.executable, "-m", "consumer", "enqueue", "echo", *args, "--url", redis_url]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    first = enqueue("1", "--unique-key", "k")
+    assert enqueue("2", "--unique-key", "k", "--delay", "5") == first
+    assert enqueue("3", "--unique-key", "other") != first
+    assert make_queue().counts("default").waiting == 2
