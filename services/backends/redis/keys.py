@@ -34,6 +34,8 @@ key                    type    content
 ``T j:<job id>``       list    terminal status record (done/dead) + result; TTL ``result_ttl_s``
 ``T f:<job id>``       string  status record of a job waiting for its retry; TTL likewise
 ``T seq``              string  counter for delivery tokens and unique delayed members
+``T u:<digest>``       string  a unique key (``unique``): the id of the job holding it (length
+                               byte + id, as in an element); ``PX`` for ``unique_for``
 ``T e``                string  the queue's random *epoch*, set once (``SET NX``): a value that
                                changed or vanished means Redis lost the queue's data
 ``cv:{cv}:queues``     set     the registry: every queue put on or served (``queues``)

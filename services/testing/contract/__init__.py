@@ -9,6 +9,7 @@ Modules, one per role of ``services.protocol``::
     test_taking.py       JobTaker: get, settle exactly once, fencing, holds
     test_control.py      ConsumerControl: reclaim a dead consumer's jobs, poison jobs
     test_inspection.py   QueueInspector and QueueAdmin: counts, depth, dead letters, revive
+    test_unique.py       JobPutter.put_unique: one live job per key and queue, TTLs
     test_fleet.py        FleetControl (``Backend.fleet()``): supervisor records, lost then
                          dropped; versioned desired sizes, compare-and-set; pauses; revision
 
