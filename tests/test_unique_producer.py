@@ -7,19 +7,19 @@ own rules are the contract suite's (``services.testing.contract.test_unique``).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 
 from producer import Producer
-from services.backends import open_queue
 from services.errors import EncodeError
 from services.protocol import Backend, Completion
 from services.registry import Registry
-from services.settings import QueueSettings
 from services.testing.contract.helpers import poll
 from services.unique_keys import InvalidUniqueKeyError, arguments_key, uniqueness
+from tests.test_producer import any_queue
+
+__all__ = ["any_queue"]  # the fixture (memory, or the suite's redis-server), for pytest
 
 registry = Registry()
 
@@ -37,15 +37,6 @@ def ping(host: str) -> str:
 @registry.job
 def plain(n: int) -> int:
     return n
-
-
-@pytest.fixture(params=["memory", "redis"])
-def any_queue(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    """The in-process memory queue, or a Redis queue on the suite's real redis-server."""
-    url = "memory://" if request.param == "memory" else request.getfixturevalue("redis_url")
-    backend = open_queue(url, QueueSettings(result_ttl_s=60))
-    yield backend
-    backend.close()
 
 
 def drain(queue: Backend) -> list[str]:
