@@ -19,9 +19,11 @@ Contract of this role (every backend, proven by ``services.testing.contract.test
   consumer dies, until its lease lapses (Redis: ``lease_s`` after the last heartbeat renewed
   it; memory: ``reclaim``). A release removes only the releasing delivery's own permit
   (fencing), so a stale holder cannot free someone else's.
-* **Rates** are smooth (GCRA, no burst): starts of one key are at least ``interval_s`` apart
-  on the backend's clock (Redis ``TIME``), so any window of ``period_s`` holds at most
-  ``count`` of them (plus one at its edge).
+* **Rates** are smooth (GCRA, no burst): starts of one key are granted ``interval_s`` apart
+  on the backend's clock (Redis ``TIME``), so over any stretch of time the starts hold the
+  rate. A parked job back at or after its reserved slot starts however late it is: after a
+  stall of the consumers (a backlog between it and them), the jobs whose slots passed start
+  back to back, a catch-up burst at most as large as the stall's share of the rate.
 """
 
 from __future__ import annotations

@@ -89,11 +89,11 @@ class Limits:
         """None: a start of ``limit`` is taken now; else the delay until the slot reserved."""
         reserved = self._reserved.setdefault(limit.key, {})
         slot = reserved.pop(waiter, None)
-        if slot is not None and slot <= now:
-            return None
-        if slot is not None:
+        if slot is not None and slot > now:
             reserved[waiter] = slot
             return slot - now
+        if slot is not None:
+            return None
         for stale in [w for w, at in reserved.items() if at < now - RESERVATION_KEPT_S]:
             del reserved[stale]
         tat = max(self._tat.get(limit.key, now), now)

@@ -100,10 +100,12 @@ return lost
 """
 )
 
-# ARGV: tag, interval_ms, waiter -> 0 (start now) | ms until the slot reserved for the waiter
+# ARGV: tag, interval_ms, waiter -> 0 (start now) | ms until the waiter's slot
 # GCRA without burst: a start is allowed once the theoretical arrival time (TAT) has come;
 # a refused start takes the TAT's slot for this waiter (``L v``) and moves the TAT on, so
 # refused jobs are spread over the next slots and each is refused once, not at every slot.
+# A job back at or after its slot starts, however late (a slot lapsing when its consumers
+# are busy would make them later still, and waste the slot).
 RATE = (
     _NOW
     + r"""

@@ -139,9 +139,8 @@ class RedisLimiter:
         for limit in limits:
             if isinstance(limit, RateLimit):
                 interval = repr(limit.interval_s * 1000.0)
-                wait = int(
-                    self._scripts.run("admit", limit_call("RATE", limit.key, interval, waiter))
-                )
+                call = limit_call("RATE", limit.key, interval, waiter)
+                wait = int(self._scripts.run("admit", call))
                 if wait > 0:
                     return wait
         return None
