@@ -24,10 +24,13 @@ import pytest
 import redis
 
 from services.backends.redis import aborts, keys, unique
+from services.backends.redis import limit_scripts as limit_lua
 from services.backends.redis import scripts as lua
+from services.backends.redis.limits import limit_tag, queue_call
 from services.backends.redis.queue import RedisQueue
 from services.backends.redis.routing import by_queue, slot_groups
 from services.errors import ConfigError
+from services.limits import ConcurrencyLimit, RateLimit
 from services.protocol import Completion, JobStatus
 from tests.redis_fixtures import MakeQueue
 
@@ -339,3 +342,59 @@ def test_routing_groups_by_queue_and_slot() -> None:
     client = redis.Redis()
     assert slot_groups(client, ["cv:{a}:b", "cv:{b}:b"]) == [[0, 1]]
     client.close()
+
+
+# -- the limits' scripts (``limit_scripts``) -----------------------------------------------------
+
+
+def limits_workload(make_queue: MakeQueue) -> None:
+    """Every limit script on two queues and two limits: admit (ACQUIRE, RATE), park (PARK),
+    release and wake (RELEASE, WAKE, with a parked waiter and with a wake before the park),
+    renew with the heartbeat (RENEW)."""
+    a, b = make_queue("A", lease_s=1.5), make_queue("B", lease_s=1.5)
+    mutex = (ConcurrencyLimit("lay:mutex", 1),)
+    rate = (RateLimit("lay-rate", 1, 60.0),)
+    for queue in QUEUES:
+        a.put_many(queue, [(f"{queue}-{n}", b"x") for n in range(4)])
+        held = a.get([queue], max_count=4, timeout_s=1)
+        assert a.admit(held[0], mutex)
+        assert not a.admit(held[1], mutex)
+        a._heartbeat.beat_once()
+        assert a.ack([Completion(held[0])]) == 0  # wakes held[1], parked
+        assert [a.admit(d, rate) for d in held[2:]].count(True) <= 1  # one start a minute
+    a._limits._scripts.run("wake", queue_call("WAKE", QUEUES[0], "never-parked"))
+    b.close()
+
+
+def test_every_key_a_limit_script_touches_shares_its_tag(
+    redis_url: str, make_queue: MakeQueue
+) -> None:
+    # Given MONITOR on the server
+    admin = redis.Redis.from_url(redis_url)
+    watch = Watch(redis_url)
+    # When the limit scripts run on two queues and two limits
+    try:
+        limits_workload(make_queue)
+    finally:
+        watch.stop(admin)
+    runs = script_runs(admin, watch.lines)
+    admin.close()
+    # Then each call declared keys of one tag (a queue's, or a limit's own) and touched no other
+    names = {
+        hashlib.sha1(limit_lua.source(name).encode()).hexdigest(): name
+        for name in (*limit_lua.LIMIT_KEYS, *limit_lua.QUEUE_KEYS)
+    }
+    seen = set()
+    for run in runs:
+        assert run.declared, f"EVALSHA {run.sha} with numkeys 0"
+        [tag] = {key[: key.index(b"}:") + 2] for key in run.declared}
+        strays = [key for key in run.touched if not key.startswith(tag)]
+        assert not strays, f"script {run.sha} of {tag!r} touched {strays}"
+        if run.sha in names:
+            seen.add((names[run.sha], tag))
+    # And every limit script ran, each on the tags it belongs to
+    queue_tags = {keys.tag(queue).encode() for queue in QUEUES}
+    limit_tags = {limit_tag(key).encode() for key in ("lay:mutex", "lay-rate")}
+    assert {name for name, _ in seen} == {*limit_lua.LIMIT_KEYS, *limit_lua.QUEUE_KEYS}
+    for name, tag in seen:
+        assert tag in (queue_tags if name in limit_lua.QUEUE_KEYS else limit_tags), (name, tag)

@@ -88,10 +88,10 @@ return out
 RENEW = (
     _NOW
     + r"""
-local until, lost = now_ms() + tonumber(ARGV[2]), 0
+local expiry, lost = now_ms() + tonumber(ARGV[2]), 0
 for i = 3, #ARGV do
   if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
-    redis.call('ZADD', KEYS[1], until, ARGV[i])
+    redis.call('ZADD', KEYS[1], expiry, ARGV[i])
   else
     lost = lost + 1
   end

@@ -186,7 +186,11 @@ class RedisLimiter:
         calls = [
             limit_call("RENEW", key, self._lease_ms, *members) for key, members in by_key.items()
         ]
-        lost = sum(int(n) for n in self._beat_scripts.run_all("renew permits", calls))
+        try:
+            lost = sum(int(n) for n in self._beat_scripts.run_all("renew permits", calls))
+        except ConveyorError as exc:  # the queue's own beat must go on (and recover others)
+            log.warning("could not renew concurrency permits: %s", exc)
+            return 0
         if lost:
             log.warning("%d concurrency permit(s) lapsed before their renewal", lost)
         return lost
