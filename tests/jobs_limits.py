@@ -43,9 +43,14 @@ def paced(path: str, key: str) -> str:
     return key
 
 
-@registry.job(limit="bench:64")
+@registry.job(limit="bench:2")
 def limited_noop() -> None:
-    """A limit that never binds (more permits than slots): what admitting costs."""
+    """As many permits as ``scripts/bench_limits.py`` has slots (two worker processes)."""
+
+
+@registry.job(limit="bench-roomy:100000")
+def roomy_noop() -> None:
+    """More permits than any prefetch holds: only what admitting and releasing cost."""
 
 
 @registry.job

@@ -9,7 +9,8 @@ the queue; RELEASE, then WAKE on each woken job's queue)::
     -----------------  ------  ----------------------------------------------------------------
     L h                zset    permit holders ``<consumer>|<queue>|<token>`` by expiry (ms,
                                Redis clock); expired ones are dropped by ACQUIRE and RELEASE
-    L w                list    parked jobs waiting for a permit: ``<queue>\\n<job id>``
+    L w                zset    parked jobs waiting for a permit, ``<queue>\\n<job id>``, by the
+                               time of their first refusal (ms)
     L r                string  the rate's theoretical arrival time (GCRA, ms)
     L v                zset    starts reserved by refused jobs: ``<queue>\\n<job id>`` by slot
     T pk:<job id>      string  the delayed-set member of a parked job (for WAKE)
@@ -45,8 +46,10 @@ end
 """
 
 # ARGV: tag, permits, member, lease_ms, waiter, longest park ms
-# -> {1, 0} held | {0, park ms}: refused, the waiter queued (park until the first holder lapses,
-# at most the longest park)
+# -> {1, 0} held | {0, park ms}: refused and queued as a waiter (in order of first refusal).
+# The first ``permits`` waiters park until the first holder's expiry (a holder that died
+# lapses then), at most the longest park; those further back park longer (up to 12 times),
+# so a long line does not retry in a herd: a release wakes them one by one anyway.
 ACQUIRE = (
     _NOW
     + r"""
@@ -54,15 +57,20 @@ local permits, member, lease = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local waiter, longest = ARGV[5], tonumber(ARGV[6])
 local now = now_ms()
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('LREM', KEYS[2], 0, waiter)
 if redis.call('ZSCORE', KEYS[1], member) or redis.call('ZCARD', KEYS[1]) < permits then
   redis.call('ZADD', KEYS[1], now + lease, member)
+  redis.call('ZREM', KEYS[2], waiter)
   return {1, 0}
 end
-redis.call('RPUSH', KEYS[2], waiter)
+redis.call('ZADD', KEYS[2], 'NX', now, waiter)
 redis.call('PEXPIRE', KEYS[2], 86400000)
-local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {0, math.max(0, math.min(longest, tonumber(first[2]) - now + 20))}
+local ahead = redis.call('ZRANK', KEYS[2], waiter)
+local delay = longest * math.min(12, 1 + math.floor(ahead / (4 * permits)))
+if ahead < permits then
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  delay = math.min(delay, tonumber(first[2]) - now + 20)
+end
+return {0, math.max(0, delay)}
 """
 )
 
@@ -75,10 +83,9 @@ for i = 3, #ARGV do freed = freed + redis.call('ZREM', KEYS[1], ARGV[i]) end
 freed = freed + redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms())
 local room = permits - redis.call('ZCARD', KEYS[1])
 local out = {}
-for _ = 1, math.min(freed, room) do
-  local w = redis.call('LPOP', KEYS[2])
-  if not w then break end
-  out[#out + 1] = w
+if math.min(freed, room) > 0 then
+  local popped = redis.call('ZPOPMIN', KEYS[2], math.min(freed, room))
+  for i = 1, #popped, 2 do out[#out + 1] = popped[i] end
 end
 return out
 """

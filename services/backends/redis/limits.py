@@ -156,21 +156,28 @@ class RedisLimiter:
             return
         with self._lock:
             found = [self._held.pop(token) for token in tokens if token in self._held]
-        for member, taken in found:
-            self._release(member, taken)
+        self._release_all(found)
 
     def _release(self, member: str, taken: Sequence[tuple[str, int]]) -> None:
-        if not taken:
+        self._release_all([(member, list(taken))])
+
+    def _release_all(self, held: Sequence[Held]) -> None:
+        """RELEASE every permit of ``held`` in one pipeline, then WAKE the woken in another."""
+        calls = [
+            limit_call("RELEASE", key, permits, member)
+            for member, taken in held
+            for key, permits in taken
+        ]
+        if not calls:
             return
-        calls = [limit_call("RELEASE", key, permits, member) for key, permits in taken]
         try:
             replies = self._scripts.run_all("release", calls)
             woken = [_text(w) for reply in replies for w in reply]
             wakes = [queue_call("WAKE", *w.split("\n", 1)) for w in woken if "\n" in w]
             self._scripts.run_all("wake", wakes)
         except ConveyorError as exc:
-            log.warning("could not release permits of %s (they lapse within the lease): %s",
-                        member, exc)  # fmt: skip
+            log.warning("could not release %d permit(s) (they lapse within the lease): %s",
+                        len(calls), exc)  # fmt: skip
 
     def renew(self) -> int:
         """Extend every permit this process holds by the lease (heartbeat thread); returns

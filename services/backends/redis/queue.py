@@ -78,11 +78,11 @@ LEFT LEFT``, which returns the item without removing it (every waiter sees it) a
 
     ACL SETUSER conveyor on >secret resetkeys ~cv:* resetchannels -@all
       +ping +auth +hello +select +info +config|get +time
-      +evalsha +script|load +blpop +blmove +llen +lindex +lrange +lpush +rpush +lpop +lrem +ltrim
-      +zadd +zrem +zrange +zrevrange +zrangebyscore +zcard +zscore +zremrangebyscore
-      +zremrangebyrank +hset +hsetnx +hget +hmget +hdel +hgetall +hkeys +hincrby +hexists +hlen
-      +sadd +scard +sismember +smembers +incr +incrby +get +set +del +exists +expire +pexpire
-      +wait
+      +evalsha +script|load +blpop +blmove +llen +lindex +lrange +lpush +rpush +lpop +ltrim
+      +zadd +zrem +zrange +zrevrange +zrangebyscore +zcard +zscore +zremrangebyscore +zrank
+      +zpopmin +zremrangebyrank +hset +hsetnx +hget +hmget +hdel +hgetall +hkeys +hincrby
+      +hexists +hlen +sadd +scard +sismember +smembers +incr +incrby +get +set +del +exists
+      +expire +pexpire +wait
 
 (``config|get`` is optional: without it the RDB-snapshot check is skipped; ``wait`` is needed
 only with ``--durable``. On Redis 6.2, and on 7.2 and later (Valkey too), also add
