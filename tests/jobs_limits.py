@@ -11,16 +11,9 @@ import os
 import time
 
 from services.registry import Registry
+from tests.jobs import _append  # one atomic line per write
 
 registry = Registry()
-
-
-def _append(path: str, line: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (line + "\n").encode())
-    finally:
-        os.close(fd)
 
 
 def _stamp(path: str, what: str, key: str) -> None:
