@@ -19,9 +19,10 @@ def test_a_second_put_with_the_key_stores_nothing_and_names_the_holder(
     first_id, first_body = job(1)
     assert backend.root.put_unique("default", first_id, first_body, key="k", ttl_s=None) == first_id
 
-    # When another job is put with the same key
+    # When another job is put with the same key, from a connection opened as a child's
     second_id, second_body = job(2)
-    holder = backend.root.put_unique("default", second_id, second_body, key="k", ttl_s=None)
+    child = backend.consumer("p1")
+    holder = child.put_unique("default", second_id, second_body, key="k", ttl_s=None)
 
     # Then nothing was stored and the answer is the first job's id
     assert holder == first_id
