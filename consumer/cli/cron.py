@@ -24,7 +24,10 @@ COLUMNS = ("NAME", "SCHEDULE", "QUEUE", "MISSED", "LAST RUN", "NEXT RUN")
 
 @click.group("cron")
 def cron_group() -> None:
-    """Periodic jobs (`@registry.periodic`): what they are, when they last and next run."""
+    """List the periodic jobs: schedule, queue, last and next run.
+
+    Periodic jobs are registered with `@registry.periodic`; the workers' schedulers fire them.
+    """
 
 
 @cron_group.command("list")
