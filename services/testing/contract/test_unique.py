@@ -99,8 +99,9 @@ def test_a_ttl_frees_the_key_while_the_holder_lives(backend: BackendUnderTest) -
     # When the TTL has passed / Then a put with the key stores a second job
     third_id, third_body = job(3)
     found = poll(
-        lambda: backend.root.put_unique("default", third_id, third_body, key="k", ttl_s=0.5)
-        == third_id,
+        lambda: (
+            backend.root.put_unique("default", third_id, third_body, key="k", ttl_s=0.5) == third_id
+        ),
         timeout_s=10,
     )
     assert found
