@@ -316,6 +316,32 @@ async def test_cancel_is_too_late_for_a_running_or_finished_job(
     assert queue.counts("default") == QueueCounts(done=1)
 
 
+async def test_abort_cancels_a_waiting_job_and_asks_a_running_ones_worker_to_stop(
+    redis_url: str, make_queue: MakeQueue
+) -> None:
+    queue = make_queue()
+    async with api(redis_url) as client:
+        await client.post("/v1/queues/default/jobs", json=job(job_id="waits"))
+        await client.post("/v1/queues/default/jobs", json=job(job_id="runs"))
+        [waits] = queue.get(["default"], timeout_s=1)  # FIFO: "waits" is the one taken
+        # When both are aborted: the taken one is running, the other waits
+        taken = await client.post(f"/v1/jobs/{waits.job_id}/abort")
+        other = "runs" if waits.job_id == "waits" else "waits"
+        waiting = await client.post(f"/v1/jobs/{other}/abort")
+        # Then the waiting one is cancelled, and the running one's worker is asked to stop it
+        assert (waiting.status_code, waiting.json()["status"]) == (202, "dead")
+        assert (taken.status_code, taken.json()["status"]) == (202, "running")
+        assert queue.aborted([waits]) == [waits]
+        # And a finished job is too late
+        queue.dead_letter(waits, "aborted by request")
+        late = await client.post(f"/v1/jobs/{waits.job_id}/abort")
+        assert (late.status_code, error_code(late)) == (409, "not_cancellable")
+        assert late.json()["error"]["details"]["status"] == "dead"
+        unknown = await client.post("/v1/jobs/nobody/abort")
+        assert (unknown.status_code, error_code(unknown)) == (404, "job_not_found")
+    assert queue.counts("default") == QueueCounts(dead=2)
+
+
 # -- queues and dead letters -------------------------------------------------------------------
 async def test_queues_list_every_queue_with_its_counts(redis_url: str) -> None:
     async with api(redis_url) as client:
@@ -435,6 +461,7 @@ async def test_the_schema_documents_every_route(redis_url: str) -> None:
         "/v1/queues/{queue}/jobs",
         "/v1/queues/{queue}/batches",
         "/v1/jobs/{job_id}",
+        "/v1/jobs/{job_id}/abort",
         "/v1/queues",
         "/v1/queues/{queue}",
         "/v1/queues/{queue}/dead-letters",

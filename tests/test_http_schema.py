@@ -75,6 +75,7 @@ OPERATIONS = [
     ("POST", "/v1/queues/{queue}/batches"),
     ("GET", "/v1/jobs/{job_id}"),
     ("DELETE", "/v1/jobs/{job_id}"),
+    ("POST", "/v1/jobs/{job_id}/abort"),
     ("GET", "/v1/queues"),
     ("GET", "/v1/queues/{queue}"),
     ("GET", "/v1/queues/{queue}/dead-letters"),

@@ -95,6 +95,15 @@ class CancelOut(BaseModel):
     status: Literal["dead"]
 
 
+class AbortOut(BaseModel):
+    job_id: str
+    cancelled: Literal[True]
+    status: Literal["dead", "running"] = Field(
+        description="'dead': it was waiting and is cancelled; 'running': its worker was asked "
+        "to stop it, and it ends dead with the error 'aborted ...' within about a second."
+    )
+
+
 class QueueOut(BaseModel):
     name: str
     waiting: int

@@ -198,6 +198,22 @@ class JobService:
             details={"status": state, "error": outcome.status.error},
         )
 
+    async def abort(self, job_id: str) -> str:
+        """End ``job_id``: cancel it if it waits ("dead"), else ask its worker to stop it
+        ("running": it ends dead, "aborted ...", within about a second). ``NotCancellable``
+        when it already finished, ``JobNotFound`` when unknown."""
+        outcome = await self.backend.abort(check_job_id(job_id))
+        if outcome.cancelled:
+            running = outcome.status is not None and outcome.status.status == "running"
+            return "running" if running else "dead"
+        if outcome.status is None:
+            raise JobNotFound(f"no job {job_id!r} (never put, or its status expired)")
+        state = outcome.status.status
+        raise NotCancellable(
+            f"job {job_id!r} is {state}: too late to abort",
+            details={"status": state, "error": outcome.status.error},
+        )
+
     async def queue_counts(
         self, queues: Sequence[str] | None = None
     ) -> list[tuple[str, QueueCounts]]:

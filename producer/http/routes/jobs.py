@@ -1,6 +1,6 @@
 """Jobs: ``POST /v1/queues/{queue}/jobs`` (one), ``POST /v1/queues/{queue}/batches`` (many, all
 or nothing), ``GET /v1/jobs/{job_id}`` (status and result), ``DELETE /v1/jobs/{job_id}``
-(cancel a job that waits).
+(cancel a job that waits), ``POST /v1/jobs/{job_id}/abort`` (cancel it or stop it running).
 
 The two submission routes are the hot path: they are ``direct.DirectRoute``s, which read their
 parameters and body themselves (``bodies``) and check the token themselves (``Access.check``).
@@ -17,7 +17,15 @@ from producer.http.auth import Access
 from producer.http.bodies import parse_body, request_body
 from producer.http.direct import DirectRoute
 from producer.http.errors import json_response
-from producer.http.models import BatchIn, BatchOut, CancelOut, JobOut, SubmitIn, SubmitOut
+from producer.http.models import (
+    AbortOut,
+    BatchIn,
+    BatchOut,
+    CancelOut,
+    JobOut,
+    SubmitIn,
+    SubmitOut,
+)
 from producer.http.problems import InvalidRequest
 from producer.http.routes import JobId, errors
 from producer.http.service import JobService
@@ -143,3 +151,20 @@ def add_job_routes(router: APIRouter, service: JobService, guard: Access) -> Non
     async def cancel(job_id: JobId) -> Response:
         await service.cancel(job_id)
         return json_response({"job_id": job_id, "cancelled": True, "status": "dead"})
+
+    @router.post(
+        "/v1/jobs/{job_id}/abort",
+        response_model=AbortOut,
+        status_code=202,
+        responses=errors(401, 404, 409, 422, 503),
+        summary="Abort a job: cancel it if it waits, stop it if it runs",
+        description="A waiting job is cancelled ('dead'). A running one is stopped by its "
+        "worker within about a second ('running' now; then dead, 'aborted ...', never "
+        "retried): an async job is cancelled in place, any other by replacing its worker "
+        "process. A finished job is left alone: 409, with its status in the details.",
+        tags=["jobs"],
+        dependencies=guard.dependencies,
+    )
+    async def abort(job_id: JobId) -> Response:
+        status = await service.abort(job_id)
+        return json_response({"job_id": job_id, "cancelled": True, "status": status}, 202)
