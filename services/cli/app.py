@@ -26,7 +26,7 @@ COMMANDS = {
     ),
     "abort": LazyCommand(
         "consumer.cli.cancel:abort_command",
-        "Stop jobs: cancel those that wait, abort those that run.",
+        "Stop jobs: cancel those that wait, and abort those that run.",
     ),
     "cancel": LazyCommand(
         "consumer.cli.cancel:cancel_command",
