@@ -30,7 +30,7 @@ COMMANDS = {
     ),
     "cancel": LazyCommand(
         "consumer.cli.cancel:cancel_command",
-        "Cancel jobs that wait (queued, scheduled, or waiting for a retry).",
+        "Cancel jobs that wait (queued, scheduled, or waiting for a retry): they never run.",
     ),
     "dead": LazyCommand(
         "consumer.cli.dead_letters:dead_letters_group",
