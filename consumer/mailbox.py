@@ -154,6 +154,11 @@ class Mailbox:
             if not self._finished:
                 self._has_finished.wait_for(lambda: bool(self._finished), timeout_s)
 
+    def load(self) -> int:
+        """Tasks waiting for a slot or running (the slots taken, and those promised)."""
+        with self._lock:
+            return len(self._pending) + len(self._running)
+
     def take_pending(self) -> list[Task]:
         with self._lock:
             waiting = list(self._pending)

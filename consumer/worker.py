@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from enum import Enum
 
 from consumer.aborting import AbortWatch, abort_reason
+from consumer.admission import AdmissionLine
 from consumer.backoff import backoff_s
 from consumer.execution import Outcome
 from consumer.executors import Executor
@@ -71,6 +72,8 @@ class Worker:
         self._ownership = OwnershipCheck(queue, clock=clock)
         self._aborts = AbortWatch(queue, clock=clock)
         self._held: dict[str, Task] = {}
+        self._line = AdmissionLine()
+        """Fetched jobs with limits, waiting for a free slot before they ask for permits."""
         self._fetch_failures = 0
         self._fetches = 0
         self._fetch_not_before = 0.0
@@ -110,6 +113,7 @@ class Worker:
             self._executor.submit_many([])  # wake the executor: a slot may be free for it now
         self._ledger.flush()
         if self.state is State.RUNNING and self.recycle_reason is None and not self.stopping():
+            self._start_limited()
             self._fetch()
         elif self.state is State.DRAINING and not self.held:
             self.state = State.STOPPED
@@ -121,7 +125,7 @@ class Worker:
         if self.state is not State.RUNNING:
             return
         self.state = State.DRAINING
-        returned = self._hand_back(self._executor.mailbox.take_pending())
+        returned = self._hand_back(self._executor.mailbox.take_pending() + self._line.take_all())
         running = len(self._held)
         log.info("draining %d running job(s); handed back %d not started", running, returned)
         self._ledger.flush()
@@ -132,7 +136,7 @@ class Worker:
         running = self._executor.mailbox.running()
         for task in running:
             self._executor.mailbox.abandon(task)
-        returned = self._hand_back(pending + running)
+        returned = self._hand_back(pending + self._line.take_all() + running)
         for finished in self._executor.mailbox.take_finished():
             self._settle(finished.task, finished.outcome)
         self._ledger.flush()
@@ -187,6 +191,7 @@ class Worker:
         accepted = [task for task in map(self._accept, deliveries) if task is not None]
         if accepted:
             self._executor.submit_many(accepted)  # one wake-up per batch, not per job
+        self._start_limited()
         if not full and len(self._held) >= capacity:
             # The queue is empty and every slot is taken: sleep until a job finishes, so it is
             # acked at once (and the job just handed over gets the GIL straight away).
@@ -216,7 +221,8 @@ class Worker:
         return deliveries
 
     def _accept(self, delivery: Delivery) -> Task | None:
-        """The task for a delivery, or None when it cannot run (dead-lettered here)."""
+        """The task for a delivery to submit now; None when it cannot run (dead-lettered here)
+        or must wait in the admission line for a free slot (its job has limits)."""
         try:
             job = decode_job(delivery.body)
             spec = self._registry.get(job.name)
@@ -231,10 +237,24 @@ class Worker:
             return None
         timeout = spec.timeout_s or self._settings.job_timeout_s
         task = Task(delivery=delivery, job=job, spec=spec, timeout_s=timeout)
-        if spec.limits and not self._admit(delivery, spec.limits):
-            return None
         self._held[delivery.receipt] = task
+        if spec.limits:
+            self._line.add(task)  # its permits are asked for when a slot is free for it
+            return None
         return task
+
+    def _start_limited(self) -> None:
+        """Start waiting limited jobs in the slots free now, as far as their limits allow."""
+        free = self._executor.capacity - self._executor.mailbox.load()
+        if free <= 0 or not self._line:
+            return
+        admitted, refused = self._line.admit(
+            free, lambda task: self._admit(task.delivery, task.spec.limits)
+        )
+        for task in refused:
+            self._held.pop(task.delivery.receipt, None)
+        if admitted:
+            self._executor.submit_many(admitted)
 
     def _admit(self, delivery: Delivery, limits: Sequence[Limit]) -> bool:
         """Whether the backend let the job start under its limits; False: it was parked (no

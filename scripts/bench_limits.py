@@ -3,12 +3,12 @@ without limits, one run each; prints figures, asserts nothing.
 
 All run through the real ``Supervisor`` (``--pool processes --concurrency 2``, spawned
 worker processes) on a redis-server this script starts on a free port. ``limited_noop``
-(``limit="bench:2"``) has as many permits as the pool has slots; but a worker admits the
-jobs it prefetches too (the permit is taken when the job is fetched, not when it starts), so
-the limit binds and prefetched jobs are parked and woken. ``roomy_noop`` has more permits
-than any prefetch holds: its figure is the bare cost of admitting (ACQUIRE, one round trip
-before the start) and releasing (RELEASE after the ack, one more). A rate-limited job is not
-measured: its throughput is its rate.
+(``limit="bench:2"``) has as many permits as the pool has slots: a worker asks for a job's
+permits only when a slot is free for it (``consumer.admission``), so the limit never refuses
+and the figure is what admitting costs when every job takes the last free permit.
+``roomy_noop`` has more permits than any prefetch holds: the bare cost of admitting (ACQUIRE,
+one round trip before the start) and releasing (RELEASE after the ack, one more). A
+rate-limited job is not measured: its throughput is its rate.
 
 Usage (from the repo root)::
 

@@ -220,12 +220,11 @@ class Registry:
         """
 
         def register(target: F) -> F:
-            spec = self.add(target, name=name, **job_options)
-            if spec.name in self._periodics:
-                raise JobDefinitionError(f"periodic {spec.name!r} is already registered")
-            self._periodics[spec.name] = make_spec(
-                spec.name,
-                spec.name,
+            job_name: str = name or getattr(target, "__name__", None) or ""
+            # Checked before the job is added: a bad schedule leaves nothing registered.
+            entry = make_spec(
+                job_name,
+                job_name,
                 schedule,
                 queue=queue,
                 args=args,
@@ -233,6 +232,8 @@ class Registry:
                 missed=missed,
                 max_catch_up=max_catch_up,
             )
+            self.add(target, name=name, **job_options)
+            self._periodics[job_name] = entry
             return target
 
         return register

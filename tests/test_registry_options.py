@@ -101,3 +101,4 @@ def test_bad_periodic_options_are_refused(schedule: object, options: dict[str, o
     registry = Registry()
     with pytest.raises(JobDefinitionError):
         registry.periodic(schedule, name="p", **options)(_noop)  # type: ignore[arg-type]
+    assert "p" not in registry  # nothing half-registered

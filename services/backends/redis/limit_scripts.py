@@ -91,16 +91,16 @@ return out
 """
 )
 
-# ARGV: tag, lease_ms, member... -> how many were no longer held (lapsed, taken by others)
+# ARGV: tag, lease_ms, member... -> the members no longer held (lapsed, or released since)
 RENEW = (
     _NOW
     + r"""
-local expiry, lost = now_ms() + tonumber(ARGV[2]), 0
+local expiry, lost = now_ms() + tonumber(ARGV[2]), {}
 for i = 3, #ARGV do
   if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
     redis.call('ZADD', KEYS[1], expiry, ARGV[i])
   else
-    lost = lost + 1
+    lost[#lost + 1] = ARGV[i]
   end
 end
 return lost

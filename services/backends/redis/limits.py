@@ -194,10 +194,13 @@ class RedisLimiter:
             limit_call("RENEW", key, self._lease_ms, *members) for key, members in by_key.items()
         ]
         try:
-            lost = sum(int(n) for n in self._beat_scripts.run_all("renew permits", calls))
+            replies = self._beat_scripts.run_all("renew permits", calls)
         except ConveyorError as exc:  # the queue's own beat must go on (and recover others)
             log.warning("could not renew concurrency permits: %s", exc)
             return 0
+        missing = {_text(member) for reply in replies for member in reply}
+        with self._lock:  # a permit released since the snapshot was not lost
+            lost = len(missing & {member for member, _ in self._held.values()})
         if lost:
             log.warning("%d concurrency permit(s) lapsed before their renewal", lost)
         return lost

@@ -659,6 +659,7 @@ class RedisQueue:
             gone.update(token for token, flag in zip(run, flags, strict=True) if not flag)
             renewals.append((queue, int(existed), int(handed)))
         self._tokens.settle(gone)
+        self._limits.release(gone)  # their permits too: the heartbeat would renew them forever
         self._hold.confirmed(sent_at=sent_at, replies=renewals)
         return [d for d in deliveries if self._token(d) not in gone]
 
