@@ -32,7 +32,13 @@ from typing import Protocol
 from services.codec import encode_job
 from services.errors import BackendUnavailableError, ConveyorError
 from services.job import Job
-from services.periodic import PeriodicSpec, job_id_for, plan_firing, schedule_of
+from services.periodic import (
+    PeriodicSpec,
+    job_id_for,
+    plan_firing,
+    schedule_group,
+    schedule_of,
+)
 from services.protocol import JobPutter, ScheduleStore
 
 log = logging.getLogger("conveyor.scheduler")
@@ -72,6 +78,8 @@ class Scheduler:
     ) -> None:
         self._backend = backend
         self._specs = list(specs)
+        self.group = schedule_group(self._specs)
+        """The lease this scheduler competes for: one per set of entries."""
         self._lease_s = lease_s
         self.id = scheduler_id or new_scheduler_id()
         self._clock = clock
@@ -84,7 +92,10 @@ class Scheduler:
     def run_once(self) -> float:
         """Lead or not; if leading, fire what is due. Seconds to wait before the next turn."""
         renew_s = self._lease_s / 3
-        was_leading, self.leading = self.leading, self._backend.lead(self.id, self._lease_s)
+        was_leading, self.leading = (
+            self.leading,
+            self._backend.lead(self.id, self._lease_s, group=self.group),
+        )
         if self.leading != was_leading:
             log.info("scheduler %s %s", self.id, "leads" if self.leading else "no longer leads")
         if not self.leading:
@@ -137,7 +148,8 @@ class Scheduler:
 
     def _resign(self) -> None:
         with contextlib.suppress(ConveyorError):
-            self._backend.resign(self.id)  # the next leader need not wait for the lease
+            # The next leader need not wait for the lease to lapse.
+            self._backend.resign(self.id, group=self.group)
 
 
 @contextlib.contextmanager

@@ -29,8 +29,9 @@ A restart fires nothing at or before the remembered due time.
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -185,6 +186,13 @@ def schedule_of(schedule: str | float) -> Schedule:
     if isinstance(schedule, str):
         return CronSchedule(schedule)
     return IntervalSchedule(schedule)
+
+
+def schedule_group(specs: Sequence[PeriodicSpec]) -> str:
+    """The name of a set of periodic entries (16 hex of a SHA-256 of their sorted names):
+    schedulers loading the same entries share one lease, others lead their own set."""
+    names = "\n".join(sorted(spec.name for spec in specs))
+    return hashlib.sha256(names.encode()).hexdigest()[:16]
 
 
 def job_id_for(name: str, due: float) -> str:

@@ -18,15 +18,18 @@ import pytest
 
 from consumer.cli.cron import stamp
 from services.backends import open_queue
-from services.periodic import job_id_for
+from services.periodic import job_id_for, schedule_group
 from services.protocol import Backend
 from services.testing.contract.helpers import poll
+from tests import periodic_jobs
 from tests.helpers_process import ROOT
 from tests.periodic_jobs import LEDGER_ENV
 
 pytestmark = pytest.mark.redis
 
 JOBS = "tests.periodic_jobs:registry"
+GROUP = schedule_group(periodic_jobs.registry.periodics())
+"""The lease the schedulers of these entries compete for."""
 LEASE_S = 2.0
 
 
@@ -112,7 +115,7 @@ def test_three_schedulers_leader_killed_at_a_due_second(fleet: Fleet, backend: B
         first -= 1
     assert poll(lambda: (last_tick(backend) or 0) >= first + 3, timeout_s=60)
     # When the leader is SIGKILLed (with its process group) just after a due second
-    leader = backend.leader()
+    leader = backend.leader(group=GROUP)
     assert leader is not None
     pid = int(leader.split(":")[1])
     victim = next(p for p in schedulers if p.pid == pid)
@@ -121,7 +124,7 @@ def test_three_schedulers_leader_killed_at_a_due_second(fleet: Fleet, backend: B
     os.killpg(pid, signal.SIGKILL)
     victim.wait(timeout=10)
     # Then another takes over and fires on, past the gap
-    assert poll(lambda: (backend.leader() or leader) != leader, timeout_s=30)
+    assert poll(lambda: (backend.leader(group=GROUP) or leader) != leader, timeout_s=30)
     assert poll(lambda: (last_tick(backend) or 0) >= killed_at + 4, timeout_s=60)
     for proc in schedulers:
         fleet.stop(proc)
@@ -147,7 +150,7 @@ def test_three_schedulers_leader_killed_at_a_due_second(fleet: Fleet, backend: B
 def test_cron_list_shows_schedule_last_and_next_runs(redis_url: str, backend: Backend) -> None:
     # Given one entry fired at a known due time, another never, and a leader
     backend.mark_fired("tick", 1_800_000_000.0)
-    assert backend.lead("host:1:ab", 30.0)
+    assert backend.lead("host:1:ab", 30.0, group=GROUP)
     # When the CLI lists them
     before = time.time()
     done = subprocess.run(

@@ -127,6 +127,24 @@ def test_only_the_leader_fires(memory: MemoryQueue) -> None:
     assert fired_ids(memory) == [job_id_for("tick", T0 + k) for k in (1, 2)]
 
 
+def test_schedulers_of_different_entries_each_lead_their_own(memory: MemoryQueue) -> None:
+    # Given two services' workers on one backend, loading different periodic entries
+    clock = Clock(T0 + 0.5)
+    tick, tock = spec(), replace(spec(), name="tock")
+    a = Scheduler(memory, [tick], lease_s=10.0, scheduler_id="a", clock=clock)
+    b = Scheduler(memory, [tock], lease_s=10.0, scheduler_id="b", clock=clock)
+    # When both turn for a few due times
+    for _ in range(3):
+        a.run_once()
+        b.run_once()
+        clock.now += 1.0
+    # Then each leads its own set, and both entries fire each due time once
+    assert a.leading and b.leading and a.group != b.group
+    assert sorted(fired_ids(memory)) == sorted(
+        job_id_for(name, T0 + k) for name in ("tick", "tock") for k in (1, 2)
+    )
+
+
 def test_a_restart_does_not_fire_old_due_times(memory: MemoryQueue) -> None:
     # Given a scheduler that fired up to T0 + 3 and stopped
     clock = Clock(T0 + 0.5)
@@ -134,7 +152,7 @@ def test_a_restart_does_not_fire_old_due_times(memory: MemoryQueue) -> None:
     first.run_once()
     clock.now = T0 + 3.5
     first.run_once()
-    memory.resign("a")
+    memory.resign("a", group=first.group)
     assert len(fired_ids(memory)) == 3
     # When a new one starts at the same instant, with the old jobs' records gone (as after
     # their result TTL): only the remembered due times can stop it
@@ -158,7 +176,7 @@ def test_a_leader_that_died_before_marking_is_not_fired_twice(memory: MemoryQueu
     memory.mark_fired("tick", T0 + 0.5)
     assert fire(memory, spec(), T0 + 1)
     # When the next leader fires from what was marked
-    memory.resign("a")
+    memory.resign("a", group=scheduler.group)
     successor = Scheduler(memory, [spec()], lease_s=10.0, scheduler_id="b", clock=clock)
     successor.run_once()
     # Then the due time is stored once, and now marked

@@ -17,7 +17,7 @@ from services.backends import open_queue, scheme_of
 from services.cli.options import connect_url, connection_options
 from services.errors import ConfigError
 from services.loading import load_registry
-from services.periodic import PeriodicSpec, schedule_of
+from services.periodic import PeriodicSpec, schedule_group, schedule_of
 
 COLUMNS = ("NAME", "SCHEDULE", "QUEUE", "MISSED", "LAST RUN", "NEXT RUN")
 
@@ -56,7 +56,7 @@ def list_command(url: str, jobs: str, **options: Any) -> None:
     backend = open_queue(url)
     try:
         last = backend.last_fired([spec.name for spec in specs])
-        leader = backend.leader()
+        leader = backend.leader(group=schedule_group(specs))
     finally:
         backend.close()
     now = time.time()

@@ -26,15 +26,19 @@ from typing import Protocol, runtime_checkable
 class ScheduleStore(Protocol):
     """Leadership among schedulers, and the newest due time fired per periodic entry."""
 
-    def lead(self, scheduler_id: str, ttl_s: float) -> bool:
+    def lead(self, scheduler_id: str, ttl_s: float, *, group: str = "") -> bool:
         """Take the schedulers' lease for ``ttl_s`` from now if it is free, lapsed or already
-        ``scheduler_id``'s (then it is renewed); True if ``scheduler_id`` leads now."""
+        ``scheduler_id``'s (then it is renewed); True if ``scheduler_id`` leads now.
 
-    def resign(self, scheduler_id: str) -> None:
-        """Give the lease up if ``scheduler_id`` holds it (anyone else's stays)."""
+        ``group`` names the set of periodic entries the scheduler fires
+        (``periodic.schedule_group``): each set has a lease of its own, so workers loading
+        different entries each get a leader (an entry in two sets still fires once: ids)."""
 
-    def leader(self) -> str | None:
-        """Who holds the lease now, if anyone."""
+    def resign(self, scheduler_id: str, *, group: str = "") -> None:
+        """Give the lease of ``group`` up if ``scheduler_id`` holds it (anyone else's stays)."""
+
+    def leader(self, *, group: str = "") -> str | None:
+        """Who holds the lease of ``group`` now, if anyone."""
 
     def last_fired(self, names: Sequence[str]) -> dict[str, float]:
         """The newest due time (epoch seconds) fired of each of ``names`` that has one."""

@@ -286,13 +286,13 @@ class ChannelQueue:
         )
 
     # The schedulers' store lives in the root process, like the fleet: a scheduler runs there.
-    def lead(self, scheduler_id: str, ttl_s: float) -> bool:
+    def lead(self, scheduler_id: str, ttl_s: float, *, group: str = "") -> bool:
         raise _no_schedule()
 
-    def resign(self, scheduler_id: str) -> None:
+    def resign(self, scheduler_id: str, *, group: str = "") -> None:
         raise _no_schedule()
 
-    def leader(self) -> str | None:
+    def leader(self, *, group: str = "") -> str | None:
         raise _no_schedule()
 
     def last_fired(self, names: Sequence[str]) -> dict[str, float]:

@@ -18,27 +18,28 @@ class MemorySchedule:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._leader: tuple[str, float] | None = None
-        """(scheduler id, lease expiry on ``clock``)."""
+        self._leaders: dict[str, tuple[str, float]] = {}
+        """Per group: (scheduler id, lease expiry on ``clock``)."""
         self._fired_ms: dict[str, int] = {}
 
-    def lead(self, scheduler_id: str, ttl_s: float) -> bool:
+    def lead(self, scheduler_id: str, ttl_s: float, *, group: str = "") -> bool:
         with self._lock:
             now = self._clock()
-            held = self._leader
+            held = self._leaders.get(group)
             if held is not None and held[0] != scheduler_id and held[1] > now:
                 return False
-            self._leader = (scheduler_id, now + ttl_s)
+            self._leaders[group] = (scheduler_id, now + ttl_s)
             return True
 
-    def resign(self, scheduler_id: str) -> None:
+    def resign(self, scheduler_id: str, *, group: str = "") -> None:
         with self._lock:
-            if self._leader is not None and self._leader[0] == scheduler_id:
-                self._leader = None
+            held = self._leaders.get(group)
+            if held is not None and held[0] == scheduler_id:
+                del self._leaders[group]
 
-    def leader(self) -> str | None:
+    def leader(self, *, group: str = "") -> str | None:
         with self._lock:
-            held = self._leader
+            held = self._leaders.get(group)
             return held[0] if held is not None and held[1] > self._clock() else None
 
     def last_fired(self, names: Sequence[str]) -> dict[str, float]:

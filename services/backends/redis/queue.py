@@ -738,14 +738,14 @@ class RedisQueue:
             self._schedules = RedisSchedule(self._client, self.where)
         return self._schedules
 
-    def lead(self, scheduler_id: str, ttl_s: float) -> bool:
-        return self._schedule().lead(scheduler_id, ttl_s)
+    def lead(self, scheduler_id: str, ttl_s: float, *, group: str = "") -> bool:
+        return self._schedule().lead(scheduler_id, ttl_s, group=group)
 
-    def resign(self, scheduler_id: str) -> None:
-        self._schedule().resign(scheduler_id)
+    def resign(self, scheduler_id: str, *, group: str = "") -> None:
+        self._schedule().resign(scheduler_id, group=group)
 
-    def leader(self) -> str | None:
-        return self._schedule().leader()
+    def leader(self, *, group: str = "") -> str | None:
+        return self._schedule().leader(group=group)
 
     def last_fired(self, names: Sequence[str]) -> dict[str, float]:
         return self._schedule().last_fired(names)

@@ -4,7 +4,8 @@ Keys (under their own hash tag ``{cron}``, so each script touches one Redis Clus
 queue script touches them)::
 
     key                type    content
-    cv:{cron}:leader   string  the leading scheduler's id, with the lease as its TTL (PX)
+    cv:{cron}:leader   string  the leading scheduler's id, with the lease as its TTL (PX);
+                               ``cv:{cron}:leader:<group>`` for a named set of entries
     cv:{cron}:last     hash    periodic entry name -> newest due time fired (epoch ms)
 
 Changes are Lua scripts, so "take the lease unless someone else holds it" and "keep the larger
@@ -47,6 +48,11 @@ return 0
 SCRIPTS = {"LEAD": LEAD, "RESIGN": RESIGN, "MARK": MARK}
 
 
+def leader_key(group: str) -> str:
+    """The lease of one set of periodic entries (``""``: the key of the unnamed set)."""
+    return f"{LEADER_KEY}:{group}" if group else LEADER_KEY
+
+
 class RedisSchedule:
     """A ``ScheduleStore`` on a client of the caller's (a ``RedisQueue``'s main client)."""
 
@@ -59,16 +65,17 @@ class RedisSchedule:
         with guarded(what, self.where):
             return self._scripts[name](keys=[key], args=list(args))
 
-    def lead(self, scheduler_id: str, ttl_s: float) -> bool:
+    def lead(self, scheduler_id: str, ttl_s: float, *, group: str = "") -> bool:
         ttl_ms = max(1, round(ttl_s * 1000))
-        return bool(self._run("LEAD", "lead_the_schedulers", LEADER_KEY, scheduler_id, ttl_ms))
+        key = leader_key(group)
+        return bool(self._run("LEAD", "lead_the_schedulers", key, scheduler_id, ttl_ms))
 
-    def resign(self, scheduler_id: str) -> None:
-        self._run("RESIGN", "resign_as_scheduler", LEADER_KEY, scheduler_id)
+    def resign(self, scheduler_id: str, *, group: str = "") -> None:
+        self._run("RESIGN", "resign_as_scheduler", leader_key(group), scheduler_id)
 
-    def leader(self) -> str | None:
+    def leader(self, *, group: str = "") -> str | None:
         with guarded("read_the_scheduler", self.where):
-            found = command(self._client, "GET", LEADER_KEY)
+            found = command(self._client, "GET", leader_key(group))
         return found.decode() if isinstance(found, bytes) else found
 
     def last_fired(self, names: Sequence[str]) -> dict[str, float]:

@@ -62,6 +62,20 @@ def test_resign_frees_the_lease_only_for_its_holder(store: ScheduleStore) -> Non
     assert store.lead("b", 30.0)
 
 
+def test_each_group_of_entries_has_a_lease_of_its_own(store: ScheduleStore) -> None:
+    # Given a leader of the unnamed group
+    assert store.lead("a", 30.0)
+    # When schedulers of two other groups ask
+    # Then each group gets its own leader, and the groups do not see each other's
+    assert store.lead("b", 30.0, group="reports")
+    assert store.lead("c", 30.0, group="billing")
+    assert not store.lead("a", 30.0, group="reports")
+    assert (store.leader(), store.leader(group="reports")) == ("a", "b")
+    store.resign("b", group="reports")
+    assert store.leader(group="reports") is None
+    assert store.leader(group="billing") == "c" and store.leader() == "a"
+
+
 def test_fired_due_times_only_move_forward(store: ScheduleStore) -> None:
     # Given nothing fired
     assert store.last_fired(["report", "poll"]) == {}
