@@ -232,16 +232,11 @@ class MemoryState:
     def _wake(self, woken: Sequence[Waiter]) -> None:
         """Move parked jobs to the front of their queues now (a permit they wait for is free)."""
         for queue, job_id in woken:
-            for index, (_, _, where, item) in enumerate(self._delayed):
-                if (where, item.job_id) == (queue, job_id):
-                    self._delayed[index] = self._delayed[-1]
-                    self._delayed.pop()
-                    heapq.heapify(self._delayed)
-                    self._tally(queue).delayed -= 1
-                    self._add(queue, item, 0.0, front=True)
-                    self._statuses.set(job_id, "queued", attempted=False)
-                    self._lock.notify_all()
-                    break
+            item = self._take_delayed(job_id, queue)
+            if item is not None:
+                self._add(queue, item, 0.0, front=True)
+                self._statuses.set(job_id, "queued", attempted=False)
+                self._lock.notify_all()
 
     # -- settling --------------------------------------------------------------------------
     def ack(self, completions: Sequence[Completion]) -> int:
@@ -417,13 +412,21 @@ class MemoryState:
                 if item.job_id == job_id:
                     waiting.remove(item)
                     return queue
-        for index, (_, _, queue, item) in enumerate(self._delayed):
+        for _, _, queue, item in self._delayed:
             if item.job_id == job_id:
+                self._take_delayed(job_id, queue)
+                return queue
+        return None
+
+    def _take_delayed(self, job_id: str, queue: str) -> _Waiting | None:
+        """Remove ``job_id`` of ``queue`` from the delayed jobs; the item, or None."""
+        for index, (_, _, where, item) in enumerate(self._delayed):
+            if (where, item.job_id) == (queue, job_id):
                 self._delayed[index] = self._delayed[-1]
                 self._delayed.pop()
                 heapq.heapify(self._delayed)
                 self._tally(queue).delayed -= 1
-                return queue
+                return item
         return None
 
     def queues(self) -> list[str]:
