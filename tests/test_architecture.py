@@ -10,10 +10,9 @@
 * **Each framework at one seam** (``SEAMS``): a framework is imported only by the module or
   package that adapts it. click only by the CLI modules: ``services.cli`` and everything in it,
   ``producer.cli`` and ``consumer.cli`` (and what lies in them). ``redis`` only by the Redis
-  backend; pytest only by the contract suite the package ships (``services.testing``). The RQ
-  adapter and the web and metrics adapters do not exist yet: today nothing may import ``rq``,
-  ``fastapi``, ``starlette``, ``uvicorn`` or ``prometheus_client``; the module that adapts one
-  becomes its entry in ``SEAMS``, one line.
+  backend; pytest only by the contract suite the package ships (``services.testing``). ``rq``
+  (and ``redis`` too) by the RQ backend, ``services.backends.rq``; a module that adapts another
+  framework becomes its entry in ``SEAMS``, one line.
 * **No import cycles** among the package's modules, counting imports inside functions and
   literal ``importlib.import_module("...")`` calls (``tests.helpers_imports`` says what counts).
 * Importing any package module starts nothing: no thread, no process, no signal handler.
@@ -61,8 +60,8 @@ LAYERS = (
 CLI_MODULES = ("services.cli", "producer.cli", "consumer.cli")
 SEAMS: dict[str, tuple[str, ...]] = {
     "click": (*CLI_MODULES, "producer.http.command"),
-    "redis": ("services.backends.redis",),
-    "rq": (),  # the RQ adapter, when it lands
+    "redis": ("services.backends.redis", "services.backends.rq"),
+    "rq": ("services.backends.rq",),  # the RQ backend: RQ's data model, adapted
     "fastapi": ("producer.http",),  # the HTTP API: app, routes, models, auth
     "starlette": ("producer.http",),
     "uvicorn": ("producer.http.command",),  # `conveyor serve` runs the server
