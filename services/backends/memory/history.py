@@ -1,0 +1,47 @@
+"""``HistoryStore`` in memory: the buckets of one process tree, kept in its root process.
+
+Snapshots are kept packed (``history.pack``), as the Redis store keeps them, so both answer
+alike; the merge and the cap are the protocol's (``services.protocol.history``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+
+from services.protocol.history import (
+    RESOLUTIONS,
+    Bucket,
+    Resolution,
+    Snapshot,
+    merge,
+    pack,
+    unpack,
+)
+
+
+class MemoryHistory:
+    """Per queue and resolution: bucket start -> packed snapshot, capped at ``keep``."""
+
+    def __init__(self, resolutions: Sequence[Resolution] = RESOLUTIONS) -> None:
+        self._resolutions = tuple(resolutions)
+        self._lock = threading.Lock()
+        self._buckets: dict[tuple[str, str], dict[int, bytes]] = {}
+
+    def record(self, at: float, snapshots: Mapping[str, Snapshot]) -> None:
+        with self._lock:
+            for queue, snapshot in snapshots.items():
+                for resolution in self._resolutions:
+                    self._merge(queue, resolution, resolution.bucket(at), snapshot)
+
+    def _merge(self, queue: str, resolution: Resolution, start: int, snapshot: Snapshot) -> None:
+        kept = self._buckets.setdefault((queue, resolution.name), {})
+        old = kept.get(start)
+        kept[start] = pack(snapshot if old is None else merge(unpack(old), snapshot))
+        for stale in sorted(kept)[: max(0, len(kept) - resolution.keep)]:
+            del kept[stale]
+
+    def history(self, queues: Sequence[str], resolution: Resolution) -> dict[str, list[Bucket]]:
+        with self._lock:
+            found = {q: self._buckets.get((q, resolution.name), {}) for q in queues}
+            return {q: [(s, unpack(raw)) for s, raw in sorted(b.items())] for q, b in found.items()}
