@@ -29,6 +29,9 @@ one backend class implements them all (``Backend``, which ``open_queue`` returns
     FleetControl      fleet.py        Supervisor (beat, reconcile, autoscale), CLI ``scale``,
                                       ``pause``, ``resume``, status: supervisors, desired
                                       sizes, paused queues (``Backend.fleet()`` hands it out)
+    HistoryStore      history.py      ``conveyor serve``: its sampler records each queue's
+                                      numbers in capped per-minute and per-quarter buckets,
+                                      its dashboard reads them (``KeepsHistory``)
     ScheduleStore     scheduling.py   Schedulers (``consumer.scheduler``), ``conveyor cron``:
                                       the leader's lease, the newest due time fired per entry
     Backend           backend.py      backends and ``open_queue``: every role
@@ -53,6 +56,7 @@ from services.protocol.fleet import (
     PauseState,
     SupervisorRecord,
 )
+from services.protocol.history import HistoryStore, KeepsHistory, Snapshot
 from services.protocol.inspection import ABORTED, CANCELLED, QueueAdmin, QueueInspector
 from services.protocol.limiting import JobLimiter
 from services.protocol.putting import JobPutter
@@ -87,15 +91,18 @@ __all__ = [
     "Delivery",
     "DesiredState",
     "FleetControl",
+    "HistoryStore",
     "JobLimiter",
     "JobPutter",
     "JobQueue",
     "JobStatus",
     "JobTaker",
+    "KeepsHistory",
     "PauseState",
     "QueueAdmin",
     "QueueCounts",
     "QueueInspector",
     "ScheduleStore",
+    "Snapshot",
     "SupervisorRecord",
 ]

@@ -41,6 +41,7 @@ from typing import Any
 
 from services.backends.memory.channel import POLL_S, SERVED, Ack, Call, MemoryConnector, Request
 from services.backends.memory.fleet import MemoryFleet
+from services.backends.memory.history import MemoryHistory
 from services.backends.memory.schedule import MemorySchedule
 from services.backends.memory.state import MemoryState
 from services.errors import ConfigError
@@ -168,6 +169,8 @@ class MemoryQueue:
         self._fleet: MemoryFleet | None = None
         self._schedule = MemorySchedule()
         """The schedulers' store (``ScheduleStore``): like the fleet, the root process's only."""
+        self._history = MemoryHistory()
+        """The queues' history (``HistoryStore``): the root process's only, like the fleet."""
 
     # ``new_ids`` is accepted and ignored: checking every state in memory costs next to nothing.
     def put(
@@ -296,6 +299,10 @@ class MemoryQueue:
         if self._fleet is None:
             self._fleet = MemoryFleet()
         return self._fleet
+
+    def history_store(self) -> MemoryHistory:
+        """The queues' history of this process tree (not served over children's channels)."""
+        return self._history
 
     def lead(self, scheduler_id: str, ttl_s: float, *, group: str = "") -> bool:
         return self._schedule.lead(scheduler_id, ttl_s, group=group)

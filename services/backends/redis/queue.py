@@ -112,6 +112,7 @@ from services.backends.redis.durability import Confirmer, confirmer_for
 from services.backends.redis.fetching import Fetcher, Taken
 from services.backends.redis.fleet import RedisFleet
 from services.backends.redis.health import ServerWatch
+from services.backends.redis.history import RedisHistory
 from services.backends.redis.lease import Heartbeat, Hold, Renewal, Token, Tokens
 from services.backends.redis.limits import RedisLimiter
 from services.backends.redis.reads import (
@@ -256,6 +257,7 @@ class RedisQueue:
         in-flight hashes may hold jobs this process does not (see ``_hand_back_unseen``)."""
         self._fleet: RedisFleet | None = None
         self._schedules: RedisSchedule | None = None
+        self._history: RedisHistory | None = None
         self._limits = RedisLimiter(self._client, self._beat_client, settings.lease_s, self.where)
         """Concurrency permits and rates (``limits``): admit, renew with the beat, release."""
         self._aborts = AbortBook(self._client, self.where)
@@ -730,6 +732,12 @@ class RedisQueue:
         if self._fleet is None:
             self._fleet = RedisFleet(self._client, self.where)
         return self._fleet
+
+    def history_store(self) -> RedisHistory:
+        """The queues' history (``history.py``, a ``HistoryStore``) on the main client."""
+        if self._history is None:
+            self._history = RedisHistory(self._client, self.where)
+        return self._history
 
     # -- the schedulers' store (``schedule``), on the main client ----------------------------
 
