@@ -14,8 +14,16 @@ or call anything the user did not register::
     @registry.job(unique=True)                  # enqueued once while one is queued or running
     def rebuild(index: str) -> None: ...
 
+    @registry.job(rq_name="myapp.jobs.resize")  # what RQ jobs name it (the rq backend)
+    def resize(path: str) -> None: ...
+
     @registry.periodic("*/5 * * * *")           # fired once per due time across the fleet
     def report() -> None: ...
+
+**RQ names.** On the ``rq+redis://`` backend a job's name is RQ's function path. ``get``
+also finds a job by the ``rq_name`` it declares and by its function's own ``module.qualname``
+(a function defined at module level): both name only functions registered here, so an RQ job
+still cannot make a worker import anything; any other path stays unknown.
 
 Limits (``services.limits``) and uniqueness are enforced by the backend, fleet-wide; periodic
 entries (``services.periodic``) are fired by the consumers' schedulers.
@@ -60,6 +68,8 @@ class JobSpec:
     that one instead of storing another."""
     unique_for_s: float | None = None
     """With ``unique``: the uniqueness lapses after this many seconds even if the job lives."""
+    rq_name: str | None = None
+    """The RQ function path this job answers to on the rq backend (``myapp.jobs.resize``)."""
 
     def check_arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         """Raise ``JobArgumentsError`` unless ``func(*args, **kwargs)`` would bind."""
@@ -88,6 +98,8 @@ class Registry:
         self._specs: dict[str, JobSpec] = {}
         self._periodics: dict[str, PeriodicSpec] = {}
         self._limits: dict[str, Limit] = {}
+        self._aliases: dict[str, str] = {}
+        """RQ function paths (``rq_name``, ``module.qualname``) to registered names."""
 
     @overload
     def job(self, func: F, /) -> F: ...
@@ -104,6 +116,7 @@ class Registry:
         rate: str | None = None,
         unique: bool = False,
         unique_for: float | None = None,
+        rq_name: str | None = None,
     ) -> Callable[[F], F]: ...
 
     def job(  # type: ignore[misc]  # mypy cannot match a bare-or-called decorator's overloads
@@ -119,6 +132,7 @@ class Registry:
         rate: str | None = None,
         unique: bool = False,
         unique_for: float | None = None,
+        rq_name: str | None = None,
     ) -> F | Callable[[F], F]:
         """Register a sync or ``async def`` function; usable bare or with options.
 
@@ -134,6 +148,7 @@ class Registry:
             unique: enqueueing it again while one with the same arguments is queued, delayed or
                 running returns the existing job.
             unique_for: seconds after which that uniqueness lapses (implies ``unique``).
+            rq_name: the RQ function path (``"myapp.jobs.resize"``) RQ jobs run it by.
         """
 
         def register(target: F) -> F:
@@ -147,6 +162,7 @@ class Registry:
                 rate=rate,
                 unique=unique,
                 unique_for=unique_for,
+                rq_name=rq_name,
             )
             return target
 
@@ -164,6 +180,7 @@ class Registry:
         rate: str | None = None,
         unique: bool = False,
         unique_for: float | None = None,
+        rq_name: str | None = None,
     ) -> JobSpec:
         """Register ``func`` without the decorator syntax; returns its spec."""
         if not callable(func):
@@ -190,10 +207,23 @@ class Registry:
             limits=limits,
             unique=unique or unique_for is not None,
             unique_for_s=unique_for,
+            rq_name=rq_name,
         )
+        self._alias(spec, rq_name)
         limit_terms.remember(self._limits, limits)
         self._specs[job_name] = spec
         return spec
+
+    def _alias(self, spec: JobSpec, rq_name: str | None) -> None:
+        """Let ``get`` find ``spec`` by its RQ path too (``rq_name``, else ``module.qualname``)."""
+        if rq_name is not None:
+            if rq_name in self._specs or self._aliases.get(rq_name, spec.name) != spec.name:
+                raise JobDefinitionError(f"job {spec.name!r}: rq_name {rq_name!r} is taken")
+            self._aliases[rq_name] = spec.name
+        path = f"{getattr(spec.func, '__module__', '')}.{getattr(spec.func, '__qualname__', '')}"
+        # Only a module-level function has a path RQ could import; a clash keeps the first.
+        if "<" not in path and not path.startswith(".") and not path.endswith("."):
+            self._aliases.setdefault(path, spec.name)
 
     def periodic(
         self,
@@ -247,10 +277,14 @@ class Registry:
         try:
             return self._specs[name]
         except KeyError:
+            pass
+        try:
+            return self._specs[self._aliases[name]]
+        except KeyError:
             raise UnknownJobError(f"unknown job {name!r}") from None
 
     def __contains__(self, name: object) -> bool:
-        return name in self._specs
+        return name in self._specs or name in self._aliases
 
     def __iter__(self) -> Iterator[JobSpec]:
         return iter(self._specs.values())
@@ -267,6 +301,7 @@ class Registry:
         }
         capped._periodics = dict(self._periodics)
         capped._limits = dict(self._limits)
+        capped._aliases = dict(self._aliases)
         return capped
 
     def names(self) -> list[str]:

@@ -27,6 +27,8 @@ _REDIS_SCHEMES = (
 _MODULES = {
     "memory": "services.backends.memory.backend",
     **{scheme: "services.backends.redis.queue" for scheme in _REDIS_SCHEMES},
+    "rq+redis": "services.backends.rq.backend",
+    "rq+rediss": "services.backends.rq.backend",
 }
 _ASYNC_MODULES = {scheme: "services.backends.redis.aio" for scheme in _REDIS_SCHEMES}
 """Backends with an asyncio client (``services.protocol.aio``), for ``conveyor serve``."""

@@ -1,0 +1,127 @@
+"""RQ jobs as Conveyor bodies and back, and RQ statuses as Conveyor statuses (no I/O).
+
+An RQ job names its function by import path (``myapp.jobs.resize``); the Conveyor body made
+from it carries that path as the job name, which the worker's registry resolves through
+``rq_name`` (or the function's ``module.qualname``). Nothing here imports the path.
+
+Conveyor's own bookkeeping rides in the job's ``meta`` (RQ keeps and shows it, and ignores
+keys it does not know): ``conveyor_attempt`` (the next run's attempt number) and
+``conveyor_redeliveries`` (how many consumers died running it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rq.job import Job as RqJob
+from rq.job import JobStatus as RqStatus
+from rq.registry import ScheduledJobRegistry
+from rq.serializers import DefaultSerializer, JSONSerializer, Serializer
+
+from services.codec import encode_job
+from services.job import Job
+
+ATTEMPT = "conveyor_attempt"
+REDELIVERIES = "conveyor_redeliveries"
+NOT_ALLOWED = "not an allowed job"
+"""How the failure of an RQ job whose function path maps to no registered job begins."""
+PICKLE_REFUSED = (
+    "the job is serialized with pickle, which this consumer does not read (reading pickle runs "
+    "code the payload names); opt in with rq+redis://...?serializer=pickle or --rq-serializer "
+    "pickle if every producer is trusted"
+)
+
+_SERIALIZERS: dict[str, Serializer] = {"json": JSONSerializer, "pickle": DefaultSerializer}
+
+
+def text(value: object) -> str:
+    """A Redis reply (bytes) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def scheduled_key(queue: str) -> str:
+    """The key of ``queue``'s ``ScheduledJobRegistry`` (its constructor is untyped)."""
+    return str(ScheduledJobRegistry.key_template.format(queue))
+
+
+def serializer_named(name: str) -> Serializer:
+    """RQ's serializer for ``json`` or ``pickle``."""
+    return _SERIALIZERS[name]
+
+
+def unreadable(job: RqJob) -> str | None:
+    """Why ``job``'s call cannot be read with the backend's serializer; None when it can.
+
+    Reading ``func_name`` deserializes the call with the serializer the job was fetched with:
+    JSON never executes anything, so a pickled job fails here unread.
+    """
+    try:
+        name = job.func_name
+        args, kwargs = job.args, job.kwargs
+    except Exception as exc:  # whatever the stored bytes are, say so; never raise past here
+        if job.data[:1] == b"\x80" and job.serializer is JSONSerializer:
+            return PICKLE_REFUSED
+        return f"malformed RQ job: {type(exc).__name__}: {exc}"
+    if not name or job.instance is not None:
+        return f"{NOT_ALLOWED}: {name!r} (a bound method or no function path)"
+    if not isinstance(args, list | tuple) or not isinstance(kwargs, dict):
+        return "malformed RQ job: args or kwargs of the wrong type"
+    return None
+
+
+def body_of(job: RqJob) -> bytes:
+    """The Conveyor body for a readable RQ job (see ``unreadable``).
+
+    Raises:
+        EncodeError: an argument is not JSON (possible only for a pickled job).
+    """
+    meta = job.meta or {}
+    stamp = job.enqueued_at or job.created_at
+    conveyor_job = Job(
+        name=str(job.func_name),
+        args=tuple(job.args),
+        kwargs=dict(job.kwargs),
+        queue=job.origin,
+        id=job.id,
+        attempt=int(meta.get(ATTEMPT, job.number_of_retries or 0)),
+        enqueued_at=stamp.timestamp(),
+    )
+    return encode_job(conveyor_job)
+
+
+def redeliveries_of(job: RqJob) -> int:
+    """How many consumers died running ``job`` so far."""
+    return int((job.meta or {}).get(REDELIVERIES, 0))
+
+
+def failure_text(reason: str) -> str:
+    """The ``exc_info`` RQ shows for a job Conveyor dead-lettered with ``reason``.
+
+    The worker calls a job missing from its registry ``unknown job ...``; for an RQ job that
+    means its function path is not on the allow-list, which is what RQ's users are told.
+    """
+    if reason.startswith("unknown job"):
+        return f"{NOT_ALLOWED}: {reason}"
+    return reason
+
+
+_STATUSES = {
+    RqStatus.QUEUED: "queued",
+    RqStatus.DEFERRED: "queued",
+    RqStatus.SCHEDULED: "scheduled",
+    RqStatus.STARTED: "running",
+    RqStatus.FINISHED: "done",
+    RqStatus.FAILED: "dead",
+    RqStatus.STOPPED: "dead",
+    RqStatus.CANCELED: "dead",
+}
+
+
+def conveyor_status(status: RqStatus | None, meta: dict[str, Any]) -> str:
+    """Conveyor's name for an RQ status; a scheduled job that already ran waits for a retry."""
+    if status is None:
+        return "queued"
+    name = _STATUSES.get(status, "queued")
+    if name in ("scheduled", "queued") and int(meta.get(ATTEMPT, 0)) > 0:
+        return "failed"  # waiting for its next attempt, as Conveyor's backends say
+    return name
