@@ -13,6 +13,10 @@ OpenTelemetry hooks (versions that have them check for a configured provider on 
 another ~10%); the service's numbers are Prometheus metrics. ``scripts/bench_http.py`` builds
 its bare endpoint with the same options, so the two are compared on equal terms.
 
+The dashboard (``routes.dashboard``: static pages under ``/dashboard/`` and their aggregated
+reads) is added when a ``DashboardService`` is given; the history sampler (``sampling``), when
+given, runs as a task of the lifespan; ``--dashboard-read-only`` adds ``ReadOnlyBrowser``.
+
 ``extra_routers`` is where other parts of Conveyor add routes without editing this module
 (``GET /metrics``, say); they are served as they are, outside the token like health checks
 unless they carry dependencies of their own.
@@ -20,6 +24,8 @@ unless they carry dependencies of their own.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -30,12 +36,16 @@ from fastapi import APIRouter, FastAPI
 
 from producer.http.auth import access
 from producer.http.bodies import document_bodies
+from producer.http.dashboard_service import DashboardService
 from producer.http.errors import install_error_handlers
 from producer.http.fleet_service import FleetService
 from producer.http.limits import BodyLimit
+from producer.http.readonly import ReadOnlyBrowser
 from producer.http.routes import jobs, queues
+from producer.http.routes.dashboard import add_dashboard
 from producer.http.routes.fleet import REQUEST_BODIES, add_fleet_routes
 from producer.http.routes.health import add_health_routes
+from producer.http.sampling import HistorySampler
 from producer.http.service import JobService
 from producer.http.settings import ServeSettings
 
@@ -46,16 +56,23 @@ def create_app(
     *,
     extra_routers: Sequence[APIRouter] = (),
     fleet: FleetService | None = None,
+    dashboard: DashboardService | None = None,
+    sampler: HistorySampler | None = None,
 ) -> FastAPI:
     """The HTTP API on ``service``, as ``settings`` say (token, body cap); the fleet routes
-    when ``fleet`` is given."""
+    when ``fleet`` is given, the dashboard with ``dashboard``, history sampled by ``sampler``."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.start()
+        sampling = asyncio.create_task(sampler.run()) if sampler is not None else None
         try:
             yield
         finally:
+            if sampling is not None:
+                sampling.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sampling
             await service.close()
             if fleet is not None:
                 await fleet.close()
@@ -75,11 +92,15 @@ def create_app(
     if fleet is not None:
         add_fleet_routes(app.router, fleet, guard)
     add_health_routes(app.router, service)
+    if dashboard is not None:
+        add_dashboard(app, dashboard, guard)
     for router in extra_routers:
         app.include_router(router)
     document_bodies(app, [*jobs.REQUEST_BODIES, *queues.REQUEST_BODIES, *REQUEST_BODIES])
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.dashboard_read_only:
+        app.add_middleware(ReadOnlyBrowser)
     return app
 
 

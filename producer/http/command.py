@@ -19,14 +19,16 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import click
 import uvicorn
 
 from producer.http.app import create_app
+from producer.http.dashboard_service import DashboardBackend, DashboardService
 from producer.http.fleet_service import FleetService
 from producer.http.routes.metrics import metrics_router
+from producer.http.sampling import HistorySampler, SampledBackend
 from producer.http.service import JobService
 from producer.http.settings import (
     DEFAULT_MAX_BATCH,
@@ -40,6 +42,9 @@ from services.cli.options import connect_url, connection_options, queue_options,
 from services.errors import BackendUnavailableError, ConfigError
 from services.loading import load_registry
 from services.metrics.service import ServiceMetrics
+from services.protocol import Backend, KeepsHistory
+from services.protocol.inspection import QueueGauges
+from services.registry import Registry
 from services.settings import QueueSettings
 
 log = logging.getLogger("conveyor.serve")
@@ -108,6 +113,28 @@ log = logging.getLogger("conveyor.serve")
     metavar="SECONDS",
     help="After SIGTERM, how long requests in flight may take to finish.",
 )
+@click.option(
+    "--dashboard/--no-dashboard",
+    default=True,
+    show_default=True,
+    help="Serve the dashboard's pages at /dashboard/ (their data needs the token too).",
+)
+@click.option(
+    "--dashboard-read-only",
+    is_flag=True,
+    envvar="CONVEYOR_DASHBOARD_READ_ONLY",
+    help="The dashboard shows no actions, and the API refuses state changes sent by a browser "
+    "(scripts with the token keep the full API).",
+)
+@click.option(
+    "--history-interval",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Sample every queue's numbers into the backend's history this often, for the "
+    "dashboard's charts (0: do not sample).",
+)
 @queue_options
 def serve_command(
     url: str,
@@ -122,7 +149,8 @@ def serve_command(
     POST /v1/queues/{queue}/jobs and /v1/queues/{queue}/batches, GET and DELETE
     /v1/jobs/{id}, GET /v1/queues, dead letters under /v1/queues/{queue}/dead-letters;
     GET /v1/fleet, GET and PUT /v1/groups/{group} (the fleet: `conveyor status`, `conveyor
-    scale`); GET /healthz and /readyz need no token. The schema is at /openapi.json.
+    scale`); PUT and DELETE /v1/queues/{queue}/pause; the dashboard at /dashboard/ (its data
+    under /v1/dashboard); GET /healthz and /readyz need no token. The schema is at /openapi.json.
     SIGTERM or Ctrl+C: stop accepting, finish requests in flight, exit 0.
     """
     if scheme_of(url) == "memory":
@@ -143,6 +171,9 @@ def serve_command(
         max_batch=options.pop("max_batch"),
         access_log=options.pop("access_log"),
         shutdown_timeout_s=options.pop("shutdown_timeout"),
+        dashboard=options.pop("dashboard"),
+        dashboard_read_only=options.pop("dashboard_read_only"),
+        history_interval_s=options.pop("history_interval"),
     )
     check_auth(settings, no_auth=no_auth)
     registry = load_registry(jobs) if jobs else None
@@ -154,11 +185,34 @@ def serve_command(
         max_batch=settings.max_batch,
         on_enqueued=metrics.enqueued.add,
     )
-    fleet = FleetService(open_queue(backend_url, queue))
+    backend = open_queue(backend_url, queue)
+    fleet = FleetService(backend)
     app = create_app(
-        service, settings, fleet=fleet, extra_routers=[metrics_router(metrics, service)]
+        service,
+        settings,
+        fleet=fleet,
+        extra_routers=[metrics_router(metrics, service)],
+        **dashboard_parts(backend, registry, settings),
     )
     _run(app, settings)
+
+
+def dashboard_parts(
+    backend: Backend, registry: Registry | None, settings: ServeSettings
+) -> dict[str, Any]:
+    """The dashboard and the history sampler ``create_app`` takes, as ``settings`` say."""
+    if not isinstance(backend, KeepsHistory) or not isinstance(backend, QueueGauges):
+        return {}  # a backend without history serves the API alone
+    parts: dict[str, Any] = {}
+    if settings.dashboard:
+        parts["dashboard"] = DashboardService(
+            cast(DashboardBackend, backend), registry, read_only=settings.dashboard_read_only
+        )
+    if settings.history_interval_s > 0:
+        parts["sampler"] = HistorySampler(
+            cast(SampledBackend, backend), settings.history_interval_s
+        )
+    return parts
 
 
 async def _probe(url: str, settings: QueueSettings) -> None:

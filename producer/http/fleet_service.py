@@ -47,6 +47,15 @@ class FleetService:
             raise InvalidRequest(str(exc)) from None
         return await self.group(group)
 
+    async def pause(self, queue: str) -> bool:
+        """Pause ``queue`` (``conveyor pause``); False when it was paused already."""
+        fleet = self._backend.fleet()
+        return await asyncio.to_thread(fleet.pause, queue, set_by=SET_BY)
+
+    async def resume(self, queue: str) -> bool:
+        """Resume ``queue`` (``conveyor resume``); False when it was not paused."""
+        return await asyncio.to_thread(self._backend.fleet().resume, queue)
+
     async def close(self) -> None:
         await asyncio.to_thread(self._backend.close)
 

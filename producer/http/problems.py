@@ -65,6 +65,10 @@ class Unauthorized(ApiProblem):
     status, code = 401, "unauthorized"
 
 
+class Forbidden(ApiProblem):
+    status, code = 403, "forbidden"
+
+
 class JobNotFound(ApiProblem):
     status, code = 404, "job_not_found"
 

@@ -32,6 +32,12 @@ class ServeSettings:
     access_log: bool = True
     shutdown_timeout_s: float = 10.0
     """After SIGTERM, how long requests in flight may take before connections are closed."""
+    dashboard: bool = True
+    """Serve the dashboard's pages under ``/dashboard/`` (their data comes from the API)."""
+    dashboard_read_only: bool = False
+    """The dashboard shows no actions, and the API refuses state changes sent by a browser."""
+    history_interval_s: float = 10.0
+    """How often the service samples each queue into the backend's history (0: never)."""
 
 
 def is_loopback(host: str) -> bool:

@@ -1,6 +1,7 @@
 """The fleet: ``GET /v1/fleet`` (queues, groups, supervisors: ``conveyor status --json``'s
 picture), ``GET /v1/groups/{group}`` and ``PUT /v1/groups/{group}`` (set its total, or its
-autoscale bounds: ``conveyor scale``)."""
+autoscale bounds: ``conveyor scale``), ``PUT`` and ``DELETE /v1/queues/{queue}/pause``
+(``conveyor pause`` and ``resume``)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from starlette.responses import Response
 
 from producer.http.auth import Access
 from producer.http.bodies import parse_body, request_body
+from producer.http.dashboard_models import PauseOut
 from producer.http.errors import json_response
 from producer.http.fleet_models import FleetOut, GroupIn, GroupOut
 from producer.http.fleet_service import FleetService
-from producer.http.routes import errors
+from producer.http.routes import QueueName, errors
 from services.names import NAME_PATTERN
 
 REQUEST_BODIES = (GroupIn,)
@@ -59,3 +61,27 @@ def add_fleet_routes(router: APIRouter, fleet: FleetService, guard: Access) -> N
     async def scale_group(group: GroupName, request: Request) -> Response:
         body = await parse_body(request, GroupIn)
         return json_response(await fleet.scale(group, body))
+
+    @router.put(
+        "/v1/queues/{queue}/pause",
+        response_model=PauseOut,
+        responses=errors(401, 422, 503),
+        summary="Pause a queue: consumers take none of its jobs; producers still put",
+        tags=["fleet"],
+        dependencies=guard.dependencies,
+    )
+    async def pause(queue: QueueName) -> Response:
+        changed = await fleet.pause(queue)
+        return json_response({"queue": queue, "paused": True, "changed": changed})
+
+    @router.delete(
+        "/v1/queues/{queue}/pause",
+        response_model=PauseOut,
+        responses=errors(401, 422, 503),
+        summary="Resume a paused queue",
+        tags=["fleet"],
+        dependencies=guard.dependencies,
+    )
+    async def resume(queue: QueueName) -> Response:
+        changed = await fleet.resume(queue)
+        return json_response({"queue": queue, "paused": False, "changed": changed})
