@@ -85,6 +85,11 @@ OPERATIONS = [
     ("GET", "/v1/fleet"),
     ("GET", "/v1/groups/{group}"),
     ("PUT", "/v1/groups/{group}"),
+    ("PUT", "/v1/queues/{queue}/pause"),
+    ("DELETE", "/v1/queues/{queue}/pause"),
+    ("GET", "/v1/dashboard"),
+    ("GET", "/v1/dashboard/periodics"),
+    ("GET", "/v1/dashboard/limits"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
 ]
@@ -101,6 +106,8 @@ def test_every_operation_of_the_schema_is_tested(api_schema: schemathesis.BaseSc
 WITHOUT_INPUT = {
     ("GET", "/v1/queues"),
     ("GET", "/v1/fleet"),
+    ("GET", "/v1/dashboard/periodics"),
+    ("GET", "/v1/dashboard/limits"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
 }
