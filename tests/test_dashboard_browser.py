@@ -1,0 +1,226 @@
+"""The dashboard in a real headless Chromium (Debian's ``chromium``, driven by Playwright; never
+a downloaded browser), served by a real ``conveyor serve`` on a real ``redis-server``, with a
+real ``conveyor worker``: pages load without console errors, charts hold the history of jobs
+that ran, and the page's actions change the backend; read-only mode hides and refuses them.
+
+Without ``/usr/bin/chromium`` these tests fail (``.ci/run`` installs it), they never skip.
+"""
+
+from __future__ import annotations
+
+import struct
+import tempfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import BrowserContext, ConsoleMessage, Page, sync_playwright
+
+from services.backends import open_queue
+from tests.redis_fixtures import MakeQueue
+from tests.test_http_fixtures import StartServe, serve, wait_for
+from tests.test_redis_system import WorkerProcess
+
+pytestmark = [pytest.mark.redis]
+__all__ = ["serve"]  # the fixture, imported for pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PAGES = ("overview", "queues", "workers", "dead", "periodic", "limits")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[BrowserContext]:
+    """One Chromium for the module, with a fresh profile of its own."""
+    assert Path(CHROMIUM).exists(), "chromium is missing: apt-get install chromium"
+    with tempfile.TemporaryDirectory() as profile, sync_playwright() as driver:
+        context = driver.chromium.launch_persistent_context(
+            profile,
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900},
+        )
+        yield context
+        context.close()
+
+
+@pytest.fixture
+def errors() -> list[str]:
+    """What the page logged as errors (console errors and uncaught exceptions)."""
+    return []
+
+
+@pytest.fixture
+def page(browser: BrowserContext, errors: list[str]) -> Iterator[Page]:
+    tab = browser.new_page()
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            errors.append(message.text)
+
+    tab.on("console", console)
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    yield tab
+    tab.close()
+
+
+def open_page(page: Page, base: str, route: str) -> None:
+    page.goto(f"{base}/dashboard/#/{route}")
+    page.wait_for_selector("main[data-ready='1']", timeout=15_000)
+
+
+def inked_pixels(png: bytes) -> int:
+    """Pixels of an 8-bit RGB(A) PNG (Chromium's screenshots) that are not near-white."""
+    width, height, depth, colour = struct.unpack(">IIBB", png[16:26])
+    assert depth == 8 and colour in (2, 6), (depth, colour)
+    size = 4 if colour == 6 else 3
+    raw, pos, chunks = b"", 8, []
+    while pos < len(png):
+        length, kind = struct.unpack(">I4s", png[pos : pos + 8])
+        if kind == b"IDAT":
+            chunks.append(png[pos + 8 : pos + 8 + length])
+        pos += 12 + length
+    raw = zlib.decompress(b"".join(chunks))
+    stride, rows, prev = width * size, [], bytearray(width * size)
+    for y in range(height):
+        kind, line = (
+            raw[y * (stride + 1)],
+            bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)]),
+        )
+        for i in range(stride):
+            a = line[i - size] if i >= size else 0
+            b, c = prev[i], prev[i - size] if i >= size else 0
+            line[i] = (line[i] + _predict(kind, a, b, c)) & 0xFF
+        rows.append(line)
+        prev = line
+    return sum(1 for line in rows for x in range(0, stride, size) if min(line[x : x + 3]) < 200)
+
+
+def _predict(kind: int, a: int, b: int, c: int) -> int:
+    if kind == 0:
+        return 0
+    if kind == 1:
+        return a
+    if kind == 2:
+        return b
+    if kind == 3:
+        return (a + b) // 2
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    return a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+
+
+def chart_data(page: Page, chart: str) -> list[list[Any]]:
+    return page.evaluate(f"window.conveyor.charts[{chart!r}].data")  # type: ignore[no-any-return]
+
+
+def test_pages_load_and_charts_show_the_jobs_that_ran(
+    serve: StartServe, redis_url: str, page: Page, errors: list[str], tmp_path: Path
+) -> None:
+    # Given a service sampling history twice a second, 30 jobs it saw waiting, then a worker
+    service = serve("--history-interval", "0.5").wait_ready()
+    for i in range(30):
+        answer = service.call("POST", "/v1/queues/charted/jobs", {"job": "echo", "args": [i]})
+        assert answer[0] == 202
+
+    def hour(series: str) -> list[Any]:
+        return service.call("GET", "/v1/dashboard")[1]["charts"]["hour"][series]  # type: ignore[no-any-return]
+
+    wait_for("the sampler to see the backlog", lambda: any(hour("backlog")))
+    worker = WorkerProcess(
+        redis_url,
+        tmp_path / "worker.log",
+        ["--queue", "charted", "-c", "1"],
+        jobs="tests.jobs:registry",
+    )
+    try:
+        wait_for("30 jobs done", lambda: service.call("GET", "/v1/queues/charted")[1]["done"] == 30)
+        wait_for("the sampler to see them done", lambda: any(hour("done_per_s")))
+        # When every page is opened
+        for route in PAGES:
+            open_page(page, service.base, route)
+        open_page(page, service.base, "overview")
+        # Then none logged an error, and the hour's throughput chart holds the jobs
+        assert errors == []
+        t, done_per_s, _dead = chart_data(page, "hour-throughput")
+        assert len(t) == 60
+        assert max(v or 0 for v in done_per_s) > 0
+        backlog = chart_data(page, "hour-backlog")
+        assert len(backlog) == 3
+        # And the chart drawn is not blank
+        shot = page.locator("#chart-hour-throughput").screenshot()
+        assert inked_pixels(shot) > 500
+        assert page.locator("tr[data-queue='charted']").count() == 1
+    finally:
+        worker.cleanup()
+
+
+def test_actions_on_the_page_change_the_backend(
+    serve: StartServe, redis_url: str, make_queue: MakeQueue, page: Page, errors: list[str]
+) -> None:
+    # Given a group with a total, a queue with a job, and a dead letter
+    service = serve().wait_ready()
+    backend = open_queue(redis_url)
+    try:
+        assert service.call("PUT", "/v1/groups/pool", {"processes": 1})[0] == 200
+        assert service.call("POST", "/v1/queues/acted/jobs", {"job": "echo"})[0] == 202
+        taker = make_queue()
+        [delivery] = taker.get(["acted"], max_count=1, timeout_s=5)
+        taker.dead_letter(delivery, "boom")
+        assert backend.counts("acted").dead == 1
+
+        # When the group is scaled to 3 on the workers page
+        open_page(page, service.base, "workers")
+        row = page.locator("tr[data-group='pool']")
+        row.locator("[data-processes]").fill("3")
+        row.locator("[data-scale]").click()
+
+        # Then the backend holds the new total
+        def desired() -> int | None:
+            found = backend.fleet().desired("pool")
+            return None if found is None else found.processes
+
+        wait_for("desired 3", lambda: desired() == 3)
+
+        # When the queue is paused on the overview
+        open_page(page, service.base, "overview")
+        page.locator("[data-pause='acted']").click()
+        wait_for("paused", lambda: "acted" in backend.fleet().paused())
+        page.wait_for_selector("[data-resume='acted']")
+
+        # When the dead letter is requeued on the dead letters page
+        open_page(page, service.base, "dead")
+        page.select_option("#dead-queue", "acted")
+        page.locator(f"[data-requeue='{delivery.job_id}']").click()
+        wait_for("requeued", lambda: backend.counts("acted").waiting == 1)
+        assert backend.dead_letters("acted") == []
+        assert errors == []
+    finally:
+        backend.close()
+
+
+def test_read_only_mode_hides_actions_and_refuses_them(serve: StartServe, page: Page) -> None:
+    # Given a read-only dashboard and a queue
+    service = serve("--dashboard-read-only").wait_ready()
+    assert service.call("POST", "/v1/queues/watched/jobs", {"job": "echo"})[0] == 202
+    # When the overview is shown
+    open_page(page, service.base, "overview")
+    # Then it says read-only and offers no pause
+    assert page.locator("#mode").inner_text() == "read-only"
+    assert page.locator("tr[data-queue='watched']").count() == 1
+    assert page.locator("[data-pause]").count() == 0
+    # And a change sent from the page anyway is refused, while a script's passes
+    status = page.evaluate("fetch('/v1/queues/watched/pause', {method: 'PUT'}).then(r => r.status)")
+    assert status == 403
+    assert service.call("PUT", "/v1/queues/watched/pause")[0] == 200
