@@ -29,7 +29,6 @@ from redis import Redis
 from rq.exceptions import DuplicateJobError
 from rq.executions import Execution
 from rq.job import Job as RqJob
-from rq.registry import StartedJobRegistry
 from rq.utils import parse_composite_key
 
 from services.backends import redact_url
@@ -38,16 +37,18 @@ from services.backends.rq import leases
 from services.backends.rq.mapping import (
     ATTEMPT,
     body_of,
+    call_of,
     failure_text,
     redeliveries_of,
     serializer_named,
+    started_key,
     text,
 )
 from services.backends.rq.reads import RqReads
 from services.backends.rq.settling import Held, Settler
 from services.backends.rq.taking import Taker
 from services.backends.rq.urls import parse_url
-from services.codec import decode_job, decode_value
+from services.codec import decode_value
 from services.errors import EncodeError
 from services.limits import Limit
 from services.protocol import (
@@ -229,7 +230,11 @@ class RqQueue:
                 return True
             delay_s = float(job.get_retry_interval())
             job.retries_left -= 1
-        attempt = decode_job(body).attempt
+        # The next attempt's body: its attempt number (and a raw body, kept as it is) go to
+        # the job's meta; RQ's call (function, args) stays the one RQ stored.
+        meta = call_of(body)[3]
+        job.meta.update(meta)
+        attempt = int(meta.get(ATTEMPT, 0))
         self._settler.again(held, attempt=attempt, delay_s=delay_s, error=error)
         return True
 
@@ -259,9 +264,7 @@ class RqQueue:
         leases.renew(self._redis, list(self._held.values()), self._taker.ttl_s)
         pipe = self._redis.pipeline(transaction=False)
         for delivery in deliveries:
-            pipe.zscore(
-                StartedJobRegistry(delivery.queue, connection=self._redis).key, delivery.receipt
-            )
+            pipe.zscore(started_key(delivery.queue), delivery.receipt)
         scores = pipe.execute() if deliveries else []
         self._renewed_at = started
         return [
@@ -304,11 +307,8 @@ class RqQueue:
                 flags.append(False)
                 continue
             seen.add(job_id)
-            job = decode_job(body)
-            meta = {ATTEMPT: job.attempt} if job.attempt else None
-            rq_job = rq_queue.create_job(
-                job.name, args=list(job.args), kwargs=dict(job.kwargs), job_id=job_id, meta=meta
-            )
+            func, args, kwargs, meta = call_of(body)
+            rq_job = rq_queue.create_job(func, args=args, kwargs=kwargs, job_id=job_id, meta=meta)
             try:
                 if delay_s > 0:
                     rq_queue.schedule_job(rq_job, when, unique=True)
@@ -374,6 +374,12 @@ class RqQueue:
     def queues(self) -> list[str]:
         return self._reads.queues()
 
+    def oldest_waiting_age(self, queue: str) -> float | None:
+        return self._reads.oldest_waiting_age(queue)
+
+    def done_rate(self, queue: str, window_s: float = 60.0) -> float | None:
+        return self._reads.done_rate(queue, window_s)
+
     def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
         return self._reads.dead_letters(queue, limit=limit)
 
@@ -409,7 +415,7 @@ class RqQueue:
                 continue
             crashed = suspects is None or held.job.id in suspects
             deaths = redeliveries_of(held.job) + 1
-            if crashed and deaths > self.settings.max_redeliveries:
+            if crashed and deaths >= self.settings.max_redeliveries:
                 self._settler.fail(held, f"{reason}, {deaths} times")
             else:
                 self._settler.hand_back(held, crashed=crashed)

@@ -28,7 +28,7 @@ from rq.serializers import Serializer
 from rq.utils import parse_composite_key
 from rq.worker import Worker
 
-from services.backends.rq.mapping import redeliveries_of, text
+from services.backends.rq.mapping import redeliveries_of, started_key, text
 from services.backends.rq.settling import Held, Settler
 
 log = logging.getLogger("conveyor.rq")
@@ -43,8 +43,7 @@ def renew(connection: Redis, held: Iterable[Held], ttl_s: int) -> None:
     pipe = connection.pipeline(transaction=False)
     expiry = time.time() + ttl_s
     for one in held:
-        pipe.zadd(one.job.started_job_registry.key, {one.receipt: expiry}, xx=True)
-        pipe.expire(one.execution.key, ttl_s + 60)
+        pipe.zadd(started_key(one.job.origin), {one.receipt: expiry}, xx=True)
     pipe.execute()
 
 
@@ -79,7 +78,7 @@ def _recover_one(settler: Settler, serializer: Serializer, key: str, entry: str,
     if not settler.claim([held])[0] or job.get_status(refresh=False) != RqStatus.STARTED:
         return 0
     deaths = redeliveries_of(job) + 1
-    if deaths > limit:
+    if deaths >= limit:
         why = f"worker died: its lease lapsed (consumer {execution.worker_name}), {deaths} times"
         settler.fail(held, why)
     else:

@@ -11,18 +11,27 @@ keys it does not know): ``conveyor_attempt`` (the next run's attempt number) and
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from rq.job import Job as RqJob
 from rq.job import JobStatus as RqStatus
-from rq.registry import ScheduledJobRegistry
+from rq.registry import FinishedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.serializers import DefaultSerializer, JSONSerializer, Serializer
 
-from services.codec import encode_job
+from services.codec import decode_job, encode_job
+from services.errors import DecodeError
 from services.job import Job
 
 ATTEMPT = "conveyor_attempt"
 REDELIVERIES = "conveyor_redeliveries"
+ENQUEUED = "conveyor_enqueued_at"
+"""The Conveyor producer's stamp (RQ sets its own ``enqueued_at`` at enqueue)."""
+RAW = "conveyor_raw"
+"""A body that is not a Conveyor job (base64): kept byte for byte, delivered as it came, so
+the worker dead-letters it with the reason as on every backend."""
+RAW_FUNC = "conveyor.undecodable"
+"""The function path of a job holding a raw body: no RQ worker can import it either."""
 NOT_ALLOWED = "not an allowed job"
 """How the failure of an RQ job whose function path maps to no registered job begins."""
 PICKLE_REFUSED = (
@@ -37,6 +46,17 @@ _SERIALIZERS: dict[str, Serializer] = {"json": JSONSerializer, "pickle": Default
 def text(value: object) -> str:
     """A Redis reply (bytes) as text."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def started_key(queue: str) -> str:
+    """The key of ``queue``'s ``StartedJobRegistry`` (``rq:wip:<queue>``), from RQ's template:
+    building a registry object per job costs more than the commands it sends."""
+    return str(StartedJobRegistry.key_template.format(queue))
+
+
+def finished_key(queue: str) -> str:
+    """The key of ``queue``'s ``FinishedJobRegistry``, from RQ's template."""
+    return str(FinishedJobRegistry.key_template.format(queue))
 
 
 def scheduled_key(queue: str) -> str:
@@ -62,6 +82,8 @@ def unreadable(job: RqJob) -> str | None:
         if job.data[:1] == b"\x80" and job.serializer is JSONSerializer:
             return PICKLE_REFUSED
         return f"malformed RQ job: {type(exc).__name__}: {exc}"
+    if name == RAW_FUNC:
+        return None
     if not name or job.instance is not None:
         return f"{NOT_ALLOWED}: {name!r} (a bound method or no function path)"
     if not isinstance(args, list | tuple) or not isinstance(kwargs, dict):
@@ -76,7 +98,10 @@ def body_of(job: RqJob) -> bytes:
         EncodeError: an argument is not JSON (possible only for a pickled job).
     """
     meta = job.meta or {}
+    if RAW in meta:
+        return base64.b64decode(meta[RAW])
     stamp = job.enqueued_at or job.created_at
+    enqueued = float(meta[ENQUEUED]) if ENQUEUED in meta else stamp.timestamp()
     conveyor_job = Job(
         name=str(job.func_name),
         args=tuple(job.args),
@@ -84,9 +109,21 @@ def body_of(job: RqJob) -> bytes:
         queue=job.origin,
         id=job.id,
         attempt=int(meta.get(ATTEMPT, job.number_of_retries or 0)),
-        enqueued_at=stamp.timestamp(),
+        enqueued_at=enqueued,
     )
     return encode_job(conveyor_job)
+
+
+def call_of(body: bytes) -> tuple[str, list[Any], dict[str, Any], dict[str, Any]]:
+    """What to enqueue in RQ for a Conveyor body: function path, args, kwargs, meta."""
+    try:
+        job = decode_job(body)
+    except DecodeError:
+        return RAW_FUNC, [], {}, {RAW: base64.b64encode(body).decode()}
+    meta: dict[str, Any] = {ENQUEUED: job.enqueued_at}
+    if job.attempt:
+        meta[ATTEMPT] = job.attempt
+    return job.name, list(job.args), dict(job.kwargs), meta
 
 
 def redeliveries_of(job: RqJob) -> int:

@@ -7,6 +7,7 @@ queue list and the registries plus Conveyor's running totals (``settling.counts_
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -19,18 +20,23 @@ from rq.registry import (
     FailedJobRegistry,
     StartedJobRegistry,
 )
+from rq.results import Result
 from rq.serializers import Serializer
 
 from services.backends.rq.mapping import (
     ATTEMPT,
+    ENQUEUED,
+    NOT_ALLOWED,
     body_of,
     conveyor_status,
     scheduled_key,
+    text,
     unreadable,
 )
 from services.backends.rq.settling import counts_key
 from services.codec import encode_value
 from services.errors import EncodeError
+from services.gauges import RING_SIZE, rate_from, should_sample
 from services.protocol import CANCELLED, Cancellation, DeadLetter, JobStatus, QueueCounts
 
 
@@ -45,23 +51,21 @@ class RqReads:
         return RqJob.fetch_many([job_id], connection=self._redis, serializer=self._serializer)[0]
 
     def status(self, job_id: str) -> JobStatus | None:
-        """What RQ knows of ``job_id``, in Conveyor's terms."""
+        """What RQ knows of ``job_id``, in Conveyor's terms; attempts are the runs that
+        ended, which RQ counts as the job's ``Result`` records."""
         job = self._fetch(job_id)
         if job is None:
             return None
-        meta = job.meta or {}
         rq_status = job.get_status(refresh=False)
-        status = conveyor_status(rq_status, meta)
-        attempt = int(meta.get(ATTEMPT, 0))
+        status = conveyor_status(rq_status, job.meta or {})
+        attempts = Result.count(job)
         if rq_status == RqStatus.CANCELED:
-            return JobStatus(job_id, "dead", attempt, CANCELLED)
+            return JobStatus(job_id, "dead", attempts, CANCELLED)
         if status == "done":
-            return JobStatus(job_id, status, attempt + 1, None, self._result(job))
-        if status == "dead":
-            return JobStatus(job_id, status, attempt + 1, job.exc_info)
-        if status == "failed":
-            return JobStatus(job_id, status, attempt, job.exc_info)
-        return JobStatus(job_id, status, attempt)
+            return JobStatus(job_id, status, attempts, None, self._result(job))
+        if status in ("dead", "failed"):
+            return JobStatus(job_id, status, attempts, _error(job))
+        return JobStatus(job_id, status, attempts)
 
     def _result(self, job: RqJob) -> bytes | None:
         if unreadable(job) is not None:
@@ -81,6 +85,33 @@ class RqReads:
         pipe.hmget(counts_key(queue), ["done", "dead"])
         waiting, delayed, running, (done, dead) = pipe.execute()
         return QueueCounts(waiting, delayed, running, int(done or 0), int(dead or 0))
+
+    def oldest_waiting_age(self, queue: str) -> float | None:
+        """Seconds since the job at the head of ``queue`` was enqueued (by its producer)."""
+        head = self._redis.lindex(Queue(queue, connection=self._redis).key, 0)
+        job = None if head is None else self._fetch(text(head))
+        if job is None:
+            return None
+        meta = job.meta or {}
+        stamp = meta.get(ENQUEUED) or (job.enqueued_at or job.created_at).timestamp()
+        return max(0.0, time.time() - float(stamp))
+
+    def done_rate(self, queue: str, window_s: float) -> float | None:
+        """Jobs done per second over ``window_s``, from a ring of samples of the done total
+        (``cv:rq:{<queue>}:r``, as the Redis backend keeps one)."""
+        ring = f"cv:rq:{{{queue}}}:r"
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hget(counts_key(queue), "done")
+        pipe.lrange(ring, 0, -1)
+        done_raw, raw = pipe.execute()
+        now, done = time.time(), int(done_raw or 0)
+        samples = [(float(t), int(n)) for t, n in (text(item).split(":") for item in raw)]
+        if should_sample(samples, now):
+            pipe.lpush(ring, f"{now}:{done}")
+            pipe.ltrim(ring, 0, RING_SIZE - 1)
+            pipe.expire(ring, 86_400)
+            pipe.execute()
+        return rate_from(samples, now, done, window_s)
 
     def queues(self) -> list[str]:
         """RQ's registered queues (``rq:queues``), sorted."""
@@ -146,4 +177,11 @@ def _letter(job: RqJob, queue: str) -> DeadLetter:
     except EncodeError:
         body = b""
     ended = job.ended_at or datetime.now(UTC)
-    return DeadLetter(job.id, queue, body, job.exc_info or "", ended.timestamp())
+    reason = (_error(job) or "").removeprefix(f"{NOT_ALLOWED}: ")  # as the worker gave it
+    return DeadLetter(job.id, queue, body, reason, ended.timestamp())
+
+
+def _error(job: RqJob) -> str | None:
+    """The latest failure's text (RQ's ``Result.exc_string``; ``job.exc_info`` is deprecated)."""
+    result = job.latest_result()
+    return None if result is None else result.exc_string

@@ -27,8 +27,9 @@ from rq.job import JobStatus as RqStatus
 from rq.queue import Queue
 from rq.results import Result
 from rq.serializers import Serializer
+from rq.utils import current_timestamp, utcformat
 
-from services.backends.rq.mapping import ATTEMPT, REDELIVERIES
+from services.backends.rq.mapping import ATTEMPT, REDELIVERIES, finished_key, started_key
 
 DEFAULT_FAILURE_TTL_S = 365 * 24 * 3600
 """RQ's own default for how long a failed job is kept (``rq.defaults``)."""
@@ -63,10 +64,16 @@ class Settler:
         self.connection = connection
         self._serializer = serializer
         self.worker_name = worker_name
+        self._queues: dict[str, Queue] = {}
 
     def queue(self, name: str) -> Queue:
         """RQ's queue ``name`` on this connection, with this backend's serializer."""
-        return Queue(name, connection=self.connection, serializer=self._serializer)
+        found = self._queues.get(name)
+        if found is None:
+            found = self._queues[name] = Queue(
+                name, connection=self.connection, serializer=self._serializer
+            )
+        return found
 
     def claim(self, held: Sequence[Held]) -> list[bool]:
         """Take each execution out of its started registry; True where this call did."""
@@ -74,21 +81,40 @@ class Settler:
             return []
         pipe = self.connection.pipeline(transaction=False)
         for one in held:
-            pipe.zrem(one.job.started_job_registry.key, one.receipt)
+            pipe.zrem(started_key(one.job.origin), one.receipt)
         return [bool(removed) for removed in pipe.execute()]
 
     def finish(self, done: Sequence[tuple[Held, Any]], *, default_ttl_s: float) -> None:
-        """Record claimed jobs as finished with their return values (``Result``)."""
+        """Record claimed jobs as finished with their return values, as RQ's worker does:
+        status and ``ended_at`` on the job hash, a ``Result``, ``FinishedJobRegistry``, the
+        job's expiry at its result TTL. Only the fields that change are written (RQ's
+        ``Job._handle_success`` saves the whole job again: twice the commands per job)."""
         pipe = self.connection.pipeline()
+        totals: dict[str, int] = {}
+        ended = _utcnow()
         for held, value in done:
             job = held.job
-            job._result = value
-            job.ended_at = _utcnow()
+            job.ended_at = ended
             ttl = job.get_result_ttl(int(default_ttl_s))
-            job._handle_success(ttl, pipe, **self._execution_fields(held))
+            pipe.hset(
+                job.key, mapping={"status": RqStatus.FINISHED.value, "ended_at": utcformat(ended)}
+            )
+            Result.create(
+                job,
+                Result.Type.SUCCESSFUL,
+                ttl,
+                return_value=value,
+                pipeline=pipe,
+                **self._execution_fields(held),
+            )
+            if ttl != 0:
+                expiry = ttl if ttl < 0 else current_timestamp() + ttl
+                pipe.zadd(finished_key(job.origin), {job.id: expiry})
             job.cleanup(ttl, pipeline=pipe, remove_from_queue=False)
             self._end(held, pipe)
-            pipe.hincrby(counts_key(job.origin), "done", 1)
+            totals[job.origin] = totals.get(job.origin, 0) + 1
+        for queue, count in totals.items():
+            pipe.hincrby(counts_key(queue), "done", count)
         pipe.execute()
 
     def fail(self, held: Held, text: str) -> None:
@@ -145,8 +171,10 @@ class Settler:
             queue.push_job_id(job.id, pipeline=pipe, at_front=at_front)
 
     def _end(self, held: Held, pipe: Pipeline) -> None:
-        """Remove the execution's records (hash, per-job registry, worker index)."""
-        held.execution.delete(held.job, pipe)
+        """Remove the execution's records: the started registry's entry (a repeat of the
+        claim, for a caller that did not claim) and the worker's execution index."""
+        pipe.zrem(started_key(held.job.origin), held.receipt)
+        pipe.srem(held.execution.worker_executions_key, held.receipt)
 
     def _execution_fields(self, held: Held) -> dict[str, Any]:
         return {

@@ -5,7 +5,10 @@ queue's started registry (``rq:wip:<name>``, entries ``<job id>:<execution id>``
 their expiry) in one atomic step, so a consumer killed at any point leaves each job either in
 the queue or in the started registry, where recovery finds it (``leases``). Then, in one
 pipeline, each job gets what RQ's own worker writes when it starts one: status ``started``,
-``worker_name``, the ``Execution`` hash and its per-job and per-worker indexes. A job RQ
+``worker_name``, and the entry in the worker's execution index (``rq:worker:<name>:executions``,
+which ``reclaim`` reads). RQ's per-execution hash and per-job execution registry are not
+written: they would double the commands per job, and RQ reads its started jobs from the
+started registry. A job RQ
 cannot read with the chosen serializer (pickle under JSON) is failed here, unread.
 
 Due jobs of the ``ScheduledJobRegistry`` (``enqueue_in``, retries with an interval) are moved
@@ -20,13 +23,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from redis import Redis
-from rq.executions import Execution, ExecutionRegistry
+from rq.executions import Execution
 from rq.job import Job as RqJob
 from rq.job import JobStatus as RqStatus
-from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+from rq.registry import ScheduledJobRegistry
 from rq.serializers import Serializer
 
-from services.backends.rq.mapping import unreadable
+from services.backends.rq.mapping import started_key, unreadable
 from services.backends.rq.settling import Held, Settler
 
 POP = """
@@ -67,12 +70,11 @@ class Taker:
 
     def _take_from(self, name: str, count: int) -> list[Held]:
         queue = self._settler.queue(name)
-        started = StartedJobRegistry(name, connection=self._redis, serializer=self._serializer)
+        started = started_key(name)
         prefix = uuid.uuid4().hex[:20]
         expiry = time.time() + self.ttl_s
         ids = [
-            i.decode()
-            for i in self._pop(keys=[queue.key, started.key], args=[count, expiry, prefix])
+            i.decode() for i in self._pop(keys=[queue.key, started], args=[count, expiry, prefix])
         ]
         if not ids:
             return []
@@ -83,7 +85,7 @@ class Taker:
                 f"{prefix}{index}", job_id, self._redis, self._settler.worker_name
             )
             if job is None:  # its hash expired or was deleted while queued: nothing to run
-                self._redis.zrem(started.key, execution.composite_key)
+                self._redis.zrem(started, execution.composite_key)
                 continue
             execution._job = job
             held.append(Held(job, execution))
@@ -91,7 +93,7 @@ class Taker:
 
     def _start(self, held: list[Held]) -> list[Held]:
         """RQ's start records for each job; fail those that cannot be read."""
-        pipe = self._redis.pipeline()
+        pipe = self._redis.pipeline(transaction=False)
         runnable = []
         for one in held:
             why = unreadable(one.job)
@@ -100,12 +102,11 @@ class Taker:
                 continue
             one.job.prepare_for_execution(self._settler.worker_name, pipe)
             pipe.persist(one.job.key)
-            one.execution.save(ttl=self.ttl_s, pipeline=pipe)
-            registry = ExecutionRegistry(job_id=one.job.id, connection=self._redis)
-            registry.add(execution=one.execution, ttl=self.ttl_s, pipeline=pipe)
             pipe.sadd(one.execution.worker_executions_key, one.execution.composite_key)
-            pipe.expire(one.execution.worker_executions_key, self.ttl_s + 60)
             runnable.append(one)
+        if runnable:
+            index = runnable[0].execution.worker_executions_key
+            pipe.expire(index, self.ttl_s + 60)
         pipe.execute()
         return runnable
 
