@@ -29,7 +29,10 @@ export function drawChart(element, id, kind, chart) {
   const options = {
     width,
     height: 180,
-    series: [{}, ...SERIES[kind].map((s) => ({ label: s.label, stroke: s.stroke, fill: s.fill, width: 2, spanGaps: false }))],
+    series: [{}, ...SERIES[kind].map((s) => ({
+      label: s.label, stroke: s.stroke, fill: s.fill, width: 2, spanGaps: false,
+      points: { show: true, size: 5, fill: s.stroke }, // a lone sample between gaps still shows
+    }))],
     axes: [{}, { size: 56 }],
     scales: { y: { range: (u, min, max) => [0, Math.max(1, max)] } },
   };
