@@ -198,7 +198,7 @@ def test_a_framework_outside_its_seam_is_reported(tmp_path: Path) -> None:
         "producer.rq_bridge",
         "consumer.worker",
     ]
-    assert "no module may yet import it" in found[1]
+    assert "only services.backends.rq may import it" in found[1]
 
 
 def test_a_core_module_naming_a_consumer_module_is_reported(tmp_path: Path) -> None:
