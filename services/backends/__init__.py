@@ -69,6 +69,11 @@ def open_async_queue(url: str, settings: QueueSettings | None = None) -> AsyncBa
             ``memory://`` queue lives inside one process tree, out of any other's reach.
     """
     scheme = scheme_of(url)
+    if scheme.startswith("rq+"):
+        raise ConfigError(
+            f"the {scheme}:// backend has no asyncio client: `conveyor serve` cannot serve RQ's "
+            "queues; enqueue with `conveyor enqueue` or Producer on it, or serve a redis:// URL"
+        )
     if scheme not in _ASYNC_MODULES:
         raise ConfigError(
             f"the {scheme}:// backend cannot be reached from an asyncio service: it lives "
