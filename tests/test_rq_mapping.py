@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rq.job import JobStatus as RqStatus
 
-from services.backends import scheme_of
+from services.backends import open_async_queue, scheme_of
 from services.backends.rq.mapping import ATTEMPT, conveyor_status, failure_text
 from services.backends.rq.urls import RqTarget, parse_url, with_serializer
 from services.errors import ConfigError, JobDefinitionError, UnknownJobError
@@ -20,6 +20,8 @@ def test_rq_urls_name_the_redis_beneath_and_json_unless_pickle_is_asked_for() ->
     assert parse_url(with_serializer("rq+redis://h:1/0", "pickle")).serializer == "pickle"
     with pytest.raises(ConfigError, match="unknown RQ serializer"):
         parse_url("rq+redis://h:1/0?serializer=yaml")
+    with pytest.raises(ConfigError, match="cannot serve RQ's queues"):
+        open_async_queue("rq+redis://h:1/0")
 
 
 def test_the_registry_answers_to_rq_name_and_module_qualname_only() -> None:
