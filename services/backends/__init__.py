@@ -8,6 +8,7 @@ Only this package knows which module serves which scheme; the consumer and produ
 from __future__ import annotations
 
 import importlib
+from typing import Protocol
 from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit
 
 from services.errors import ConfigError
@@ -32,6 +33,8 @@ _MODULES = {
 }
 _ASYNC_MODULES = {scheme: "services.backends.redis.aio" for scheme in _REDIS_SCHEMES}
 """Backends with an asyncio client (``services.protocol.aio``), for ``conveyor serve``."""
+_PROBE_MODULES = {"redis": "services.backends.redis.probe", "unix": "services.backends.redis.probe"}
+"""Servers ``conveyor bench`` can read figures from (memory, commands) beside the backend."""
 
 
 def scheme_of(url: str) -> str:
@@ -121,3 +124,23 @@ def redact_url(url: str) -> str:
         hidden = [(name, "***" if name in _SECRET_QUERY else value) for name, value in pairs]
         parts = parts._replace(query=urlencode(hidden, safe="*"))
     return parts.geturl()
+
+
+class ServerProbe(Protocol):
+    """Figures about the server behind a queue, for ``conveyor bench``; not part of a backend."""
+
+    def incr(self, key: str) -> int: ...
+    def read_int(self, key: str) -> int: ...
+    def used_memory(self) -> int: ...
+    def commands_processed(self) -> int: ...
+    def delete(self, *names: str) -> None: ...
+    def close(self) -> None: ...
+
+
+def open_probe(url: str) -> ServerProbe | None:
+    """A probe on the server ``url`` names; None for a backend without a server (memory://)."""
+    module_name = _PROBE_MODULES.get(scheme_of(url))
+    if module_name is None:
+        return None
+    probe: ServerProbe = importlib.import_module(module_name).open_url(url)
+    return probe
