@@ -1,0 +1,280 @@
+"""``conveyor bench``'s measurements: each phase runs real jobs and returns measured figures.
+
+One run, in this order (``PHASES``), on one queue of its own (``bench-<hex>``)::
+
+    enqueue   Producer.enqueue one at a time, then enqueue_many in batches of 1,000: jobs/s;
+              Redis memory per queued job and commands per enqueued job from INFO around it
+    drain     start the pool on that backlog: start-up (spawn -> first job done), drain jobs/s
+              (first completion -> last, so start-up is outside), Redis commands per job;
+              ``incr`` jobs: the counter must equal the job count
+    io        10 ms sleeps, as many at once as the pool has slots: jobs/s and % of the ideal
+    latency   noop jobs enqueued one by one at a steady rate: enqueue -> start p50/p95/p99
+              (the workers' histogram, buckets 12 % wide)
+    cpu       the same CPU-bound jobs on 1 and on 2 processes: jobs/s each, and the ratio
+
+Every figure is measured, none derived from a target. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from consumer.bench_pool import BenchError, BenchPool, rate
+from consumer.pool_shape import PoolKind, shape_pool
+from producer import Producer
+from services.backends import ServerProbe, open_probe, open_queue
+from services.protocol import Backend
+from services.settings import QueueSettings
+from services.stats import Totals
+
+IO_SLEEP_S = 0.01
+CPU_ROUNDS = 1_000_000
+"""About 50-100 ms of pure Python on a 2-core machine of 2026."""
+BATCH = 1000
+
+
+class JobKind(StrEnum):
+    """What each drained job does (``--job``)."""
+
+    NOOP = "noop"
+    INCR = "incr"
+    SLEEP = "sleep"
+    CPU = "cpu"
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What ``conveyor bench`` measures, from its flags."""
+
+    url: str
+    pool: PoolKind
+    concurrency: int
+    processes: int | None
+    job: JobKind
+    jobs: int
+    rate: float = 200.0
+    """Offered load of the latency phase, jobs/s."""
+    latency_jobs: int = 500
+    prefetch: int = 1
+    timeout_s: float = 300.0
+    """The longest any phase may take."""
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured figure: ``name`` (stable, for ``--json``), ``value`` in ``unit``."""
+
+    name: str
+    value: float
+    unit: str
+    detail: str = ""
+
+
+Phase = Callable[["Bench"], list[Figure]]
+
+
+class Bench:
+    """One benchmark run's state: the backend, the probe, the queue name, the pool."""
+
+    def __init__(self, settings: BenchSettings) -> None:
+        self.settings = settings
+        self.queue_name = f"bench-{secrets.token_hex(4)}"
+        self.backend: Backend = open_queue(settings.url, QueueSettings())
+        self.probe: ServerProbe | None = open_probe(settings.url)
+        self.producer = Producer(self.backend, name=self.queue_name)
+        self.pool: BenchPool | None = None
+        self.counter_key = f"{self.queue_name}:incr"
+
+    def call(self) -> tuple[str, tuple[object, ...], dict[str, Any]]:
+        """The call of one job of the chosen kind."""
+        kind, url = self.settings.job, self.settings.url
+        if kind is JobKind.INCR:
+            return ("incr", (url, self.counter_key), {})
+        if kind is JobKind.SLEEP:
+            return (self.sleep_job(), (IO_SLEEP_S,), {})
+        if kind is JobKind.CPU:
+            return ("crunch", (CPU_ROUNDS,), {})
+        return ("noop", (), {})
+
+    def sleep_job(self) -> str:
+        return "async_nap" if self.settings.pool is PoolKind.ASYNCIO else "nap"
+
+    def new_pool(self, kind: PoolKind, concurrency: int, processes: int | None) -> BenchPool:
+        shape = shape_pool(kind, concurrency, processes=processes)
+        prefetch = max(self.settings.prefetch, shape.slots)
+        return BenchPool(self.backend, shape, queue=self.queue_name, prefetch=prefetch)
+
+    def next_queue(self) -> None:
+        """A fresh backend connection and queue for a phase that starts a pool of its own (a
+        memory:// queue serves the children of one supervisor only)."""
+        self.backend.close()
+        self.backend = open_queue(self.settings.url, QueueSettings())
+        self.queue_name = f"bench-{secrets.token_hex(4)}"
+        self.producer = Producer(self.backend, name=self.queue_name)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.stop()
+        if self.probe is not None:
+            self.probe.delete(self.counter_key)
+            self.probe.close()
+        self.backend.close()
+
+
+def enqueue_phase(bench: Bench) -> list[Figure]:
+    """Single and batched enqueue; memory and commands per queued job when a server answers."""
+    total = bench.settings.jobs
+    singles, batched = max(1, total // 5), total - max(1, total // 5)
+    name, args, kwargs = bench.call()
+    memory_before, commands_before = _server_figures(bench.probe)
+    began = time.perf_counter()
+    for _ in range(singles):
+        bench.producer.enqueue(name, *args, **kwargs)
+    single_s = time.perf_counter() - began
+    commands_mid = _server_figures(bench.probe)[1]
+    began = time.perf_counter()
+    for start in range(0, batched, BATCH):
+        bench.producer.enqueue_many([(name, args, kwargs)] * min(BATCH, batched - start))
+    batch_s = time.perf_counter() - began
+    figures = [
+        Figure("enqueue_single", singles / single_s, "jobs/s", f"{singles:,} jobs, one by one"),
+        Figure("enqueue_batch", batched / batch_s, "jobs/s", f"{batched:,} jobs, {BATCH:,} a call"),
+    ]
+    if bench.probe is not None:
+        memory = _server_figures(bench.probe)[0] - memory_before
+        figures += [
+            Figure("memory_per_job", memory / total, "bytes", "used_memory, queued"),
+            Figure("commands_per_enqueue", (commands_mid - commands_before) / singles, "commands"),
+        ]
+    return figures
+
+
+def drain_phase(bench: Bench) -> list[Figure]:
+    """Start the pool on the backlog: start-up to the first job done, then the drain rate."""
+    settings = bench.settings
+    _, commands_before = _server_figures(bench.probe)
+    bench.pool = pool = bench.new_pool(settings.pool, settings.concurrency, settings.processes)
+    began = pool.start()
+    clock = pool.wait_for(settings.jobs, base=0, timeout_s=settings.timeout_s)
+    figures = [
+        Figure("startup", clock.first_at - began, "s", "pool spawn -> first job done"),
+        Figure("drain", rate(clock, settings.jobs), "jobs/s", f"{settings.jobs:,} {settings.job}"),
+    ]
+    if bench.probe is not None:
+        commands = _server_figures(bench.probe)[1] - commands_before
+        figures.append(Figure("commands_per_job", commands / settings.jobs, "commands", "drain"))
+    if settings.job is JobKind.INCR and bench.probe is not None:
+        _check_counter(bench.probe, bench.counter_key, settings.jobs)
+    return figures
+
+
+def _check_counter(probe: ServerProbe, key: str, jobs: int) -> None:
+    """Every ``incr`` job ran: the counter reads at least the job count (at-least-once)."""
+    if (counted := probe.read_int(key)) < jobs:
+        raise BenchError(f"the counter reads {counted}, not {jobs}: jobs were lost")
+
+
+def io_phase(bench: Bench) -> list[Figure]:
+    """10 ms sleeps, several per slot: jobs/s against the ideal of slots / 10 ms."""
+    pool = _pool(bench)
+    slots = bench.settings.concurrency * (bench.settings.processes or 1)
+    if bench.settings.pool is PoolKind.PROCESSES:
+        slots = bench.settings.concurrency
+    count = max(4 * slots, bench.settings.jobs)
+    base = pool.done()
+    bench.producer.enqueue_many([(bench.sleep_job(), (IO_SLEEP_S,), {})] * count)
+    measured = rate(pool.wait_for(count, base=base, timeout_s=bench.settings.timeout_s), count)
+    ideal = slots / IO_SLEEP_S
+    return [Figure("io", measured, "jobs/s", f"{measured / ideal:.0%} of {ideal:,.0f} ideal")]
+
+
+def latency_phase(bench: Bench) -> list[Figure]:
+    """Enqueue noop jobs one by one at a steady rate; enqueue -> start percentiles."""
+    pool, settings = _pool(bench), bench.settings
+    count, gap = max(1, settings.latency_jobs), 1.0 / settings.rate
+    before, base = pool.totals(), pool.done()
+    due = time.perf_counter()
+    for _ in range(count):
+        bench.producer.enqueue("noop")
+        due += gap
+        while (left := due - time.perf_counter()) > 0:
+            pool.turn(min(left, 0.01))
+    pool.wait_for(count, base=base, timeout_s=settings.timeout_s)
+    latencies = _histogram_delta(before, pool.totals())
+    detail = f"{count:,} jobs at {settings.rate:,.0f}/s"
+    return [
+        Figure(f"latency_p{int(q * 100)}", _percentile(latencies, q) * 1e3, "ms", detail)
+        for q in (0.5, 0.95, 0.99)
+    ]
+
+
+def cpu_phase(bench: Bench) -> list[Figure]:
+    """The same CPU-bound jobs on a processes pool of 1 and of 2: does it scale?"""
+    if bench.pool is not None:
+        bench.pool.stop()
+        bench.pool = None
+    rates = {}
+    count = max(20, min(bench.settings.jobs // 10, 200))
+    for processes in (1, 2):
+        bench.next_queue()
+        bench.pool = pool = bench.new_pool(PoolKind.PROCESSES, processes, None)
+        pool.start()
+        pool.wait_booted()
+        bench.producer.enqueue_many([("crunch", (CPU_ROUNDS,), {})] * count)
+        clock = pool.wait_for(count, base=0, timeout_s=bench.settings.timeout_s)
+        rates[processes] = rate(clock, count)
+        pool.stop()
+        bench.pool = None
+    return [
+        Figure("cpu_x1", rates[1], "jobs/s", "processes pool, 1 process"),
+        Figure("cpu_x2", rates[2], "jobs/s", "processes pool, 2 processes"),
+        Figure("cpu_scaling", rates[2] / rates[1], "x", "x2 over x1"),
+    ]
+
+
+PHASES: dict[str, Phase] = {
+    "enqueue": enqueue_phase,
+    "drain": drain_phase,
+    "io": io_phase,
+    "latency": latency_phase,
+    "cpu": cpu_phase,
+}
+
+
+def run_bench(settings: BenchSettings, phases: list[str]) -> Iterator[tuple[str, list[Figure]]]:
+    """Each phase's name and figures, in order; the pool and connections closed at the end."""
+    bench = Bench(settings)
+    try:
+        for name in phases:
+            yield name, PHASES[name](bench)
+    finally:
+        bench.close()
+
+
+def _pool(bench: Bench) -> BenchPool:
+    if bench.pool is None:
+        raise BenchError("the drain phase starts the pool; run it first")
+    return bench.pool
+
+
+def _server_figures(probe: ServerProbe | None) -> tuple[int, int]:
+    if probe is None:
+        return 0, 0
+    return probe.used_memory(), probe.commands_processed()
+
+
+def _histogram_delta(before: Totals, after: Totals) -> Totals:
+    delta = [a - b for a, b in zip(after.histogram, before.histogram, strict=True)]
+    return Totals(after.counts, delta)
+
+
+def _percentile(latencies: Totals, fraction: float) -> float:
+    value = latencies.percentile_s(fraction)
+    if value is None:
+        raise BenchError("no latency was recorded")
+    return value

