@@ -20,6 +20,10 @@ from services.cli.lazy import LazyCommand, LazyGroup
 from services.cli.logging_options import group_logging_options, start_logging
 
 COMMANDS = {
+    "bench": LazyCommand(
+        "consumer.cli.bench:bench_command",
+        "Measure enqueue, drain, IO, latency and CPU scaling of Conveyor on this machine.",
+    ),
     "cron": LazyCommand(
         "consumer.cli.cron:cron_group",
         "List the periodic jobs: schedule, queue, last and next run.",
