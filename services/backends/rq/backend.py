@@ -32,7 +32,7 @@ from rq.job import Job as RqJob
 from rq.utils import parse_composite_key
 
 from services.backends import redact_url
-from services.backends.redis.queue import RedisQueue, new_consumer_id
+from services.backends.redis.queue import RedisConnector, RedisQueue, new_consumer_id
 from services.backends.rq import leases
 from services.backends.rq.mapping import (
     ATTEMPT,
@@ -75,24 +75,13 @@ def open_url(url: str, settings: QueueSettings) -> Backend:
 
 
 @dataclass(frozen=True, repr=False)
-class RqConnector:
-    """A picklable recipe for a child to consume RQ's queues as ``consumer_id``."""
-
-    url: str
-    settings: QueueSettings
-    consumer_id: str
-
-    @property
-    def durable(self) -> bool:
-        """Jobs live in Redis, not in the process that made this connector."""
-        return True
+class RqConnector(RedisConnector):
+    """A picklable recipe for a child to consume RQ's queues as ``consumer_id`` (the Redis
+    backend's, opening an ``RqQueue``)."""
 
     def open(self) -> Backend:
         """Connect in the child."""
         return RqQueue(self.url, self.settings, consumer_id=self.consumer_id)
-
-    def __repr__(self) -> str:
-        return f"RqConnector({redact_url(self.url)!r}, consumer_id={self.consumer_id!r})"
 
 
 class RqQueue:
