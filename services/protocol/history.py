@@ -4,10 +4,10 @@ The dashboard of ``conveyor serve`` draws throughput, backlog and waiting time o
 hour and day from these buckets; they live in the backend, so the charts survive a restart of
 the service and need no database of their own. Nothing on a job's path writes them: a
 *sampler* (``producer.http.sampling``, in ``conveyor serve``) reads the counters the queue
-keeps anyway (``QueueInspector.counts``, ``QueueGauges.oldest_waiting_age``) every few
-seconds and ``record``s a ``Snapshot``::
+keeps anyway (the numbers of ``QueueInspector.counts`` and ``QueueGauges.oldest_waiting_age``,
+for every queue at once: ``look``) every few seconds and ``record``s a ``Snapshot``::
 
-    sampler --counts, oldest age--> [queue]            (reads the backend already keeps)
+    sampler --look(queues)--> [queue]                  (counts the backend already keeps)
     sampler --record(at, {q: snapshot})--> [q: minute buckets (120), 15-minute buckets (100)]
     dashboard --history(queues, resolution)--> buckets --> deltas of done/dead: jobs per bucket
 
@@ -28,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Protocol, runtime_checkable
+
+from services.protocol.records import QueueCounts
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,18 @@ class Snapshot:
     oldest_waiting_ms: int = 0
     """Age of the job at the head of the queue (0: none waits): how long the next job to
     start has waited, the queue's enqueue-to-start latency as Sidekiq defines it."""
+
+
+def snapshot_of(counts: QueueCounts, oldest_waiting_s: float | None) -> Snapshot:
+    """A snapshot from a queue's counts and its oldest waiting job's age (None: none waits)."""
+    return Snapshot(
+        done=counts.done,
+        dead=counts.dead,
+        waiting=counts.waiting,
+        delayed=counts.delayed,
+        in_flight=counts.in_flight,
+        oldest_waiting_ms=0 if oldest_waiting_s is None else round(oldest_waiting_s * 1000),
+    )
 
 
 _TOTALS = 2
@@ -107,6 +121,10 @@ class HistoryStore(Protocol):
 
     def history(self, queues: Sequence[str], resolution: Resolution) -> dict[str, list[Bucket]]:
         """The kept buckets of each queue at ``resolution``, oldest first."""
+
+    def look(self, queues: Sequence[str]) -> dict[str, Snapshot]:
+        """Each queue's snapshot now: its counts and its oldest waiting job's age, read for all
+        the queues at once (one round trip on Redis), for the sampler and the dashboard."""
 
 
 @runtime_checkable

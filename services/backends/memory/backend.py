@@ -169,7 +169,7 @@ class MemoryQueue:
         self._fleet: MemoryFleet | None = None
         self._schedule = MemorySchedule()
         """The schedulers' store (``ScheduleStore``): like the fleet, the root process's only."""
-        self._history = MemoryHistory()
+        self._history = MemoryHistory(self)
         """The queues' history (``HistoryStore``): the root process's only, like the fleet."""
 
     # ``new_ids`` is accepted and ignored: checking every state in memory costs next to nothing.

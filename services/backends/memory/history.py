@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
+from services.protocol import QueueCounts
 from services.protocol.history import (
     RESOLUTIONS,
     Bucket,
@@ -16,14 +18,27 @@ from services.protocol.history import (
     Snapshot,
     merge,
     pack,
+    snapshot_of,
     unpack,
 )
 
 
-class MemoryHistory:
-    """Per queue and resolution: bucket start -> packed snapshot, capped at ``keep``."""
+class QueueSource(Protocol):
+    """Where ``look`` reads the queues' numbers (the two reads of ``QueueGauges``' owner)."""
 
-    def __init__(self, resolutions: Sequence[Resolution] = RESOLUTIONS) -> None:
+    def counts(self, queue: str) -> QueueCounts: ...
+
+    def oldest_waiting_age(self, queue: str) -> float | None: ...
+
+
+class MemoryHistory:
+    """Per queue and resolution: bucket start -> packed snapshot, capped at ``keep``;
+    ``look`` asks ``source`` (the tree's ``MemoryQueue``) for each queue's numbers now."""
+
+    def __init__(
+        self, source: QueueSource | None = None, resolutions: Sequence[Resolution] = RESOLUTIONS
+    ) -> None:
+        self._source = source
         self._resolutions = tuple(resolutions)
         self._lock = threading.Lock()
         self._buckets: dict[tuple[str, str], dict[int, bytes]] = {}
@@ -45,3 +60,9 @@ class MemoryHistory:
         with self._lock:
             found = {q: self._buckets.get((q, resolution.name), {}) for q in queues}
             return {q: [(s, unpack(raw)) for s, raw in sorted(b.items())] for q, b in found.items()}
+
+    def look(self, queues: Sequence[str]) -> dict[str, Snapshot]:
+        source = self._source
+        if source is None:
+            return {}
+        return {q: snapshot_of(source.counts(q), source.oldest_waiting_age(q)) for q in queues}

@@ -11,15 +11,19 @@ Both stay under ``hash-max-listpack-entries`` (128 by default), so Redis keeps t
 compact listpack encoding: ``scripts/bench_dashboard.py --memory`` measures the bytes. Each
 key expires ``EXPIRE_S`` after its last write, so the history of a queue nobody samples goes.
 
+``look`` reads every queue's counts and the head of its list in one pipeline (the reads of
+``reads.counts`` and ``reads.oldest_waiting_age``, four commands a queue, one round trip).
 ``record`` is one pipeline of ``MERGE`` calls (one per queue and resolution): the script merges
 the new snapshot into the bucket (smallest totals, largest gauges: ``history.merge``, so
 samplers that overlap never double count) and drops the oldest buckets past the cap, in one
 atomic step. ``history`` is one pipeline of ``HGETALL``. Commands (in the documented ACL):
-EVALSHA, SCRIPT LOAD, HGET, HSET, HLEN, HKEYS, HDEL, EXPIRE, HGETALL.
+EVALSHA, SCRIPT LOAD, HGET, HSET, HLEN, HKEYS, HDEL, EXPIRE, HGETALL, and for ``look``
+LLEN, ZCARD, HMGET, LINDEX.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,7 +31,17 @@ import redis
 
 from services.backends.redis import keys
 from services.backends.redis.connection import guarded
-from services.protocol.history import RESOLUTIONS, Bucket, Resolution, Snapshot, pack, unpack
+from services.backends.redis.reads import add_counts, counts_from
+from services.gauges import enqueued_at
+from services.protocol.history import (
+    RESOLUTIONS,
+    Bucket,
+    Resolution,
+    Snapshot,
+    pack,
+    snapshot_of,
+    unpack,
+)
 
 EXPIRE_S = 2 * 86_400
 """A queue's history goes this long after the last sample (a queue no longer used)."""
@@ -107,3 +121,21 @@ class RedisHistory:
             queue: sorted((int(start), unpack(raw)) for start, raw in reply.items())
             for queue, reply in zip(queues, replies, strict=True)
         }
+
+    def look(self, queues: Sequence[str]) -> dict[str, Snapshot]:
+        if not queues:
+            return {}
+        with guarded("read_queues", self.where):
+            pipe = self._client.pipeline(transaction=False)
+            for queue in queues:
+                add_counts(pipe, queue)
+                pipe.lindex(keys.of(queue).waiting, 0)
+            replies = pipe.execute()
+        now = time.time()
+        found = {}
+        for i, queue in enumerate(queues):
+            counts = counts_from(replies[4 * i : 4 * i + 3])
+            head = replies[4 * i + 3]
+            stamp = None if head is None else enqueued_at(keys.unpack_element(head).body)
+            found[queue] = snapshot_of(counts, None if stamp is None else max(0.0, now - stamp))
+        return found
