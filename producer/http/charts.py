@@ -15,6 +15,8 @@ from typing import Any
 from services.protocol.history import Bucket, Resolution, Snapshot
 
 Point = float | None
+RATE_MIN_AGE_S = 60.0
+RATE_MAX_AGE_S = 180.0
 
 
 def axis(resolution: Resolution, now: float, points: int) -> list[int]:
@@ -78,3 +80,16 @@ def series(
 def _add(values: list[Point], i: int, value: float | None) -> None:
     if value is not None:
         values[i] = value + (values[i] or 0.0)
+
+
+def recent_rate(buckets: Sequence[Bucket], now: float, done: int) -> float | None:
+    """Jobs done per second over about the last minute or two: from the first look of the
+    newest bucket that began at least ``RATE_MIN_AGE_S`` ago (and at most ``RATE_MAX_AGE_S``)
+    to the total ``done`` now; None when no such bucket was sampled."""
+    for start, snap in reversed(buckets):
+        age = now - start
+        if RATE_MIN_AGE_S <= age <= RATE_MAX_AGE_S:
+            return _growth(snap.done, done, age)
+        if age > RATE_MAX_AGE_S:
+            break
+    return None

@@ -43,7 +43,6 @@ from services.errors import BackendUnavailableError, ConfigError
 from services.loading import load_registry
 from services.metrics.service import ServiceMetrics
 from services.protocol import Backend, KeepsHistory
-from services.protocol.inspection import QueueGauges
 from services.registry import Registry
 from services.settings import QueueSettings
 
@@ -201,7 +200,7 @@ def dashboard_parts(
     backend: Backend, registry: Registry | None, settings: ServeSettings
 ) -> dict[str, Any]:
     """The dashboard and the history sampler ``create_app`` takes, as ``settings`` say."""
-    if not isinstance(backend, KeepsHistory) or not isinstance(backend, QueueGauges):
+    if not isinstance(backend, KeepsHistory):
         return {}  # a backend without history serves the API alone
     parts: dict[str, Any] = {}
     if settings.dashboard:

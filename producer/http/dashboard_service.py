@@ -1,10 +1,12 @@
 """``DashboardService``: what the dashboard's pages read, on a blocking backend run in threads.
 
-One aggregated read per page refresh: ``overview`` is the fleet's picture (``services.
-fleet_view``, the one ``GET /v1/fleet`` and ``conveyor status`` show) plus the hour and day
-charts (``charts``) from the backend's history, all in one answer so a polling page costs one
-request. ``periodics`` and ``limits`` describe the registry ``conveyor serve --jobs`` loaded,
-with the backend's last due times fired.
+One aggregated read per page refresh: ``overview`` is the fleet's picture (the shape of ``GET
+/v1/fleet``: groups and supervisors from ``services.fleet_view``, the queues' numbers for all
+queues at once from ``HistoryStore.look``) plus the hour and day charts (``charts``) from the
+backend's history, all in one answer so a polling page costs one request and a few round trips
+whatever the number of queues (``scripts/bench_dashboard.py`` measures it). ``periodics`` and
+``limits`` describe the registry ``conveyor serve --jobs`` loaded, with the backend's last due
+times fired.
 """
 
 from __future__ import annotations
@@ -14,32 +16,37 @@ import time
 from dataclasses import asdict
 from typing import Any, Protocol
 
-from producer.http.charts import series
+from producer.http.charts import recent_rate, series
 from services.fleet_view import fleet_view
 from services.periodic import schedule_group, schedule_of
 from services.protocol import Backend
-from services.protocol.history import MINUTE, QUARTER, KeepsHistory, Snapshot
-from services.protocol.inspection import QueueGauges
+from services.protocol.history import MINUTE, QUARTER, Bucket, KeepsHistory, Snapshot
 from services.registry import Registry
 
 HOUR_POINTS = 60
 DAY_POINTS = 96
 
 
-class DashboardBackend(Backend, QueueGauges, KeepsHistory, Protocol):
-    """What the dashboard reads: every role, the gauges and the history."""
+class DashboardBackend(Backend, KeepsHistory, Protocol):
+    """What the dashboard reads: every role and the history."""
 
 
-def current(row: dict[str, Any]) -> Snapshot:
-    """The snapshot of a queue row of the fleet view (its totals now)."""
-    return Snapshot(
-        done=row["done"],
-        dead=row["dead"],
-        waiting=row["waiting"],
-        delayed=row["delayed"],
-        in_flight=row["in_flight"],
-        oldest_waiting_ms=round((row["oldest_waiting_s"] or 0) * 1000),
-    )
+def queue_row(
+    name: str, now_at: Snapshot, minutes: list[Bucket], now: float, paused: bool
+) -> dict[str, Any]:
+    """A queue's line, as ``GET /v1/fleet`` has it; jobs/s from the history's minutes (one
+    read for every queue, instead of the done-rate ring read queue by queue)."""
+    return {
+        "name": name,
+        "waiting": now_at.waiting,
+        "delayed": now_at.delayed,
+        "in_flight": now_at.in_flight,
+        "done": now_at.done,
+        "dead": now_at.dead,
+        "jobs_per_s": recent_rate(minutes, now, now_at.done),
+        "oldest_waiting_s": now_at.oldest_waiting_ms / 1000 if now_at.waiting else None,
+        "paused": paused,
+    }
 
 
 class DashboardService:
@@ -58,23 +65,31 @@ class DashboardService:
 
     def _overview(self, queue: str | None) -> dict[str, Any]:
         now = time.time()
-        view = fleet_view(self._backend.fleet(), self._backend)
-        rows = [r for r in view["queues"] if queue is None or r["name"] == queue]
-        now_at = {r["name"]: current(r) for r in rows}
-        names = sorted(now_at) if queue is None else [queue]
+        fleet = self._backend.fleet()
+        view = fleet_view(fleet, None)  # groups and supervisors; the queues are read below
+        paused = fleet.paused()
+        names = sorted(set(self._backend.queues()) | paused)
         store = self._backend.history_store()
+        now_at = store.look(names)
+        minutes = store.history(names, MINUTE)
+        view["queues"] = [queue_row(q, now_at[q], minutes[q], now, q in paused) for q in names]
+        charted = names if queue is None else [queue]
+        current = {q: now_at[q] for q in charted if q in now_at}
         charts = {
-            label: series(
-                store.history(names, resolution),
-                resolution,
+            "hour": series(
+                {q: minutes.get(q, []) for q in charted},
+                MINUTE,
                 now=now,
-                points=points,
-                current=now_at,
-            )
-            for label, resolution, points in (
-                ("hour", MINUTE, HOUR_POINTS),
-                ("day", QUARTER, DAY_POINTS),
-            )
+                points=HOUR_POINTS,
+                current=current,
+            ),
+            "day": series(
+                store.history(charted, QUARTER),
+                QUARTER,
+                now=now,
+                points=DAY_POINTS,
+                current=current,
+            ),
         }
         return {"now": now, "read_only": self.read_only, "fleet": view, "charts": charts}
 

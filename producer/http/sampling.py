@@ -2,10 +2,11 @@
 
 The history (``services.protocol.history``) is filled by sampling, never on a job's path: every
 ``interval_s`` the sampler reads each queue's counts and the age of its oldest waiting job
-(reads the status command makes anyway) and records one ``Snapshot`` per queue, in one
-pipeline. The merge is idempotent, so two services sampling one Redis do not double count.
-``run_once(now)`` is one turn, with the time given, so tests step it; ``run`` loops it on the
-event loop, the blocking reads in a worker thread.
+(``HistoryStore.look``: the reads the status command makes, for all queues in one round trip)
+and records one ``Snapshot`` per queue, in one pipeline. The merge is idempotent, so two
+services sampling one Redis do not double count. ``run_once(now)`` is one turn, with the time
+given, so tests step it; ``run`` loops it on the event loop, the blocking reads in a worker
+thread.
 """
 
 from __future__ import annotations
@@ -17,29 +18,16 @@ from collections.abc import Callable
 from typing import Protocol
 
 from services.errors import ConveyorError
-from services.protocol import QueueInspector
-from services.protocol.history import KeepsHistory, Snapshot
-from services.protocol.inspection import QueueGauges
+from services.protocol.history import KeepsHistory
 
 log = logging.getLogger("conveyor.serve.history")
 
 
-class SampledBackend(QueueInspector, QueueGauges, KeepsHistory, Protocol):
+class SampledBackend(KeepsHistory, Protocol):
     """What the sampler reads the queues from and writes the history to."""
 
-
-def snapshot(source: SampledBackend, queue: str) -> Snapshot:
-    """One look at ``queue``: its counts and its oldest waiting job's age."""
-    counts = source.counts(queue)
-    age = source.oldest_waiting_age(queue)
-    return Snapshot(
-        done=counts.done,
-        dead=counts.dead,
-        waiting=counts.waiting,
-        delayed=counts.delayed,
-        in_flight=counts.in_flight,
-        oldest_waiting_ms=0 if age is None else round(age * 1000),
-    )
+    def queues(self) -> list[str]:
+        """The names of the queues jobs were put on (``QueueInspector.queues``)."""
 
 
 class HistorySampler:
@@ -59,8 +47,9 @@ class HistorySampler:
     def run_once(self, now: float | None = None) -> int:
         """Sample every queue once (at ``now``, else the clock); returns how many."""
         at = self._clock() if now is None else now
-        found = {q: snapshot(self._backend, q) for q in self._backend.queues()}
-        self._backend.history_store().record(at, found)
+        store = self._backend.history_store()
+        found = store.look(self._backend.queues())
+        store.record(at, found)
         return len(found)
 
     async def run(self) -> None:

@@ -7,7 +7,17 @@ import { drawChart } from "./charts.js";
 const REFRESH_MS = 5000;
 const PAGE_SIZE = 50;
 const page = document.getElementById("page");
-const state = { readOnly: false, timer: null, route: "", chartQueue: "" };
+const state = { readOnly: false, timer: null, epoch: 0, chartQueue: "" };
+
+// A read that finishes after the page changed must not draw over the new page: show() moves
+// the epoch on, and such a read throws Stale, which render() drops silently.
+class Stale extends Error {}
+async function read(path) {
+  const epoch = state.epoch;
+  const answer = await api("GET", path);
+  if (epoch !== state.epoch) throw new Stale();
+  return answer;
+}
 
 // -- small helpers ------------------------------------------------------------------------
 function esc(value) {
@@ -98,7 +108,7 @@ function bindQueueActions(root) {
 async function overview(first) {
   if (first) page.innerHTML = overviewLayout();
   const suffix = state.chartQueue ? `?queue=${q(state.chartQueue)}` : "";
-  const data = await api("GET", `/v1/dashboard${suffix}`);
+  const data = await read(`/v1/dashboard${suffix}`);
   const table = document.getElementById("queues-table");
   table.innerHTML = queueRows(data.fleet.queues);
   bindQueueActions(table);
@@ -120,7 +130,7 @@ async function overview(first) {
 
 // -- queues and jobs ----------------------------------------------------------------------
 async function queues(first) {
-  const data = await api("GET", "/v1/dashboard");
+  const data = await read("/v1/dashboard");
   page.innerHTML = `<h2>Queues</h2>${queueRows(data.fleet.queues)}
     <h2>Find a job</h2><div class="toolbar"><input id="job-id" placeholder="job id">
     <button id="job-go">Show</button></div>`;
@@ -131,7 +141,7 @@ async function queues(first) {
 }
 
 async function queueDetail(first, name) {
-  const counts = await api("GET", `/v1/queues/${q(name)}`);
+  const counts = await read(`/v1/queues/${q(name)}`);
   const rows = ["waiting", "delayed", "in_flight", "done", "dead"]
     .map((k) => `<dt>${k.replace("_", " ")}</dt><dd>${counts[k]}</dd>`).join("");
   page.innerHTML = `<h2>Queue ${esc(name)}</h2><dl class="detail">${rows}</dl>
@@ -140,7 +150,7 @@ async function queueDetail(first, name) {
 }
 
 async function job(first, id) {
-  const found = await api("GET", `/v1/jobs/${q(id)}`);
+  const found = await read(`/v1/jobs/${q(id)}`);
   const waiting = ["queued", "scheduled", "failed"].includes(found.status);
   page.innerHTML = `<h2>Job ${esc(id)}</h2><dl class="detail">
     <dt>status</dt><dd data-status>${esc(found.status)}</dd>
@@ -154,7 +164,7 @@ async function job(first, id) {
 
 // -- dead letters -------------------------------------------------------------------------
 async function letters(root, queue, jobName, pageNo) {
-  const data = await api("GET", `/v1/queues/${q(queue)}/dead-letters?limit=${(pageNo + 1) * PAGE_SIZE}`);
+  const data = await read(`/v1/queues/${q(queue)}/dead-letters?limit=${(pageNo + 1) * PAGE_SIZE}`);
   const matching = data.dead_letters.filter((l) => !jobName || l.job === jobName);
   const shown = matching.slice(pageNo * PAGE_SIZE, (pageNo + 1) * PAGE_SIZE);
   const rows = shown.map((l) => `<tr data-letter="${esc(l.job_id)}">
@@ -185,7 +195,7 @@ async function letters(root, queue, jobName, pageNo) {
 
 async function dead(first) {
   if (first) {
-    const data = await api("GET", "/v1/queues");
+    const data = await read("/v1/queues");
     const names = data.queues.map((r) => r.name);
     state.deadQueue = state.deadQueue || names[0] || "";
     page.innerHTML = `<h2>Dead letters</h2><div class="toolbar">
@@ -200,7 +210,7 @@ async function dead(first) {
 
 // -- workers and groups -------------------------------------------------------------------
 async function workers(first) {
-  const data = await api("GET", "/v1/fleet");
+  const data = await read("/v1/fleet");
   const groups = data.groups.map((g) => `<tr data-group="${esc(g.name)}"><td>${esc(g.name)}</td>
     <td class="num">${g.desired ?? "-"}</td><td class="num">${g.alive}</td>
     <td>${g.autoscale ? `auto ${g.autoscale.minimum}-${g.autoscale.maximum}, ${g.autoscale.backlog_per_worker} jobs/worker` : "manual"}</td>
@@ -241,7 +251,7 @@ function withoutRegistry(data) {
 }
 
 async function periodic(first) {
-  const data = await api("GET", "/v1/dashboard/periodics");
+  const data = await read("/v1/dashboard/periodics");
   const rows = data.periodics.map((p) => `<tr><td>${esc(p.name)}</td><td>${esc(p.job)}</td>
     <td><code>${esc(p.schedule)}</code></td><td>${esc(p.queue)}</td><td>${esc(p.missed)}</td>
     <td>${when(p.last_run)}</td><td>${when(p.next_run)}</td></tr>`);
@@ -252,7 +262,7 @@ async function periodic(first) {
 }
 
 async function limits(first) {
-  const data = await api("GET", "/v1/dashboard/limits");
+  const data = await read("/v1/dashboard/limits");
   const rows = data.limits.map((l) => `<tr><td>${esc(l.kind)}</td><td>${esc(l.key)}</td>
     <td>${l.kind === "concurrency" ? `${l.permits} at once` : `${l.count} per ${l.period_s} s`}</td>
     <td>${esc(l.jobs.join(", "))}</td></tr>`);
@@ -273,8 +283,10 @@ async function render(first) {
   try {
     await view(first, arg === undefined ? undefined : decodeURIComponent(arg));
     document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+    page.dataset.route = name;
     page.dataset.ready = "1";
   } catch (error) {
+    if (error instanceof Stale) return;
     if (error instanceof ApiError && error.status === 401) tokenForm(error.message);
     else notice(esc(error.message));
   }
@@ -286,6 +298,7 @@ async function refresh() {
 
 async function show() {
   clearInterval(state.timer);
+  state.epoch += 1;
   page.dataset.ready = "";
   state.pageNo = 0;
   await render(true);
