@@ -14,6 +14,7 @@ Modules::
     taking.py     atomic pop into StartedJobRegistry, the executions RQ expects
     settling.py   finish, fail, retry, hand back, requeue after a crash: claim, then write
     leases.py     the heartbeat: renews held executions, recovers expired ones, rq worker key
+    putting.py    RQ enqueues (put-if-absent by id), unique keys, waiting for a job
     reads.py      status, counts, dead letters (FailedJobRegistry), revive, cancel
     backend.py    RqQueue: the roles wired together; RqConnector for child processes
 """

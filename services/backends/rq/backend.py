@@ -22,18 +22,16 @@ import time
 from collections import deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis import Redis
-from rq.exceptions import DuplicateJobError
 from rq.executions import Execution
 from rq.job import Job as RqJob
 from rq.utils import parse_composite_key
 
 from services.backends import redact_url
 from services.backends.redis.queue import RedisConnector, RedisQueue, new_consumer_id
-from services.backends.rq import leases
+from services.backends.rq import leases, putting
 from services.backends.rq.mapping import (
     ATTEMPT,
     body_of,
@@ -66,7 +64,6 @@ from services.settings import QueueSettings
 
 SETTLED_MEMORY = 10_000
 """Receipts settled lately, remembered so that a repeated settlement is a no-op, not fenced."""
-LIVE = frozenset({"queued", "scheduled", "running", "failed"})
 
 
 def open_url(url: str, settings: QueueSettings) -> Backend:
@@ -285,29 +282,8 @@ class RqQueue:
         delay_s: float = 0.0,
         new_ids: bool = False,
     ) -> list[bool]:
-        """Enqueue RQ jobs whose ids are absent, one flag per item; the job name is RQ's
-        function path, the arguments JSON (or pickle, with that serializer)."""
-        rq_queue = self._settler.queue(queue)
-        when = datetime.now(UTC) + timedelta(seconds=delay_s)
-        flags: list[bool] = []
-        seen: set[str] = set()
-        for job_id, body in items:
-            if job_id in seen:
-                flags.append(False)
-                continue
-            seen.add(job_id)
-            func, args, kwargs, meta = call_of(body)
-            rq_job = rq_queue.create_job(func, args=args, kwargs=kwargs, job_id=job_id, meta=meta)
-            try:
-                if delay_s > 0:
-                    rq_queue.schedule_job(rq_job, when, unique=True)
-                else:
-                    rq_queue.enqueue_job(rq_job, unique=True)
-            except DuplicateJobError:
-                flags.append(False)
-                continue
-            flags.append(True)
-        return flags
+        """Enqueue RQ jobs whose ids are absent, one flag per item (``putting``)."""
+        return putting.put_many(self._settler.queue(queue), items, delay_s=delay_s)
 
     def put_unique(
         self,
@@ -319,35 +295,19 @@ class RqQueue:
         ttl_s: float | None,
         delay_s: float = 0.0,
     ) -> str:
-        """Store the job unless a live job holds ``key`` (``cv:rq:{queue}:u:<key>``).
-
-        Not atomic across racing producers (RQ has no unique keys): two racing puts may both
-        store a job; one of them holds the key afterwards.
-        """
-        lock = f"cv:rq:{{{queue}}}:u:{key}"
-        holder = self._redis.get(lock)
+        """Store the job unless a live job holds ``key`` (``putting.put_unique``)."""
+        holder = putting.holder(self._redis, queue, key)
         if holder is not None:
-            found = self.status(text(holder))
-            if found is not None and found.status in LIVE:
+            found = self.status(holder)
+            if found is not None and found.status in putting.LIVE:
                 return found.job_id
         self.put(queue, job_id, body, delay_s=delay_s)
-        ttl = None if ttl_s is None else max(1, math.ceil(ttl_s))
-        self._redis.set(lock, job_id, ex=ttl)
+        putting.hold(self._redis, queue, key, job_id, ttl_s)
         return job_id
 
     def wait_finished(self, job_id: str, timeout_s: float) -> JobStatus | None:
         """Poll the job's status (RQ keeps no wake-up list) until done or dead."""
-        deadline = time.monotonic() + timeout_s
-        pause = 0.01
-        while True:
-            found = self.status(job_id)
-            if found is not None and found.status in ("done", "dead"):
-                return found
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            time.sleep(min(pause, left))
-            pause = min(pause * 2, 0.2)
+        return putting.wait_finished(self.status, job_id, timeout_s)
 
     # -- reads and administration (``reads``) ------------------------------------------------
 
@@ -394,23 +354,17 @@ class RqQueue:
         self, consumer_id: str, reason: str, *, suspects: Collection[str] | None = None
     ) -> int:
         """Hand back what ``consumer_id`` held (its RQ worker's execution index)."""
-        index = Execution(
-            "x", "x", self._redis, consumer_id
-        ).worker_executions_key  # rq:worker:<name>:executions
+        index = f"rq:worker:{consumer_id}:executions"  # rq.executions' template
         handed = 0
         for entry in self._redis.smembers(index):
             held = self._rebuild(text(entry))
             if held is None or not self._settler.claim([held])[0]:
                 continue
             crashed = suspects is None or held.job.id in suspects
-            deaths = redeliveries_of(held.job) + 1
-            if crashed and deaths >= self.settings.max_redeliveries:
-                self._settler.fail(held, f"{reason}, {deaths} times")
-            else:
-                self._settler.hand_back(held, crashed=crashed)
+            limit = self.settings.max_redeliveries
+            leases.settle_lost(self._settler, held, reason, crashed=crashed, limit=limit)
             handed += 1
-        self._redis.delete(index)
-        self._redis.delete(f"rq:worker:{consumer_id}")
+        self._redis.delete(index, f"rq:worker:{consumer_id}")
         self._redis.srem("rq:workers", f"rq:worker:{consumer_id}")
         return handed
 

@@ -77,14 +77,20 @@ def _recover_one(settler: Settler, serializer: Serializer, key: str, entry: str,
     held = Held(job, execution)
     if not settler.claim([held])[0] or job.get_status(refresh=False) != RqStatus.STARTED:
         return 0
-    deaths = redeliveries_of(job) + 1
-    if deaths >= limit:
-        why = f"worker died: its lease lapsed (consumer {execution.worker_name}), {deaths} times"
-        settler.fail(held, why)
-    else:
-        settler.hand_back(held, crashed=True)
+    why = f"worker died: its lease lapsed (consumer {execution.worker_name})"
+    settle_lost(settler, held, why, crashed=True, limit=limit)
     log.warning("recovered RQ job %s from %s (lease lapsed)", job_id, execution.worker_name)
     return 1
+
+
+def settle_lost(settler: Settler, held: Held, reason: str, *, crashed: bool, limit: int) -> None:
+    """A claimed job whose consumer is gone: back to the front of its queue (a redelivery
+    when ``crashed``), or failed once it has killed ``limit`` consumers."""
+    deaths = redeliveries_of(held.job) + 1
+    if crashed and deaths >= limit:
+        settler.fail(held, f"{reason}, {deaths} times")
+    else:
+        settler.hand_back(held, crashed=crashed)
 
 
 class Beat:
