@@ -29,6 +29,8 @@ one backend class implements them all (``Backend``, which ``open_queue`` returns
     FleetControl      fleet.py        Supervisor (beat, reconcile, autoscale), CLI ``scale``,
                                       ``pause``, ``resume``, status: supervisors, desired
                                       sizes, paused queues (``Backend.fleet()`` hands it out)
+    QueueBrowser      browsing.py     ``conveyor serve``'s dashboard: pages of a queue's
+                                      waiting or delayed jobs (Redis)
     HistoryStore      history.py      ``conveyor serve``: its sampler records each queue's
                                       numbers in capped per-minute and per-quarter buckets,
                                       its dashboard reads them (``KeepsHistory``)
@@ -48,6 +50,7 @@ from __future__ import annotations
 
 from services.protocol.aio import AsyncBackend, AsyncJobPutter, AsyncQueueAdmin, AsyncQueueInspector
 from services.protocol.backend import Backend
+from services.protocol.browsing import Listed, QueueBrowser
 from services.protocol.control import Connector, ConsumerControl
 from services.protocol.fleet import (
     AutoscaleSettings,
@@ -98,8 +101,10 @@ __all__ = [
     "JobStatus",
     "JobTaker",
     "KeepsHistory",
+    "Listed",
     "PauseState",
     "QueueAdmin",
+    "QueueBrowser",
     "QueueCounts",
     "QueueInspector",
     "ScheduleStore",

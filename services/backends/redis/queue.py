@@ -106,6 +106,7 @@ from typing import Any
 from services.backends import redact_url
 from services.backends.redis import keys
 from services.backends.redis.aborts import ATTEMPTS, AbortBook, abort_outcome, requested
+from services.backends.redis.browse import browse
 from services.backends.redis.calls import ScriptCall, Scripts, ms
 from services.backends.redis.connection import disconnect, guarded, make_client
 from services.backends.redis.durability import Confirmer, confirmer_for
@@ -138,6 +139,7 @@ from services.protocol import (
     JobStatus,
     QueueCounts,
 )
+from services.protocol.browsing import Listed
 from services.settings import QueueSettings
 
 log = logging.getLogger("conveyor.redis")
@@ -302,6 +304,10 @@ class RedisQueue:
 
     def done_rate(self, queue: str, window_s: float = 60.0) -> float | None:
         return self._reads.done_rate(queue, window_s)
+
+    def browse(self, queue: str, state: str, *, offset: int = 0, limit: int = 50) -> list[Listed]:
+        """A page of ``queue``'s waiting or delayed jobs (``QueueBrowser``, ``browse.py``)."""
+        return browse(self._client, self.where, queue, state, offset=offset, limit=limit)
 
     def stats(self) -> dict[str, int]:
         """Backend counters: ``fenced`` (late settlements rejected), ``recovered``, ..."""
