@@ -215,6 +215,14 @@ def test_actions_on_the_page_change_the_backend(
         page.locator(f"[data-requeue='{delivery.job_id}']").click()
         wait_for("requeued", lambda: backend.counts("acted").waiting == 1)
         assert backend.dead_letters("acted") == []
+
+        # When the job, waiting again, is cancelled from its queue's page
+        open_page(page, service.base, "queue/acted")
+        page.locator(f"[data-cancel='{delivery.job_id}']").click()
+        # Then it is dead, cancelled, and waits no more
+        wait_for("cancelled", lambda: backend.counts("acted").waiting == 0)
+        status = backend.status(delivery.job_id)
+        assert status is not None and (status.status, status.error) == ("dead", "cancelled")
         assert errors == []
     finally:
         backend.close()

@@ -90,6 +90,7 @@ OPERATIONS = [
     ("GET", "/v1/dashboard"),
     ("GET", "/v1/dashboard/periodics"),
     ("GET", "/v1/dashboard/limits"),
+    ("GET", "/v1/queues/{queue}/jobs"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
 ]

@@ -53,3 +53,22 @@ class PauseOut(BaseModel):
     queue: str
     paused: bool
     changed: bool = Field(description="False: it already was (or was not) paused.")
+
+
+class ListedOut(BaseModel):
+    job_id: str
+    job: str | None = Field(description="Null: the body is not a job's.")
+    args: list[Any] | None
+    kwargs: dict[str, Any] | None
+    attempt: int | None
+    enqueued_at: float | None
+    due_at: float | None = Field(description="Delayed jobs: when due (epoch seconds).")
+    redeliveries: int
+
+
+class JobsPageOut(BaseModel):
+    queue: str
+    state: str
+    offset: int
+    total: int = Field(description="Jobs in that state now.")
+    jobs: list[ListedOut]

@@ -17,9 +17,13 @@ from dataclasses import asdict
 from typing import Any, Protocol
 
 from producer.http.charts import recent_rate, series
+from producer.http.problems import NotFound
+from services.codec import decode_job
+from services.errors import ConveyorError
 from services.fleet_view import fleet_view
 from services.periodic import schedule_group, schedule_of
-from services.protocol import Backend
+from services.protocol import Backend, Listed, QueueBrowser
+from services.protocol.browsing import WAITING
 from services.protocol.history import MINUTE, QUARTER, Bucket, KeepsHistory, Snapshot
 from services.registry import Registry
 
@@ -29,6 +33,25 @@ DAY_POINTS = 96
 
 class DashboardBackend(Backend, KeepsHistory, Protocol):
     """What the dashboard reads: every role and the history."""
+
+
+def listed_row(listed: Listed) -> dict[str, Any]:
+    """A listed job as the page shows it: its name, arguments and times from its body (None
+    where the body is not a job's)."""
+    try:
+        job = decode_job(listed.body)
+    except ConveyorError:
+        job = None
+    return {
+        "job_id": listed.job_id,
+        "job": job.name if job else None,
+        "args": list(job.args) if job else None,
+        "kwargs": dict(job.kwargs) if job else None,
+        "attempt": job.attempt if job else None,
+        "enqueued_at": job.enqueued_at if job else None,
+        "due_at": listed.due_at,
+        "redeliveries": listed.redeliveries,
+    }
 
 
 def queue_row(
@@ -115,6 +138,24 @@ class DashboardService:
         ]
         leader = self._backend.leader(group=schedule_group(specs)) if specs else None
         return {"registry": self._registry is not None, "periodics": entries, "leader": leader}
+
+    async def jobs(self, queue: str, state: str, offset: int, limit: int) -> dict[str, Any]:
+        """A page of ``queue``'s waiting or delayed jobs, decoded, and how many there are."""
+        return await asyncio.to_thread(self._jobs, queue, state, offset, limit)
+
+    def _jobs(self, queue: str, state: str, offset: int, limit: int) -> dict[str, Any]:
+        backend = self._backend
+        if not isinstance(backend, QueueBrowser):
+            raise NotFound("this backend cannot list a queue's jobs")
+        counts = backend.counts(queue)
+        page = backend.browse(queue, state, offset=offset, limit=limit)
+        return {
+            "queue": queue,
+            "state": state,
+            "offset": offset,
+            "total": counts.waiting if state == WAITING else counts.delayed,
+            "jobs": [listed_row(one) for one in page],
+        }
 
     def limits(self) -> dict[str, Any]:
         """The limits the registry's jobs declare, each with the jobs that share it."""

@@ -141,12 +141,42 @@ async function queues(first) {
 }
 
 async function queueDetail(first, name) {
+  if (first) state.queueState = "waiting";
   const counts = await read(`/v1/queues/${q(name)}`);
   const rows = ["waiting", "delayed", "in_flight", "done", "dead"]
     .map((k) => `<dt>${k.replace("_", " ")}</dt><dd>${counts[k]}</dd>`).join("");
+  const tabs = ["waiting", "delayed", "dead"]
+    .map((s) => `<button data-state="${s}"${s === state.queueState ? ' class="active"' : ""}>${s}</button>`).join(" ");
+  const holder = '<div id="jobs"></div>';
   page.innerHTML = `<h2>Queue ${esc(name)}</h2><dl class="detail">${rows}</dl>
-    <h2>Dead jobs</h2><div id="letters"></div>`;
-  await letters(document.getElementById("letters"), name, "", state.pageNo || 0);
+    <div class="toolbar"><h2>Jobs</h2>${tabs}</div>${holder}`;
+  page.querySelectorAll("[data-state]").forEach((b) => {
+    b.onclick = () => { state.queueState = b.dataset.state; state.pageNo = 0; refresh(); };
+  });
+  const root = document.getElementById("jobs");
+  if (state.queueState === "dead") await letters(root, name, "", state.pageNo || 0);
+  else await jobsPage(root, name, state.queueState, state.pageNo || 0);
+}
+
+async function jobsPage(root, queue, which, pageNo) {
+  const data = await read(`/v1/queues/${q(queue)}/jobs?state=${which}&offset=${pageNo * PAGE_SIZE}&limit=${PAGE_SIZE}`);
+  const rows = data.jobs.map((j) => `<tr data-job="${esc(j.job_id)}">
+    <td><a href="#/job/${q(j.job_id)}">${esc(j.job_id)}</a></td><td>${esc(j.job ?? "?")}</td>
+    <td><code>${esc(JSON.stringify(j.args))}</code></td><td class="num">${j.attempt ?? "-"}</td>
+    <td>${when(j.enqueued_at)}</td><td>${which === "delayed" ? when(j.due_at) : age(j.enqueued_at ? Date.now() / 1000 - j.enqueued_at : null)}</td>
+    <td>${action("Cancel", `data-cancel="${esc(j.job_id)}"`, true)}</td></tr>`);
+  const more = (pageNo + 1) * PAGE_SIZE < data.total;
+  root.innerHTML = `<div class="toolbar"><span class="muted">${data.total} ${which}; ${data.offset + 1}-${data.offset + data.jobs.length} shown</span>
+    ${pageNo > 0 ? '<button id="prev">Previous</button>' : ""}${more ? '<button id="next">Next</button>' : ""}</div>
+    <table><thead><tr><th>job id</th><th>job</th><th>arguments</th><th class="num">attempt</th>
+    <th>enqueued</th><th>${which === "delayed" ? "due" : "waiting for"}</th><th></th></tr></thead>
+    <tbody>${rows.join("") || `<tr><td colspan="7" class="muted">no ${which} job</td></tr>`}</tbody></table>`;
+  root.querySelectorAll("[data-cancel]").forEach((b) => {
+    b.onclick = () => act(() => api("DELETE", `/v1/jobs/${q(b.dataset.cancel)}`));
+  });
+  const step = (by) => () => { state.pageNo = pageNo + by; refresh(); };
+  if (root.querySelector("#prev")) root.querySelector("#prev").onclick = step(-1);
+  if (root.querySelector("#next")) root.querySelector("#next").onclick = step(1);
 }
 
 async function job(first, id) {
