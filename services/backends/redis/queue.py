@@ -115,6 +115,7 @@ from services.backends.redis.fleet import RedisFleet
 from services.backends.redis.health import ServerWatch
 from services.backends.redis.history import RedisHistory
 from services.backends.redis.lease import Heartbeat, Hold, Renewal, Token, Tokens
+from services.backends.redis.limit_usage import limit_usage
 from services.backends.redis.limits import RedisLimiter
 from services.backends.redis.reads import (
     BLOCK_CHUNK_S,
@@ -140,6 +141,7 @@ from services.protocol import (
     QueueCounts,
 )
 from services.protocol.browsing import Listed
+from services.protocol.limit_usage import LimitUsage
 from services.settings import QueueSettings
 
 log = logging.getLogger("conveyor.redis")
@@ -308,6 +310,10 @@ class RedisQueue:
     def browse(self, queue: str, state: str, *, offset: int = 0, limit: int = 50) -> list[Listed]:
         """A page of ``queue``'s waiting or delayed jobs (``QueueBrowser``, ``browse.py``)."""
         return browse(self._client, self.where, queue, state, offset=offset, limit=limit)
+
+    def limit_usage(self, limits: Sequence[Limit]) -> list[LimitUsage]:
+        """Permits held and jobs parked per limit now (``LimitInspector``, ``limit_usage.py``)."""
+        return limit_usage(self._client, self.where, limits)
 
     def stats(self) -> dict[str, int]:
         """Backend counters: ``fenced`` (late settlements rejected), ``recovered``, ..."""
