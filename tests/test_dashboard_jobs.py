@@ -1,5 +1,6 @@
 """Pages of a queue's jobs (``QueueBrowser`` on a real ``redis-server``) and their route,
-``GET /v1/queues/{queue}/jobs``, on a real ``conveyor serve``: order, paging, decoded bodies."""
+``GET /v1/queues/{queue}/jobs``, on a real ``conveyor serve``: order, paging, decoded bodies;
+the use of limits (``LimitInspector``) and the Limits route."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import pytest
 
 from services.codec import encode_job
 from services.job import Job
+from services.limits import RateLimit, concurrency_limit
 from services.protocol import QueueBrowser
+from services.protocol.limit_usage import LimitUsage
 from tests.redis_fixtures import MakeQueue
 from tests.test_http_fixtures import StartServe, serve
 
@@ -53,3 +56,30 @@ def test_the_route_decodes_a_page(serve: StartServe) -> None:
     assert (one["job"], one["args"], one["attempt"]) == ("echo", [1], 0)
     assert one["enqueued_at"] > 0
     assert service.call("GET", "/v1/queues/listed/jobs?state=running")[0] == 422
+
+
+def test_limit_usage_counts_permits_held_and_the_route_shows_them(
+    make_queue: MakeQueue, serve: StartServe
+) -> None:
+    # Given a job of a limited kind admitted (it holds one permit of "pair", 2 at once)
+    backend = make_queue()
+    job_id = put(backend, "limited", 1)
+    [delivery] = backend.get(["limited"], max_count=1, timeout_s=5)
+    assert delivery.job_id == job_id
+    pair = concurrency_limit("pair", 2)  # as @registry.job(concurrency=2) declares it
+    assert backend.admit(delivery, [pair])
+    # Then the backend counts it, and the Limits route shows it beside the registry's terms
+    assert backend.limit_usage([pair, RateLimit("smtp", 50, 1.0)]) == [
+        LimitUsage(pair.key, "concurrency", 1, 0),
+        LimitUsage("smtp", "rate", 0, 0),
+    ]
+    service = serve("--jobs", "tests.jobs_limits:registry").wait_ready()
+    status, body = service.call("GET", "/v1/dashboard/limits")
+    assert status == 200
+    [row] = [r for r in body["limits"] if r["key"] == pair.key]
+    assert (row["kind"], row["permits"], row["held"], row["jobs"]) == (
+        "concurrency",
+        2,
+        1,
+        ["pair"],
+    )

@@ -46,7 +46,9 @@ class PeriodicsOut(BaseModel):
 
 class LimitsOut(BaseModel):
     registry: bool
-    limits: list[dict[str, Any]] = Field(description="kind, key, permits or count/period_s.")
+    limits: list[dict[str, Any]] = Field(
+        description="kind, key, permits or count/period_s, jobs; held and parked now."
+    )
 
 
 class PauseOut(BaseModel):

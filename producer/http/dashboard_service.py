@@ -21,10 +21,12 @@ from producer.http.problems import NotFound
 from services.codec import decode_job
 from services.errors import ConveyorError
 from services.fleet_view import fleet_view
+from services.limits import Limit
 from services.periodic import schedule_group, schedule_of
 from services.protocol import Backend, Listed, QueueBrowser
 from services.protocol.browsing import WAITING
 from services.protocol.history import MINUTE, QUARTER, Bucket, KeepsHistory, Snapshot
+from services.protocol.limit_usage import LimitInspector
 from services.registry import Registry
 
 HOUR_POINTS = 60
@@ -157,12 +159,22 @@ class DashboardService:
             "jobs": [listed_row(one) for one in page],
         }
 
-    def limits(self) -> dict[str, Any]:
-        """The limits the registry's jobs declare, each with the jobs that share it."""
+    async def limits(self) -> dict[str, Any]:
+        """The limits the registry's jobs declare, each with the jobs that share it and, where
+        the backend can tell, the permits held and the jobs parked now."""
+        return await asyncio.to_thread(self._limits)
+
+    def _limits(self) -> dict[str, Any]:
         found: dict[tuple[str, str], dict[str, Any]] = {}
+        declared: list[Limit] = []
         for spec in self._registry or ():
             for limit in spec.limits:
                 kind = type(limit).__name__.removesuffix("Limit").lower()
+                if (kind, limit.key) not in found:
+                    declared.append(limit)
                 entry = found.setdefault((kind, limit.key), {"kind": kind, **asdict(limit)})
                 entry.setdefault("jobs", []).append(spec.name)
+        if isinstance(self._backend, LimitInspector):
+            for use in self._backend.limit_usage(declared):
+                found[(use.kind, use.key)].update(held=use.held, parked=use.parked)
         return {"registry": self._registry is not None, "limits": list(found.values())}

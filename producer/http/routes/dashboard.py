@@ -63,13 +63,13 @@ def add_dashboard(app: FastAPI, dashboard: DashboardService, guard: Access) -> N
     @router.get(
         "/v1/dashboard/limits",
         response_model=LimitsOut,
-        responses=errors(401),
-        summary="Concurrency and rate limits the registry's jobs declare",
+        responses=errors(401, 503),
+        summary="Concurrency and rate limits the registry's jobs declare, and their use now",
         tags=["dashboard"],
         dependencies=guard.dependencies,
     )
     async def limits() -> Response:
-        return json_response(dashboard.limits())
+        return json_response(await dashboard.limits())
 
     @router.get(
         "/v1/queues/{queue}/jobs",

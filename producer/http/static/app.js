@@ -293,12 +293,13 @@ async function periodic(first) {
 
 async function limits(first) {
   const data = await read("/v1/dashboard/limits");
-  const rows = data.limits.map((l) => `<tr><td>${esc(l.kind)}</td><td>${esc(l.key)}</td>
+  const rows = data.limits.map((l) => `<tr data-limit="${esc(l.key)}"><td>${esc(l.kind)}</td><td>${esc(l.key)}</td>
     <td>${l.kind === "concurrency" ? `${l.permits} at once` : `${l.count} per ${l.period_s} s`}</td>
-    <td>${esc(l.jobs.join(", "))}</td></tr>`);
+    <td class="num" data-held>${l.kind === "concurrency" ? `${l.held ?? "-"} / ${l.permits}` : "-"}</td>
+    <td class="num">${l.parked ?? "-"}</td><td>${esc(l.jobs.join(", "))}</td></tr>`);
   page.innerHTML = `<h2>Limits</h2>${withoutRegistry(data)}<table><thead><tr><th>kind</th><th>key</th>
-    <th>limit</th><th>jobs</th></tr></thead>
-    <tbody>${rows.join("") || '<tr><td colspan="4" class="muted">none</td></tr>'}</tbody></table>`;
+    <th>limit</th><th class="num">permits held</th><th class="num">jobs parked</th><th>jobs</th></tr></thead>
+    <tbody>${rows.join("") || '<tr><td colspan="6" class="muted">none</td></tr>'}</tbody></table>`;
 }
 
 // -- routing and refresh ------------------------------------------------------------------
