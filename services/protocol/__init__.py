@@ -31,6 +31,7 @@ one backend class implements them all (``Backend``, which ``open_queue`` returns
                                       sizes, paused queues (``Backend.fleet()`` hands it out)
     QueueBrowser      browsing.py     ``conveyor serve``'s dashboard: pages of a queue's
                                       waiting or delayed jobs (Redis)
+    LimitInspector    limit_usage.py  the dashboard: permits held, jobs parked per limit
     HistoryStore      history.py      ``conveyor serve``: its sampler records each queue's
                                       numbers in capped per-minute and per-quarter buckets,
                                       its dashboard reads them (``KeepsHistory``)
