@@ -12,6 +12,7 @@ import struct
 import tempfile
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +43,29 @@ DONE_BLUE = (0x25, 0x63, 0xEB)
 PAGES = ("overview", "queues", "workers", "dead", "periodic", "limits")
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[BrowserContext]:
-    """One Chromium for the module, with a fresh profile of its own."""
+@contextmanager
+def chromium(width: int = 1280, height: int = 900) -> Iterator[BrowserContext]:
+    """Debian's Chromium, headless, with a fresh profile of its own (also for the screenshots
+    script)."""
     assert Path(CHROMIUM).exists(), "chromium is missing: apt-get install chromium"
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as driver:
         context = driver.chromium.launch_persistent_context(
             profile,
             executable_path=CHROMIUM,
             args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 900},
+            viewport={"width": width, "height": height},
         )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[BrowserContext]:
+    """One Chromium for the module."""
+    with chromium() as context:
         yield context
-        context.close()
 
 
 @pytest.fixture
