@@ -214,6 +214,21 @@ def test_actions_on_the_page_change_the_backend(
 
         wait_for("desired 3", lambda: desired() == 3)
 
+        # When autoscale bounds are set on the same row (the page is redrawn after an action)
+        row = page.locator("tr[data-group='pool']")
+        row.locator("[data-min]").fill("2")
+        row.locator("[data-max]").fill("5")
+        row.locator("[data-per]").fill("10")
+        row.locator("[data-auto]").click()
+
+        # Then the group is autoscaled within them
+        def bounds() -> tuple[int, int, int] | None:
+            found = backend.fleet().desired("pool")
+            scale = found.autoscale if found else None
+            return (scale.minimum, scale.maximum, scale.backlog_per_worker) if scale else None
+
+        wait_for("autoscale bounds", lambda: bounds() == (2, 5, 10))
+
         # When the queue is paused on the overview
         open_page(page, service.base, "overview")
         page.locator("[data-pause='acted']").click()

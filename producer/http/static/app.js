@@ -323,6 +323,12 @@ async function render(first) {
   }
 }
 
+// The timer does not redraw a page while someone types in it (it would wipe the input).
+function editing() {
+  const active = document.activeElement;
+  return Boolean(active && page.contains(active) && ["INPUT", "SELECT"].includes(active.tagName));
+}
+
 async function refresh() {
   await render(false);
 }
@@ -333,7 +339,7 @@ async function show() {
   page.dataset.ready = "";
   state.pageNo = 0;
   await render(true);
-  state.timer = setInterval(refresh, REFRESH_MS);
+  state.timer = setInterval(() => { if (!editing()) refresh(); }, REFRESH_MS);
 }
 
 async function start() {
