@@ -16,6 +16,7 @@ import argparse
 import random
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -89,8 +90,12 @@ def main() -> None:
             service.call("PUT", "/v1/groups/web", {"processes": 6})
             feed(service, args.minutes * 60)
             service.call("PUT", "/v1/queues/mail/pause")
-            time.sleep(3)
+            # The pictures are taken while jobs still flow, so the tables show work in hand.
+            busy = threading.Thread(target=feed, args=(service, 30.0), daemon=True)
+            busy.start()
+            time.sleep(5)
             shoot(service.base, args.out)
+            busy.join()
         finally:
             for worker in workers:
                 worker.cleanup()
