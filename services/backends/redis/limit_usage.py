@@ -1,9 +1,10 @@
 """``LimitInspector`` on Redis: the use of limits read from their keys (``limit_scripts``).
 
-One pipeline: for a concurrency limit ``ZCOUNT L h`` from now (holders by lease expiry, so a
-lapsed holder not yet dropped is not counted) and ``ZCARD L w`` (parked jobs); for a rate
-``ZCARD L v`` (starts reserved by parked jobs). "Now" is this host's clock: a holder within a
-clock skew of its expiry may be counted either way.
+One pipeline: for a concurrency limit ``ZRANGEBYSCORE L h`` from now (holders by lease expiry,
+so a lapsed holder not yet dropped is not counted; there are at most as many as permits, and
+the command is in the backend's documented ACL where ``ZCOUNT`` is not) and ``ZCARD L w``
+(parked jobs); for a rate ``ZCARD L v`` (starts reserved by parked jobs). "Now" is this host's
+clock: a holder within a clock skew of its expiry may be counted either way.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def limit_usage(client: Any, where: str, limits: Sequence[Limit]) -> list[LimitU
         for limit in limits:
             tag = limit_tag(limit.key)
             if isinstance(limit, ConcurrencyLimit):
-                pipe.zcount(f"{tag}h", f"({now_ms}", "+inf")
+                pipe.zrangebyscore(f"{tag}h", f"({now_ms}", "+inf")
                 pipe.zcard(f"{tag}w")
             else:
                 pipe.zcard(f"{tag}v")
@@ -36,7 +37,7 @@ def limit_usage(client: Any, where: str, limits: Sequence[Limit]) -> list[LimitU
     found = []
     for limit in limits:
         if isinstance(limit, ConcurrencyLimit):
-            held, parked = int(next(replies)), int(next(replies))
+            held, parked = len(next(replies)), int(next(replies))
             found.append(LimitUsage(limit.key, "concurrency", held, parked))
         else:
             found.append(LimitUsage(limit.key, "rate", 0, int(next(replies))))
