@@ -17,6 +17,7 @@ fails: a cluster test that silently skips proves nothing. Deadlines are generous
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import signal
 import socket
@@ -39,6 +40,8 @@ DEADLINE_S = 60.0
 """Longest wait for a topology to form, fail over or heal (a failover takes 2-5 s idle)."""
 SERVICE = "conveyor"
 """The Sentinel service name the group's sentinels monitor."""
+REPLICA_PRIORITY = 100
+"""Redis' default ``replica-priority``, given back to a restarted replica once it has synced."""
 _SLOTS = 16384
 
 
@@ -128,6 +131,14 @@ def _pairs(reply: object) -> dict[bytes, bytes]:
     if not isinstance(reply, list):
         return {}
     return dict(zip(reply[::2], reply[1::2], strict=True))
+
+
+def _synced(port: int) -> bool:
+    """The replica on ``port`` holds its master's data: linked, no full sync under way."""
+    return (
+        info_field(port, "replication", "master_link_status") == "up"
+        and info_field(port, "replication", "master_sync_in_progress") == "0"
+    )
 
 
 def _alive(server: RedisServer) -> bool:
@@ -285,9 +296,13 @@ class SentinelGroup:
         hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
         return f"redis+sentinel://{hosts}/{SERVICE}"
 
-    def _start_data(self, node: RedisServer, master: int | None) -> None:
+    def _start_data(
+        self, node: RedisServer, master: int | None, *, unpromotable: bool = False
+    ) -> None:
         node.data_dir.mkdir(parents=True, exist_ok=True)
-        node.start(extra_args=["--replicaof", "127.0.0.1", str(master)] if master else None)
+        extra = ["--replicaof", "127.0.0.1", str(master)] if master else []
+        extra += ["--replica-priority", "0"] if unpromotable else []
+        node.start(extra_args=extra or None)
 
     def _start_sentinel(self, port: int, master: int) -> None:
         conf = self.data_dir / f"sentinel-{port}.conf"
@@ -378,12 +393,25 @@ class SentinelGroup:
         return found
 
     def heal(self) -> None:
-        """Restart a killed data node as a replica of the current master; wait until healthy."""
+        """Restart a killed data node as a replica of the current master; wait until healthy.
+
+        The node comes back empty, so it starts with ``replica-priority 0`` and gets its
+        priority back only once it has synced: until then no sentinel may promote it. Without
+        that, a second failover soon after the first (seen on Valkey 9.1 on a busy machine:
+        every sentinel marked the just-promoted master down ~1 s after switching to it) elects
+        the empty node, and the master that held every job becomes its replica and is wiped.
+        A careful orchestrator restarts nodes the same way; the README says so.
+        """
         master = self.master_port()
         for port, node in self.data.items():
             if not _alive(node):
                 node.proc = None
-                self._start_data(node, master if master != port else None)
+                replica_of = master if master != port else None
+                self._start_data(node, replica_of, unpromotable=replica_of is not None)
+                if replica_of is not None:
+                    synced = functools.partial(_synced, port)
+                    wait_until(f"port {port} syncs with its master", synced)
+                    ask(port, "CONFIG", "SET", "replica-priority", str(REPLICA_PRIORITY))
         wait_until("the sentinel group heals", self.healthy)
 
     def flush(self) -> None:
