@@ -30,8 +30,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis
 from rq import Queue
@@ -39,6 +38,7 @@ from rq.serializers import JSONSerializer
 
 from tests.redis_fixtures import benchmark_server
 
+ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
