@@ -116,7 +116,9 @@ class Taker:
         if now - self._promoted_at < PROMOTE_EVERY_S:
             return
         self._promoted_at = now
-        stamp = int(datetime.now(UTC).timestamp())
+        # RQ scores scheduled jobs by whole seconds, rounded down: a score of a second ago
+        # or older is certainly due (never early; up to a second late).
+        stamp = int(datetime.now(UTC).timestamp()) - 1
         for name in queues:
             registry = ScheduledJobRegistry(name, connection=self._redis)  # type: ignore[no-untyped-call]
             for job_id in registry.get_jobs_to_schedule(stamp):
