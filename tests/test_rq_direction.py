@@ -131,3 +131,12 @@ def test_rq_info_lists_conveyor_workers_and_depths(redis_url: str) -> None:
     assert consumer.consumer_id in info and "1 workers" in info
     assert "q" in info and "1, 1 executing" in info
     assert delivery.queue == "q"
+    # And `conveyor status` on the rq URL shows the RQ queue's depths too
+    status = subprocess.run(
+        [str(BIN / "conveyor"), "status", "--json", "--url", "rq+" + redis_url],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout
+    assert '"q"' in status and '"waiting": 1' in status
