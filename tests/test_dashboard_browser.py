@@ -21,7 +21,7 @@ from playwright.sync_api import BrowserContext, ConsoleMessage, Page, sync_playw
 
 from services.backends import open_queue
 from tests.redis_fixtures import MakeQueue
-from tests.test_http_fixtures import StartServe, serve, wait_for
+from tests.test_http_fixtures import TOKEN, StartServe, serve, wait_for
 from tests.test_redis_system import WorkerProcess
 
 pytestmark = [pytest.mark.redis]
@@ -214,8 +214,10 @@ def test_actions_on_the_page_change_the_backend(
 
         wait_for("desired 3", lambda: desired() == 3)
 
-        # When autoscale bounds are set on the same row (the page is redrawn after an action)
+        # When autoscale bounds are set on the same row, once the page shows the new total
+        # (it redraws after an action: inputs filled before that would be wiped)
         row = page.locator("tr[data-group='pool']")
+        page.wait_for_selector("tr[data-group='pool'] td[data-desired]:text-is('3')")
         row.locator("[data-min]").fill("2")
         row.locator("[data-max]").fill("5")
         row.locator("[data-per]").fill("10")
@@ -268,3 +270,25 @@ def test_read_only_mode_hides_actions_and_refuses_them(serve: StartServe, page: 
     status = page.evaluate("fetch('/v1/queues/watched/pause', {method: 'PUT'}).then(r => r.status)")
     assert status == 403
     assert service.call("PUT", "/v1/queues/watched/pause")[0] == 200
+
+
+def test_a_service_with_a_token_asks_for_it_once(
+    serve: StartServe, page: Page, tmp_path: Path
+) -> None:
+    # Given a service that needs a bearer token
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    service = serve("--token-file", str(token_file)).wait_ready()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert service.call("POST", "/v1/queues/guarded/jobs", {"job": "echo"}, auth)[0] == 202
+    # When the page is opened, it asks for the token; once given, the page shows the queue
+    page.goto(f"{service.base}/dashboard/#/overview")
+    page.locator("#token").fill(TOKEN)
+    page.locator("#token-save").click()
+    page.wait_for_selector("main[data-ready='1'][data-route='overview']", timeout=15_000)
+    assert page.locator("tr[data-queue='guarded']").count() == 1
+    # And its actions carry the token (a pause goes through)
+    page.locator("[data-pause='guarded']").click()
+    wait_for(
+        "paused", lambda: service.call("GET", "/v1/fleet", headers=auth)[1]["queues"][0]["paused"]
+    )

@@ -47,10 +47,10 @@ function notice(message) {
 function tokenForm(message) {
   notice(`${esc(message)} <input id="token" type="password" placeholder="bearer token">
     <button id="token-save">Use token</button>`);
-  document.getElementById("token-save").onclick = () => {
+  document.getElementById("token-save").onclick = async () => {
     setToken(document.getElementById("token").value);
     notice("");
-    show();
+    if (await loadMode()) await show();
   };
 }
 async function act(work) {
@@ -242,7 +242,7 @@ async function dead(first) {
 async function workers(first) {
   const data = await read("/v1/fleet");
   const groups = data.groups.map((g) => `<tr data-group="${esc(g.name)}"><td>${esc(g.name)}</td>
-    <td class="num">${g.desired ?? "-"}</td><td class="num">${g.alive}</td>
+    <td class="num" data-desired>${g.desired ?? "-"}</td><td class="num">${g.alive}</td>
     <td>${g.autoscale ? `auto ${g.autoscale.minimum}-${g.autoscale.maximum}, ${g.autoscale.backlog_per_worker} jobs/worker` : "manual"}</td>
     <td>${esc(g.reason)} <span class="muted">${esc(g.set_by)} ${when(g.set_at)}</span></td>
     <td>${state.readOnly ? "" : `<input type="number" min="0" value="${g.desired ?? g.alive}" data-processes>
@@ -342,15 +342,22 @@ async function show() {
   state.timer = setInterval(() => { if (!editing()) refresh(); }, REFRESH_MS);
 }
 
-async function start() {
+// Whether the service is read-only (no buttons then); false until the token is accepted.
+async function loadMode() {
   try {
     state.readOnly = (await api("GET", "/v1/dashboard")).read_only;
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) tokenForm(error.message);
+    else notice(esc(error.message));
+    return false;
   }
   document.getElementById("mode").textContent = state.readOnly ? "read-only" : "";
+  return true;
+}
+
+async function start() {
   window.addEventListener("hashchange", show);
-  await show();
+  if (await loadMode()) await show();
 }
 
 start();
