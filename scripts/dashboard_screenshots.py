@@ -28,7 +28,7 @@ from tests.test_http_fixtures import ServeProcess
 from tests.test_redis_system import WorkerProcess
 
 JOBS = "scripts.dashboard_jobs:registry"
-PAGES = ("overview", "queues", "workers", "dead", "periodic", "limits")
+PAGES = ("overview", "queues", "queue/mail", "workers", "dead", "periodic", "limits")
 
 
 def feed(service: ServeProcess, seconds: float) -> None:
@@ -54,7 +54,7 @@ def shoot(base: str, out: Path) -> None:
             if route == "dead":
                 page.select_option("#dead-queue", "reports")
                 page.wait_for_selector("tr[data-letter]", timeout=15_000)
-            path = out / f"{route}.png"
+            path = out / f"{route.replace('/', '-')}.png"
             page.screenshot(path=str(path), full_page=True)
             print(f"wrote {path}")
 
