@@ -16,6 +16,7 @@ from services.cli.options import (
     queue_option,
     queue_options,
     queue_settings,
+    rq_serializer_option,
 )
 from services.errors import ConfigError
 from services.loading import load_registry
@@ -32,6 +33,7 @@ from services.loading import load_registry
     help="A keyword argument; VALUE is parsed like ARG. Repeatable.",
 )
 @connection_options()
+@rq_serializer_option
 @queue_option(text="Queue to put the job on.")
 @click.option(
     "--jobs",

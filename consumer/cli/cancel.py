@@ -17,7 +17,7 @@ import click
 
 from services import exitcodes
 from services.backends import open_queue, scheme_of
-from services.cli.options import connect_url, connection_options
+from services.cli.options import connect_url, connection_options, rq_serializer_option
 from services.errors import ConfigError
 from services.names import check_job_id
 from services.protocol import Cancellation, QueueAdmin
@@ -64,6 +64,7 @@ def end_jobs(
 
 @click.command("cancel")
 @connection_options()
+@rq_serializer_option
 @click.argument("job_ids", nargs=-1, required=True, metavar="JOB_ID...", callback=_checked_ids)
 def cancel_command(url: str, job_ids: tuple[str, ...], **options: Any) -> None:
     """Cancel jobs that wait (queued, scheduled, or waiting for a retry): they never run.
@@ -76,6 +77,7 @@ def cancel_command(url: str, job_ids: tuple[str, ...], **options: Any) -> None:
 
 @click.command("abort")
 @connection_options()
+@rq_serializer_option
 @click.argument("job_ids", nargs=-1, required=True, metavar="JOB_ID...", callback=_checked_ids)
 def abort_command(url: str, job_ids: tuple[str, ...], **options: Any) -> None:
     """Stop jobs: cancel those that wait, and abort those that run.

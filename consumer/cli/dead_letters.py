@@ -21,7 +21,12 @@ import click
 from services import exitcodes
 from services.backends import open_queue
 from services.cli.logging_options import say
-from services.cli.options import connect_url, connection_options, queue_option
+from services.cli.options import (
+    connect_url,
+    connection_options,
+    queue_option,
+    rq_serializer_option,
+)
 from services.names import check_job_id
 from services.protocol import DeadLetter, QueueAdmin, QueueInspector
 from services.settings import QueueSettings
@@ -105,6 +110,7 @@ def requeue_letters(
 
 @dead_letters_group.command("list")
 @connection_options()
+@rq_serializer_option
 @queue_option(text="Queue whose dead letters to show.")
 @job_name_option
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
@@ -128,6 +134,7 @@ def _checked_ids(ctx: click.Context, param: click.Parameter, value: tuple[str, .
 
 @dead_letters_group.command("show")
 @connection_options()
+@rq_serializer_option
 @queue_option(text="Queue the dead letter is on.")
 @click.argument("job_id", callback=lambda ctx, param, value: check_job_id(value))
 def dead_letters_show(url: str, queue: str, job_id: str, **options: Any) -> None:
@@ -150,6 +157,7 @@ def dead_letters_show(url: str, queue: str, job_id: str, **options: Any) -> None
 
 @dead_letters_group.command("purge")
 @connection_options()
+@rq_serializer_option
 @queue_option(text="Queue whose dead letters to drop.")
 @job_name_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -185,6 +193,7 @@ def _chosen_ids(
 
 @dead_letters_group.command("requeue")
 @connection_options()
+@rq_serializer_option
 @queue_option(text="Queue whose dead letters to put back.")
 @job_name_option
 @click.argument("job_ids", nargs=-1, callback=_checked_ids)

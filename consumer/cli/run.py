@@ -45,6 +45,7 @@ from services.cli.options import (
     queue_option,
     queue_options,
     queue_settings,
+    rq_serializer_option,
 )
 from services.errors import ConfigError
 from services.loading import load_registry
@@ -59,6 +60,7 @@ DEMO_FEED = "services.demo:feed"
 
 @click.command("run")
 @connection_options(default_url="memory://")
+@rq_serializer_option
 @queue_option(text="Queue the feed fills and the workers consume.")
 @click.option(
     "--producers",

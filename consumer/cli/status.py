@@ -18,7 +18,7 @@ import click
 
 from consumer.cli.fleet_access import fleet_access_options, opened_fleet
 from services.backends import open_queue, scheme_of
-from services.cli.options import connect_url
+from services.cli.options import connect_url, rq_serializer_option
 from services.fleet_view import StatusSource, fleet_view
 from services.protocol import FleetControl
 from services.protocol.inspection import QueueGauges
@@ -109,6 +109,7 @@ def show(view: dict[str, Any], as_json: bool) -> None:
 
 @click.command("status")
 @fleet_access_options
+@rq_serializer_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object (stable keys).")
 @click.option("--watch", is_flag=True, help="Clear and redraw until Ctrl+C.")
 @click.option(

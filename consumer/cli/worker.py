@@ -30,6 +30,7 @@ from services.cli.options import (
     queue_option,
     queue_options,
     queue_settings,
+    rq_serializer_option,
 )
 from services.errors import ConfigError
 from services.loading import load_registry
@@ -38,6 +39,7 @@ from services.logs import LogSettings
 
 @click.command("worker")
 @connection_options()
+@rq_serializer_option
 @queue_option(multiple=True, text="Queue to consume; repeat for several, highest priority first.")
 @click.option(
     "--jobs",

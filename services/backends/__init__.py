@@ -11,6 +11,7 @@ import importlib
 from typing import Protocol
 from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit
 
+from services.backends.rq.urls import SERIALIZERS, with_serializer
 from services.errors import ConfigError
 from services.protocol import AsyncBackend, Backend
 from services.settings import QueueSettings
@@ -112,6 +113,23 @@ def with_password(url: str, password: str) -> str:
     parts, user, _, hosts = _split_netloc(url)
     netloc = f"{user}:{quote(password, safe='')}@{hosts}"
     return parts._replace(netloc=netloc).geturl()
+
+
+def with_rq_serializer(url: str, serializer: str) -> str:
+    """``url`` reading and writing RQ jobs with ``serializer`` (the CLI's ``--rq-serializer``).
+
+    Raises:
+        ConfigError: ``url`` is not an ``rq+redis://`` URL, or ``serializer`` is unknown.
+    """
+    scheme = scheme_of(url)
+    if not scheme.startswith("rq+"):
+        raise ConfigError(
+            f"--rq-serializer (CONVEYOR_RQ_SERIALIZER) applies to rq+redis:// URLs only, not "
+            f"{scheme}://; drop it, or point --url at RQ's queues (rq+redis://host:port/db)"
+        )
+    if serializer not in SERIALIZERS:
+        raise ConfigError(f"unknown RQ serializer {serializer!r}; use json or pickle")
+    return with_serializer(url, serializer)
 
 
 def redact_url(url: str) -> str:

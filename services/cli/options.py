@@ -6,7 +6,9 @@ accept the same connection options with the same environment variables:
 * ``connection_options``: ``--url`` (``CONVEYOR_URL``), ``--password-file``
   (``CONVEYOR_REDIS_PASSWORD_FILE``) and the ``CONVEYOR_REDIS_PASSWORD`` variable;
 * ``queue_option``: ``--queue`` (``CONVEYOR_QUEUE``), checked against ``services.names``;
-* ``queue_options``: how the backend keeps jobs (bounds, result TTL, poison limit).
+* ``queue_options``: how the backend keeps jobs (bounds, result TTL, poison limit);
+* ``rq_serializer_option``: ``--rq-serializer`` (``CONVEYOR_RQ_SERIALIZER``), for the commands
+  that read or write RQ jobs; ``connect_url`` folds it into the ``rq+redis://`` URL.
 
 A flag whose value is wrong raises ``ConfigError``; the commands of ``services.cli.command``
 show it as one line.
@@ -19,7 +21,7 @@ from typing import Any
 
 import click
 
-from services.backends import with_password
+from services.backends import with_password, with_rq_serializer
 from services.errors import ConfigError
 from services.names import check_queue_name
 from services.settings import QueueSettings
@@ -71,6 +73,24 @@ def connection_options(default_url: str | None = None) -> Callable[[Any], Any]:
     )
 
 
+RQ_SERIALIZER_HELP = (
+    "rq+redis:// URLs only: how RQ jobs are read and written (default: the URL's "
+    "?serializer=, else json). pickle is RQ's own default, and reading a pickled job runs code "
+    "chosen by whoever wrote the payload: opt in only while every producer that can reach this "
+    "Redis is trusted."
+)
+
+rq_serializer_option = click.option(
+    "--rq-serializer",
+    type=click.Choice(["json", "pickle"]),
+    default=None,
+    envvar="CONVEYOR_RQ_SERIALIZER",
+    show_envvar=True,
+    help=RQ_SERIALIZER_HELP,
+)
+"""``--rq-serializer``; ``connect_url`` applies it (a non-RQ URL is a ``ConfigError``)."""
+
+
 def _checked_queues(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     if isinstance(value, tuple):
         if not value:
@@ -95,11 +115,18 @@ def queue_option(*, multiple: bool = False, text: str = "Queue name.") -> Callab
 
 
 def connect_url(url: str, options: dict[str, Any]) -> str:
-    """``url`` with the password from ``--password-file``/``CONVEYOR_REDIS_PASSWORD`` if given.
+    """``url`` with the password from ``--password-file``/``CONVEYOR_REDIS_PASSWORD`` if given,
+    and the serializer of ``--rq-serializer`` if the command has it and it was given.
 
-    Pops the two password options from ``options``.
+    Pops these options from ``options``.
+
+    Raises:
+        ConfigError: ``--rq-serializer`` with a URL that is not ``rq+redis://``.
     """
     password_file, password = options.pop("password_file"), options.pop("redis_password")
+    serializer = options.pop("rq_serializer", None)
+    if serializer is not None:
+        url = with_rq_serializer(url, serializer)
     if password_file is not None:
         password = password_file.read().strip()
     return with_password(url, password) if password else url
