@@ -34,6 +34,9 @@ class Job:
     attempt: int = 0
     enqueued_at: float = field(default_factory=time.time)
     version: int = FORMAT_VERSION
+    timeout_s: float | None = None
+    """This job's own time limit (from ``Producer.enqueue(timeout_s=)`` or RQ's ``job_timeout``);
+    None: the registry's ``timeout=``, else the worker's ``--job-timeout``."""
 
     def next_attempt(self) -> Job:
         """The record for the next try of this job: same id, ``attempt + 1``."""
