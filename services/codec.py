@@ -11,7 +11,8 @@ Wire format (version 1), one compact JSON object::
      "kwargs":{...},"queue":"images","attempt":1}
 
 ``kwargs``, ``queue`` and ``attempt`` are left out at their defaults (``{}``, ``"default"``,
-``0``), which keeps a typical queued job ~40 bytes smaller in the backend.
+``0``), which keeps a typical queued job ~40 bytes smaller in the backend; ``timeout_s`` (a
+job's own time limit, a positive number of seconds) is there only when the job has one.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def encode_job(job: Job, *, max_bytes: int = MAX_BODY_BYTES) -> bytes:
         record["queue"] = job.queue
     if job.attempt:
         record["attempt"] = job.attempt
+    if job.timeout_s is not None:
+        record["timeout_s"] = _checked_timeout(job.timeout_s, EncodeError)
     body = encode_value(record, what=f"arguments of job {job.name!r}")
     if len(body) > max_bytes:
         raise EncodeError(f"job {job.name!r} encodes to {len(body)} bytes, over {max_bytes}")
@@ -131,6 +134,7 @@ def decode_job(body: bytes, *, max_bytes: int = MAX_BODY_BYTES) -> Job:
         attempt=record["attempt"],
         enqueued_at=float(record["enqueued_at"]),
         version=record["v"],
+        timeout_s=record.get("timeout_s"),
     )
 
 
@@ -155,6 +159,15 @@ def _check_fields(record: dict[str, Any]) -> None:
         raise DecodeError(f"field 'enqueued_at' must be a number, not {stamp!r}")
     if not record["id"] or not record["name"]:
         raise DecodeError("fields 'id' and 'name' must not be empty")
+    if record.get("timeout_s") is not None:
+        _checked_timeout(record["timeout_s"], DecodeError)
+
+
+def _checked_timeout(value: Any, error: type[Exception]) -> float:
+    """``value`` if it is a positive, finite number of seconds; else ``error`` saying so."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise error(f"field 'timeout_s' must be a positive number of seconds, not {value!r}")
+    return value
 
 
 def _expect(record: dict[str, Any], name: str, kind: type) -> None:
