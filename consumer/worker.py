@@ -235,7 +235,7 @@ class Worker:
         except Exception as exc:  # whatever the bytes hold, one job must not kill the process
             self._bury(delivery, f"malformed message: {type(exc).__name__}: {exc}")
             return None
-        timeout = spec.timeout_s or self._settings.job_timeout_s
+        timeout = job.timeout_s or spec.timeout_s or self._settings.job_timeout_s
         task = Task(delivery=delivery, job=job, spec=spec, timeout_s=timeout)
         self._held[delivery.receipt] = task
         if spec.limits:
