@@ -212,7 +212,8 @@ class Producer:
 
 @dataclasses.dataclass(frozen=True)
 class _Ids:
-    """The ids a call chose: its job's (None: generated) and its unique key (None: the spec's)."""
+    """The ids a call chose: its job's (None: generated) and its unique key (None: the spec's);
+    and its own timeout (None: none)."""
 
     job_id: str | None
     unique_key: str | None
