@@ -57,6 +57,7 @@ class Producer:
         *args: Any,
         job_id: str | None = None,
         unique_key: str | None = None,
+        timeout_s: float | None = None,
         **kwargs: Any,
     ) -> Job:
         """Put one job on the queue and return it (its ``id`` finds it later).
@@ -71,6 +72,10 @@ class Producer:
         holding the same key (the caller's, else the job's name and arguments) is queued,
         delayed, running or waiting for a retry: the returned ``Job`` carries that job's id.
 
+        With ``timeout_s``, the job is stopped after that many seconds of running, whatever the
+        registry's ``timeout=`` or the worker's ``--job-timeout`` (on ``rq+redis://``: RQ's
+        ``job_timeout``, which ``rq worker`` honours too).
+
         Raises:
             InvalidNameError: ``job_id`` breaks the rules of ``services.names``; nothing sent.
             UnknownJobError: the registry has no job ``name``; nothing sent.
@@ -81,7 +86,7 @@ class Producer:
                 not be stored. Enqueueing again with the same ``job_id`` is safe and stores it
                 at most once; without a ``job_id`` of your own, the id is in the error's notes.
         """
-        ids = _Ids(job_id, unique_key)
+        ids = _Ids(job_id, unique_key, timeout_s)
         return self._enqueue(name, args, kwargs, ids=ids, delay_s=0.0)
 
     def enqueue_in(
@@ -91,10 +96,11 @@ class Producer:
         *args: Any,
         job_id: str | None = None,
         unique_key: str | None = None,
+        timeout_s: float | None = None,
         **kwargs: Any,
     ) -> Job:
         """Like ``enqueue``, but the job becomes runnable after ``delay_s`` seconds."""
-        ids = _Ids(job_id, unique_key)
+        ids = _Ids(job_id, unique_key, timeout_s)
         return self._enqueue(name, args, kwargs, ids=ids, delay_s=max(0.0, delay_s))
 
     def enqueue_at(
@@ -104,13 +110,14 @@ class Producer:
         *args: Any,
         job_id: str | None = None,
         unique_key: str | None = None,
+        timeout_s: float | None = None,
         **kwargs: Any,
     ) -> Job:
         """Like ``enqueue``, but the job becomes runnable at ``when`` (naive means UTC)."""
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         delay_s = when.timestamp() - time.time()
-        ids = _Ids(job_id, unique_key)
+        ids = _Ids(job_id, unique_key, timeout_s)
         return self._enqueue(name, args, kwargs, ids=ids, delay_s=max(0.0, delay_s))
 
     def enqueue_many(self, calls: Iterable[JobCall | IdentifiedJobCall]) -> list[Job]:
@@ -181,6 +188,8 @@ class Producer:
         delay_s: float,
     ) -> Job:
         job = self._build(name, args, kwargs, ids.job_id)
+        if ids.timeout_s is not None:
+            job = dataclasses.replace(job, timeout_s=ids.timeout_s)
         unique = uniqueness(self._registry, name, (args, kwargs), ids.unique_key)
         try:
             body = encode_job(job)
@@ -217,6 +226,7 @@ class _Ids:
 
     job_id: str | None
     unique_key: str | None
+    timeout_s: float | None = None
 
 
 def _unpack(
