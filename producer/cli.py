@@ -50,6 +50,15 @@ from services.loading import load_registry
     help="Make the job runnable only after this many seconds.",
 )
 @click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Stop the job after this many seconds of running, whatever the registry's timeout= "
+    "or the worker's --job-timeout (on rq+redis://: RQ's job_timeout, whole seconds).",
+)
+@click.option(
     "--job-id",
     default=None,
     metavar="ID",
@@ -74,6 +83,7 @@ def enqueue_command(
     queue: str,
     jobs: str | None,
     delay: float,
+    timeout_s: float | None,
     job_id: str | None,
     unique_key: str | None,
     **options: Any,
@@ -95,7 +105,7 @@ def enqueue_command(
         producer = Producer(backend, registry=registry, name=queue)
         call_kwargs = dict(parse_kwarg(text) for text in kwargs)
         call_args = [parse_arg(text) for text in args]
-        ids: dict[str, Any] = {"job_id": job_id, "unique_key": unique_key}
+        ids: dict[str, Any] = {"job_id": job_id, "unique_key": unique_key, "timeout_s": timeout_s}
         if delay > 0:
             job = producer.enqueue_in(delay, name, *call_args, **ids, **call_kwargs)
         else:

@@ -7,11 +7,19 @@ from it carries that path as the job name, which the worker's registry resolves 
 Conveyor's own bookkeeping rides in the job's ``meta`` (RQ keeps and shows it, and ignores
 keys it does not know): ``conveyor_attempt`` (the next run's attempt number) and
 ``conveyor_redeliveries`` (how many consumers died running it).
+
+Timeouts: an RQ job's ``timeout`` (``job_timeout``; RQ stamps its queue's default, 180 s, on a
+job enqueued without one) becomes the job's ``timeout_s``, so a Conveyor worker stops it when
+``rq worker`` would; ``-1`` (RQ's "no limit") leaves it to the registry and ``--job-timeout``.
+A Conveyor put with ``timeout_s`` sets RQ's ``timeout`` (whole seconds, rounded up) and keeps
+the exact value in ``meta`` (``conveyor_timeout_s``), so the body comes back as it was put.
 """
 
 from __future__ import annotations
 
 import base64
+import math
+import re
 from typing import Any
 
 from rq.job import Job as RqJob
@@ -27,6 +35,8 @@ ATTEMPT = "conveyor_attempt"
 REDELIVERIES = "conveyor_redeliveries"
 ENQUEUED = "conveyor_enqueued_at"
 """The Conveyor producer's stamp (RQ sets its own ``enqueued_at`` at enqueue)."""
+TIMEOUT = "conveyor_timeout_s"
+"""A Conveyor put's exact ``timeout_s`` (RQ's ``timeout`` holds it in whole seconds)."""
 RAW = "conveyor_raw"
 """A body that is not a Conveyor job (base64): kept byte for byte, delivered as it came, so
 the worker dead-letters it with the reason as on every backend."""
@@ -102,6 +112,10 @@ def body_of(job: RqJob) -> bytes:
         return base64.b64decode(meta[RAW])
     stamp = job.enqueued_at or job.created_at
     enqueued = float(meta[ENQUEUED]) if ENQUEUED in meta else stamp.timestamp()
+    if ENQUEUED in meta:  # put by Conveyor: its own timeout, exactly, or none
+        timeout_s = meta.get(TIMEOUT)
+    else:  # put by RQ: the timeout RQ's worker would enforce (-1: none)
+        timeout_s = float(job.timeout) if job.timeout and job.timeout > 0 else None
     conveyor_job = Job(
         name=str(job.func_name),
         args=tuple(job.args),
@@ -110,6 +124,7 @@ def body_of(job: RqJob) -> bytes:
         id=job.id,
         attempt=int(meta.get(ATTEMPT, job.number_of_retries or 0)),
         enqueued_at=enqueued,
+        timeout_s=timeout_s,
     )
     return encode_job(conveyor_job)
 
@@ -123,7 +138,15 @@ def call_of(body: bytes) -> tuple[str, list[Any], dict[str, Any], dict[str, Any]
     meta: dict[str, Any] = {ENQUEUED: job.enqueued_at}
     if job.attempt:
         meta[ATTEMPT] = job.attempt
+    if job.timeout_s is not None:
+        meta[TIMEOUT] = job.timeout_s
     return job.name, list(job.args), dict(job.kwargs), meta
+
+
+def rq_timeout(meta: dict[str, Any]) -> int | None:
+    """RQ's ``timeout`` for a job put with ``meta`` (``call_of``): whole seconds, rounded up;
+    None: RQ's queue default."""
+    return math.ceil(meta[TIMEOUT]) if TIMEOUT in meta else None
 
 
 def redeliveries_of(job: RqJob) -> int:
@@ -139,7 +162,17 @@ def failure_text(reason: str) -> str:
     """
     if reason.startswith("unknown job"):
         return f"{NOT_ALLOWED}: {reason}"
+    timed_out = _TIMED_OUT.search(reason)
+    if timed_out:  # and in RQ's own words, as its worker writes a timed-out job's failure
+        return (
+            f"{reason}\n{_RQ_TIMEOUT}: Task exceeded maximum timeout value ({timed_out[1]} seconds)"
+        )
     return reason
+
+
+_TIMED_OUT = re.compile(r"timed out after (\S+) s\s*$")
+"""The worker's last words on a job it stopped at its time limit."""
+_RQ_TIMEOUT = "rq.timeouts.JobTimeoutException"
 
 
 _STATUSES = {

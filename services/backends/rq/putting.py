@@ -18,7 +18,7 @@ from redis import Redis
 from rq.exceptions import DuplicateJobError
 from rq.queue import Queue
 
-from services.backends.rq.mapping import call_of, text
+from services.backends.rq.mapping import call_of, rq_timeout, text
 from services.protocol import JobStatus
 
 LIVE = frozenset({"queued", "scheduled", "running", "failed"})
@@ -38,7 +38,9 @@ def put_many(
             continue
         seen.add(job_id)
         func, args, kwargs, meta = call_of(body)
-        rq_job = rq_queue.create_job(func, args=args, kwargs=kwargs, job_id=job_id, meta=meta)
+        rq_job = rq_queue.create_job(
+            func, args=args, kwargs=kwargs, job_id=job_id, meta=meta, timeout=rq_timeout(meta)
+        )
         try:
             if delay_s > 0:
                 rq_queue.schedule_job(rq_job, when, unique=True)
