@@ -92,7 +92,9 @@ def measure_once(args: argparse.Namespace, peer: str, workload: str) -> Figures 
     try:
         out, err = child.communicate(timeout=args.timeout)
     except subprocess.TimeoutExpired:
-        out, err = "", f"timeout after {args.timeout:.0f} s"
+        _kill_session(child.pid)
+        child.communicate()  # reads what is left and closes the pipes
+        out, err = "", f"timeout after {args.timeout:g} s"
     finally:
         _kill_session(child.pid)
         child.wait()
