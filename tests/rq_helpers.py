@@ -59,6 +59,30 @@ def conveyor_worker(
     )
 
 
+def conveyor_enqueue(redis_url: str, *args: str, env: dict[str, str] | None = None) -> str:
+    """``conveyor enqueue`` on the rq backend, queue ``q``, with ``args``; the job id printed."""
+    enqueued = subprocess.run(
+        [str(BIN / "conveyor"), "enqueue", "--url", "rq+" + redis_url, "--queue", "q", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return enqueued.stdout.strip()
+
+
+def rq_worker(redis_url: str, *args: str) -> None:
+    """A stock ``rq worker --burst`` on queue ``q`` (``args``: e.g. ``-S json``), to the end."""
+    subprocess.run(
+        [str(BIN / "rq"), "worker", "--burst", *args, "-u", redis_url, "q"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+
+
 def finish(proc: subprocess.Popen[str], timeout_s: float = 60.0) -> str:
     """Wait for ``proc`` to exit 0; its output."""
     out, _ = proc.communicate(timeout=timeout_s)

@@ -4,9 +4,6 @@ URL that is not ``rq+redis://`` it is a configuration error (exit 2)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 import pytest
 from click.testing import CliRunner
 from redis import Redis
@@ -16,7 +13,7 @@ from rq.job import Job, JobStatus
 from services import exitcodes
 from services.backends.rq.mapping import PICKLE_REFUSED
 from services.cli.app import main
-from tests.rq_helpers import BIN, ROOT, conveyor_worker, finish
+from tests.rq_helpers import conveyor_enqueue, conveyor_worker, finish, rq_worker
 from tests.test_cli import CLEAN_ENV
 
 
@@ -41,26 +38,11 @@ def test_conveyor_enqueue_with_pickle_feeds_an_rq_worker_on_its_default_serializ
     redis_url: str,
 ) -> None:
     # Given a job put by `conveyor enqueue` with CONVEYOR_RQ_SERIALIZER=pickle
-    enqueued = subprocess.run(
-        [
-            *(str(BIN / "conveyor"), "enqueue", "--url", "rq+" + redis_url, "--queue", "q"),
-            *("tests.rq_jobs.add", "4", "5"),
-        ],
-        cwd=ROOT,
-        env={**os.environ, "CONVEYOR_RQ_SERIALIZER": "pickle"},
-        capture_output=True,
-        text=True,
-        check=True,
+    job_id = conveyor_enqueue(
+        redis_url, "tests.rq_jobs.add", "4", "5", env={"CONVEYOR_RQ_SERIALIZER": "pickle"}
     )
-    job_id = enqueued.stdout.strip()
     # When a stock rq worker, on RQ's default (pickle) serializer, drains the queue
-    subprocess.run(
-        [str(BIN / "rq"), "worker", "--burst", "-u", redis_url, "q"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
+    rq_worker(redis_url)
     # Then it ran the job to completion
     assert Job.fetch(job_id, connection=Redis.from_url(redis_url)).return_value() == 9
 

@@ -17,7 +17,16 @@ from producer import Producer
 from services.backends import open_queue
 from services.backends.rq.mapping import PICKLE_REFUSED
 from services.settings import QueueSettings
-from tests.rq_helpers import BIN, ROOT, conveyor_worker, fetch, finish, rq_queue
+from tests.rq_helpers import (
+    BIN,
+    ROOT,
+    conveyor_enqueue,
+    conveyor_worker,
+    fetch,
+    finish,
+    rq_queue,
+    rq_worker,
+)
 from tests.rq_jobs import registry
 
 
@@ -61,25 +70,11 @@ def test_conveyor_producers_feed_a_stock_rq_worker(redis_url: str) -> None:
     # Given jobs enqueued by Producer.enqueue and by `conveyor enqueue`, by their RQ paths
     producer = Producer(open_queue("rq+" + redis_url), registry=registry, name="q")
     first = producer.enqueue("tests.rq_jobs.add", 2, 3)
-    enqueued = subprocess.run(
-        [
-            *(str(BIN / "conveyor"), "enqueue", "--url", "rq+" + redis_url, "--queue", "q"),
-            *("--jobs", "tests.rq_jobs:registry", "tests.rq_jobs.add", "4", "5"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
+    second_id = conveyor_enqueue(
+        redis_url, "--jobs", "tests.rq_jobs:registry", "tests.rq_jobs.add", "4", "5"
     )
-    second_id = enqueued.stdout.strip()
     # When a stock rq worker drains the queue
-    subprocess.run(
-        [str(BIN / "rq"), "worker", "--burst", "-S", "json", "-u", redis_url, "q"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
+    rq_worker(redis_url, "-S", "json")
     # Then both ran to completion in RQ, and Conveyor reads their results too
     assert fetch(redis_url, first.id).return_value() == 5
     assert fetch(redis_url, second_id).return_value() == 9

@@ -4,7 +4,6 @@ job's timeout stops it on a Conveyor worker, failed as timed out in RQ's words; 
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from redis import Redis
@@ -15,7 +14,7 @@ from services.backends import open_queue
 from services.codec import decode_job, encode_job
 from services.job import Job
 from services.settings import QueueSettings
-from tests.rq_helpers import BIN, ROOT, conveyor_worker, fetch, finish, rq_queue
+from tests.rq_helpers import conveyor_enqueue, conveyor_worker, fetch, finish, rq_queue, rq_worker
 
 LONG_S = "600"
 """How long the slow jobs would sleep: a test that waited for one would time out."""
@@ -45,27 +44,13 @@ def test_a_conveyor_jobs_timeout_is_honoured_by_a_stock_rq_worker(
 ) -> None:
     # Given a job put by `conveyor enqueue --timeout 1` that would sleep for ten minutes
     marker = tmp_path / "started"
-    enqueued = subprocess.run(
-        [
-            *(str(BIN / "conveyor"), "enqueue", "--url", "rq+" + redis_url, "--queue", "q"),
-            *("--timeout", "1", "tests.rq_jobs.slow", str(marker), LONG_S),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
+    job_id = conveyor_enqueue(
+        redis_url, "--timeout", "1", "tests.rq_jobs.slow", str(marker), LONG_S
     )
-    job_id = enqueued.stdout.strip()
     # Then RQ's job carries the timeout in its own field
     assert fetch(redis_url, job_id).timeout == 1
     # When a stock rq worker drains the queue
-    subprocess.run(
-        [str(BIN / "rq"), "worker", "--burst", "-S", "json", "-u", redis_url, "q"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-        timeout=120,
-    )
+    rq_worker(redis_url, "-S", "json")
     # Then it stopped the job at its timeout and failed it
     assert marker.exists()
     found = fetch(redis_url, job_id)
