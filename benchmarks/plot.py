@@ -2,7 +2,8 @@
 
 Writes ``throughput.png`` (jobs/s per system: drain, IO, single enqueue; bars at the median,
 whiskers from the fastest to the slowest repetition) and ``latency.png`` (enqueue -> start
-p50, p95, p99 per system), each titled with the run's date, machine, versions and commit.
+p50, p95, p99 per system), each titled with the run's date, machine, versions and commit;
+``--table`` prints the run as a markdown table (medians, ranges) instead.
 """
 
 from __future__ import annotations
@@ -74,12 +75,50 @@ def plot(run: dict[str, Any], out: Path) -> list[Path]:
     return made
 
 
+TABLE = (
+    ("drain", "drain", "drain jobs/s", "{:,.0f}"),
+    ("io", "io", "IO jobs/s", "{:,.0f}"),
+    ("latency", "latency_p50_ms", "p50 ms", "{:.2f}"),
+    ("latency", "latency_p99_ms", "p99 ms", "{:.2f}"),
+    ("enqueue", "enqueue_single", "enqueue/s", "{:,.0f}"),
+    ("enqueue", "enqueue_batch", "bulk enqueue/s", "{:,.0f}"),
+    ("drain", "startup_s", "start-up s", "{:.2f}"),
+    ("drain", "commands_per_job", "Redis cmds/job", "{:.1f}"),
+)
+
+
+def table(run: dict[str, Any]) -> str:
+    """The run as a markdown table: each figure's median, and its range when it has several."""
+    lines = [
+        "| system | " + " | ".join(head for _, _, head, _ in TABLE) + " |",
+        "|---|" + "---:|" * len(TABLE),
+    ]
+    for system in run["results"]:
+        cells = []
+        for workload, name, _, form in TABLE:
+            found = figure_of(run, system, workload, name)
+            if not found:
+                cells.append("-")
+                continue
+            cell = form.format(found["median"])
+            if found["min"] != found["max"]:
+                cell += f" ({form.format(found['min'])}-{form.format(found['max'])})"
+            cells.append(cell)
+        lines.append(f"| {system} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    parser.add_argument("--table", action="store_true", help="print a markdown table instead")
     args = parser.parse_args()
-    for path in plot(json.loads(args.run.read_text()), args.out):
+    run = json.loads(args.run.read_text())
+    if args.table:
+        print(table(run))
+        return
+    for path in plot(run, args.out):
         print(path)
 
 

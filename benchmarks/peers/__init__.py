@@ -62,7 +62,7 @@ PEERS = {
              "celery worker -P threads -c 50 (io: 100)"),
         Peer("dramatiq", "dramatiq_peer", (), "dramatiq -p 2 -t 50"),
         Peer("huey", "huey_peer", (), "huey_consumer -k thread -w 50 (io: 100)"),
-        Peer("arq", "arq_peer", (), "2 x arq worker, max_jobs 50 each"),
+        Peer("arq", "arq_peer", (), "2 x arq worker, max_jobs 50 each, poll_delay 10 ms"),
         Peer("saq", "saq_peer", (), "2 x saq (one worker each), concurrency 50 each"),
     )
 }  # fmt: skip
