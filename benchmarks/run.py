@@ -211,8 +211,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _stop(signum: int, frame: object) -> None:
+    # SIGTERM as Ctrl+C: the running measurement's session and server are cleaned up on the
+    # way out (``measure_once``'s ``finally``).
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> Path:
     args = parse(argv)
+    signal.signal(signal.SIGTERM, _stop)
     document = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
     path: Path = args.out / f"{str(document['date']).replace(':', '')}.json"
