@@ -219,7 +219,6 @@ def _stop(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> Path:
     args = parse(argv)
-    signal.signal(signal.SIGTERM, _stop)
     document = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
     path: Path = args.out / f"{str(document['date']).replace(':', '')}.json"
@@ -229,4 +228,5 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _stop)  # here, not in main(): tests call main()
     main()
