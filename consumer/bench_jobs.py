@@ -25,6 +25,12 @@ def noop() -> None:
 
 
 @registry.job
+def started() -> float:
+    """The wall-clock time the job started: the latency phase compares it with its enqueue."""
+    return time.time()
+
+
+@registry.job
 def incr(url: str, key: str) -> int:
     """One Redis ``INCR`` of ``key`` on the server ``url`` names."""
     return _probe(url).incr(key)

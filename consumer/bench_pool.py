@@ -43,7 +43,7 @@ class BenchPool:
         settings = SupervisorSettings(
             jobs=JOBS,
             shape=shape,
-            worker=WorkerSettings(queues=(queue,), prefetch=prefetch, poll_s=0.2),
+            worker=WorkerSettings(queues=(queue,), prefetch=prefetch),
             log_level=logging.WARNING,
         )
         self._supervisor = Supervisor(backend, settings)

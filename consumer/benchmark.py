@@ -8,8 +8,8 @@ One run, in this order (``PHASES``), on one queue of its own (``bench-<hex>``)::
               (first completion -> last, so start-up is outside), Redis commands per job;
               ``incr`` jobs: the counter must equal the job count
     io        10 ms sleeps, as many at once as the pool has slots: jobs/s and % of the ideal
-    latency   noop jobs enqueued one by one at a steady rate: enqueue -> start p50/p95/p99
-              (the workers' histogram, buckets 12 % wide)
+    latency   jobs enqueued one by one at a steady rate, each returning when it started:
+              enqueue -> start p50/p95/p99
     cpu       the same CPU-bound jobs on 1 and on 2 processes: jobs/s each, and the ratio
 
 Every figure is measured, none derived from a target. Nothing is asserted.
@@ -28,9 +28,9 @@ from consumer.bench_pool import BenchError, BenchPool, rate
 from consumer.pool_shape import PoolKind, shape_pool
 from producer import Producer
 from services.backends import ServerProbe, open_probe, open_queue
+from services.codec import decode_value
 from services.protocol import Backend
 from services.settings import QueueSettings
-from services.stats import Totals
 
 IO_SLEEP_S = 0.01
 CPU_ROUNDS = 1_000_000
@@ -194,23 +194,31 @@ def io_phase(bench: Bench) -> list[Figure]:
 
 
 def latency_phase(bench: Bench) -> list[Figure]:
-    """Enqueue noop jobs one by one at a steady rate; enqueue -> start percentiles."""
+    """Enqueue jobs one by one at a steady rate; each returns when it started: percentiles of
+    started - enqueued_at (both ``time.time()``, on one machine)."""
     pool, settings = _pool(bench), bench.settings
     count, gap = max(1, settings.latency_jobs), 1.0 / settings.rate
-    before, base = pool.totals(), pool.done()
+    base, jobs = pool.done(), []
     due = time.perf_counter()
     for _ in range(count):
-        bench.producer.enqueue("noop")
+        jobs.append(bench.producer.enqueue("started"))
         due += gap
         while (left := due - time.perf_counter()) > 0:
             pool.turn(min(left, 0.01))
     pool.wait_for(count, base=base, timeout_s=settings.timeout_s)
-    latencies = _histogram_delta(before, pool.totals())
+    delays = sorted(_started_at(bench, job.id) - job.enqueued_at for job in jobs)
     detail = f"{count:,} jobs at {settings.rate:,.0f}/s"
     return [
-        Figure(f"latency_p{int(q * 100)}", _percentile(latencies, q) * 1e3, "ms", detail)
+        Figure(f"latency_p{round(q * 100)}", _percentile(delays, q) * 1e3, "ms", detail)
         for q in (0.5, 0.95, 0.99)
     ]
+
+
+def _started_at(bench: Bench, job_id: str) -> float:
+    status = bench.producer.status(job_id)
+    if status is None or status.result is None:
+        raise BenchError(f"job {job_id} left no result")
+    return float(decode_value(status.result))
 
 
 def cpu_phase(bench: Bench) -> list[Figure]:
@@ -268,13 +276,5 @@ def _server_figures(probe: ServerProbe | None) -> tuple[int, int]:
     return probe.used_memory(), probe.commands_processed()
 
 
-def _histogram_delta(before: Totals, after: Totals) -> Totals:
-    delta = [a - b for a, b in zip(after.histogram, before.histogram, strict=True)]
-    return Totals(after.counts, delta)
-
-
-def _percentile(latencies: Totals, fraction: float) -> float:
-    value = latencies.percentile_s(fraction)
-    if value is None:
-        raise BenchError("no latency was recorded")
-    return value
+def _percentile(ordered: list[float], fraction: float) -> float:
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
