@@ -25,6 +25,11 @@ def noop() -> None:
 
 
 @registry.job
+def sink(payload: str) -> None:
+    """Takes a payload and drops it: the enqueue and memory benchmarks' job."""
+
+
+@registry.job
 def started() -> float:
     """The wall-clock time the job started: the latency phase compares it with its enqueue."""
     return time.time()

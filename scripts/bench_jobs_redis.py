@@ -1,25 +1,11 @@
-"""Job functions for ``scripts/bench_worker.py``, loaded by spawned worker processes by path."""
+"""Job functions for ``scripts/bench_worker.py``, loaded by spawned worker processes by path.
+
+They are ``conveyor bench``'s jobs (``consumer.bench_jobs``): ``noop``, ``started`` (returns
+when it started) and ``sink`` (takes a payload and drops it).
+"""
 
 from __future__ import annotations
 
-import time
+from consumer.bench_jobs import registry
 
-from services.registry import Registry
-
-registry = Registry()
-
-
-@registry.job
-def noop() -> None:
-    """Does nothing: the drain benchmark measures the machinery around a job."""
-
-
-@registry.job
-def started() -> float:
-    """The wall-clock time the job started (compared with the job's ``enqueued_at``)."""
-    return time.time()
-
-
-@registry.job
-def sink(payload: str) -> None:
-    """Takes a payload and drops it: the enqueue and memory benchmarks' job."""
+__all__ = ["registry"]
