@@ -6,9 +6,11 @@ and ``conveyor run`` always give one) and calls it from its loop::
     start()          turn(now)   join before the first process starts: share and pauses known
     each run_once    turn(now)   Reconciler: beat, resize to the share, hand over the pauses
                                  AutoscaleLoop: the group's leader writes autoscale decisions
+                                 LatencyPusher: the workers' enqueue-to-start histogram's
+                                 growth into the backend's history (every few seconds)
     SIGTTIN/SIGTTOU  nudge(+-1)  the *group's* desired total moves by one (a resize of this
                                  supervisor alone would be undone by the next reconcile)
-    stop begins      leave()     peers take over its share at once
+    stop begins      leave()     peers take over its share at once (last latency push)
 
 What it reads of the supervisor is the small ``Pool`` surface, so this module does not import
 the supervisor, and tests drive it with a fake.
@@ -27,10 +29,12 @@ from importlib import metadata
 from typing import Protocol
 
 from consumer.autoscale_loop import AutoscaleLoop
+from consumer.latency_push import LatencyPusher
 from consumer.reconcile import Reconciler, ReconcileTiming
 from consumer.supervisor_settings import SupervisorSettings
 from services.errors import BackendUnavailableError, ConfigError
 from services.protocol import FleetControl, QueueInspector, SupervisorRecord
+from services.protocol.history import HistoryStore
 from services.stats import Field, Stats, total
 
 log = logging.getLogger("conveyor.fleet")
@@ -45,6 +49,8 @@ class FleetLink:
     """Where the group's leader reads the backlog to autoscale; None: this one never does."""
     timing: ReconcileTiming = field(default_factory=ReconcileTiming)
     autoscale_every_s: float = 1.0
+    history: HistoryStore | None = None
+    """Where the workers' enqueue-to-start latency goes for the dashboard; None: nowhere."""
 
 
 class Pool(Protocol):
@@ -96,6 +102,12 @@ class FleetMember:
                 link.fleet, link.backlog, me=self.id, group=settings.group,
                 every_s=link.autoscale_every_s,
             )  # fmt: skip
+        self._latency = None
+        if link.history is not None:
+            self._latency = LatencyPusher(link.history, self._blocks)
+
+    def _blocks(self) -> list[object]:
+        return [stats.block for stats in self._pool.stats]
 
     def report(self) -> SupervisorRecord:
         """This supervisor's record now (what it beats)."""
@@ -121,13 +133,19 @@ class FleetMember:
         if self._left:
             return
         self._reconciler.run_once(now)
-        if self._autoscale is not None and not self._reconciler.in_trouble:
+        if self._reconciler.in_trouble:
+            return
+        if self._autoscale is not None:
             self._autoscale.run_once(now)
+        if self._latency is not None:
+            self._latency.run_once(now)
 
     def leave(self) -> None:
         """Leave the fleet once (a stop began): no more beats; peers re-split at once."""
         if not self._left:
             self._left = True
+            if self._latency is not None:
+                self._latency.push()
             self._reconciler.leave()
 
     def nudge(self, step: int, by: str) -> None:

@@ -13,7 +13,8 @@ filled, as after a day of sampling):
   Redis commands;
 * **memory** (``--memory``): ``MEMORY USAGE`` of each queue's two history hashes after more
   samples than they keep (a day and more, one a minute), so the figure is the capped, steady
-  size: bytes per queue, whatever the uptime.
+  size: bytes per queue, whatever the uptime; and of the fleet's two enqueue-to-start latency
+  hashes (one for every queue), filled alike with ``LATENCY_SPREAD`` buckets a minute.
 
 Usage (from the repo root)::
 
@@ -35,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import redis
 
 from producer.http.sampling import HistorySampler
-from services.backends.redis.history import history_key
+from services.backends.redis.history import history_key, latency_key
 from services.backends.redis.queue import RedisQueue
 from services.protocol.history import RESOLUTIONS, Snapshot
 from services.settings import QueueSettings
@@ -43,6 +44,9 @@ from tests.redis_fixtures import benchmark_server
 from tests.test_http_fixtures import ServeProcess
 
 T0 = 1_800_000_000.0
+LATENCY_SPREAD = 30
+"""Distinct latency buckets a minute holds (30 of the 12%-wide buckets: ~30x from fastest to
+slowest job, e.g. 10 ms to 300 ms), each with a 3-5 digit count: a busy fleet's minute."""
 
 
 def commands(client: redis.Redis) -> int:
@@ -65,6 +69,8 @@ def fill(backend: RedisQueue, queues: list[str], minutes: int) -> None:
             oldest_waiting_ms=12_345,
         )
         store.record(T0 + 60 * minute, {queue: snap for queue in queues})
+        spread = {60 + b: 100 + 97 * b * (minute % 7 + 1) for b in range(LATENCY_SPREAD)}
+        store.add_latency(T0 + 60 * minute, spread)
 
 
 def refresh_cost(url: str, client: redis.Redis, refreshes: int) -> None:
@@ -115,6 +121,16 @@ def memory_cost(client: redis.Redis, queues: list[str]) -> None:
         client.memory_usage(history_key(q, r), samples=0) or 0 for q in queues for r in RESOLUTIONS
     )
     print(f"history in all: {total / len(queues):.0f} bytes per queue (capped: the same every day)")
+    fleet = 0
+    for resolution in RESOLUTIONS:
+        key = latency_key(resolution)
+        size = client.memory_usage(key, samples=0) or 0
+        fleet += size
+        print(
+            f"latency {resolution.name:8} ({resolution.width_s} s x {client.hlen(key)}, "
+            f"{client.object('encoding', key)!r}): {size} bytes, fleet-wide"
+        )
+    print(f"latency in all: {fleet} bytes for the fleet (not per queue; capped)")
 
 
 def main() -> None:

@@ -2,7 +2,9 @@
 
 Each child writes its own block (one writer, so no lock and nothing a dying child can hold);
 the supervisor reads every block to show progress, decide on hangs and print the summary.
-Latencies go into a log-spaced histogram, so p50/p99 cost no memory per job. When the
+Latencies go into log-spaced histograms (enqueue to settled, and enqueue to start, which the
+supervisor pushes to the backend's history for the dashboard), so percentiles cost no memory
+per job. When the
 supervisor serves metrics, a ``Stats`` also carries the seat's per-job counters
 (``services.metrics.job_counters``): the ``job_*`` methods count in both at once.
 """
@@ -11,7 +13,8 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -57,11 +60,15 @@ _FIELDS = len(Field)
 _BUCKETS = 200
 _FIRST_S = 1e-5
 _RATIO = 1.12  # buckets 12% wide: percentiles within ~6%, up to ~7 hours
+_STARTED = _FIELDS + _BUCKETS
+"""Where the enqueue-to-start histogram begins (after the enqueue-to-settled one)."""
+BUCKETS = _BUCKETS
+"""Buckets of a latency histogram (index: ``_bucket``; upper bound: ``bucket_upper_s``)."""
 
 
 def new_block() -> Any:
     """A zeroed block in shared memory, to pass to a child as a ``Process`` argument."""
-    return multiprocessing.get_context("spawn").RawArray("d", _FIELDS + _BUCKETS)
+    return multiprocessing.get_context("spawn").RawArray("d", _FIELDS + 2 * _BUCKETS)
 
 
 class Stats:
@@ -89,6 +96,7 @@ class Stats:
 
     def job_started(self, queue: str, job: Job) -> None:
         """``job`` starts now (its executor thread calls this under the mailbox lock)."""
+        self.block[_STARTED + _bucket(max(0.0, time.time() - job.enqueued_at))] += 1
         if self._jobs is not None:
             self._jobs.started(queue, job)
 
@@ -120,6 +128,35 @@ def _bucket_upper_s(index: int) -> float:
     return float(_FIRST_S * _RATIO**index)
 
 
+def bucket_upper_s(index: int) -> float:
+    """The upper bound (seconds) of latency bucket ``index``."""
+    return _bucket_upper_s(index)
+
+
+def percentile_s(histogram: Sequence[float], fraction: float) -> float | None:
+    """The latency below which ``fraction`` of ``histogram``'s jobs fall (bucket upper bound);
+    None for an empty histogram."""
+    total = sum(histogram)
+    if total == 0:
+        return None
+    rank = fraction * total
+    seen = 0.0
+    for index, count in enumerate(histogram):
+        seen += count
+        if seen >= rank:
+            return _bucket_upper_s(index)
+    return _bucket_upper_s(_BUCKETS - 1)
+
+
+def started_histogram(blocks: Iterable[Any]) -> list[float]:
+    """The enqueue-to-start histograms of ``blocks``, summed."""
+    histogram = [0.0] * _BUCKETS
+    for block in blocks:
+        for index, count in enumerate(block[_STARTED : _STARTED + _BUCKETS]):
+            histogram[index] += count
+    return histogram
+
+
 @dataclass(frozen=True)
 class Totals:
     """Counters summed over blocks, with the merged latency histogram."""
@@ -132,16 +169,7 @@ class Totals:
 
     def percentile_s(self, fraction: float) -> float | None:
         """The latency below which ``fraction`` of jobs finished (bucket upper bound)."""
-        total = sum(self.histogram)
-        if total == 0:
-            return None
-        rank = fraction * total
-        seen = 0.0
-        for index, count in enumerate(self.histogram):
-            seen += count
-            if seen >= rank:
-                return _bucket_upper_s(index)
-        return _bucket_upper_s(_BUCKETS - 1)
+        return percentile_s(self.histogram, fraction)
 
 
 def total(blocks: Iterable[Any]) -> Totals:

@@ -166,6 +166,7 @@ def test_pages_load_and_charts_show_the_jobs_that_ran(
     try:
         wait_for("30 jobs done", lambda: service.call("GET", "/v1/queues/charted")[1]["done"] == 30)
         wait_for("the sampler to see them done", lambda: any(hour("done_per_s")))
+        wait_for("the worker to push their latency", lambda: any(hour("start_p50_s")))
         # When every page is opened
         for route in PAGES:
             open_page(page, service.base, route)
@@ -177,6 +178,11 @@ def test_pages_load_and_charts_show_the_jobs_that_ran(
         assert max(v or 0 for v in done_per_s) > 0
         backlog = chart_data(page, "hour-backlog")
         assert len(backlog) == 3
+        # And the enqueue-to-start chart holds the jobs' p50/p95/p99 (the worker's pushes)
+        _t, p50, p95, p99 = chart_data(page, "hour-latency")
+        top = [max(v or 0 for v in column) for column in (p50, p95, p99)]
+        assert 0 < top[0] <= top[1] <= top[2]
+        assert len(chart_data(page, "hour-waiting")) == 2  # the oldest waiting age, apart
         # And the chart drawn is not blank: its done/s series (blue) is on the screenshot
         shot = page.locator("#chart-hour-throughput canvas").screenshot()  # no legend
         assert pixels_of(shot, DONE_BLUE) >= 8  # at least one drawn point (5 px across)

@@ -15,6 +15,7 @@ from consumer.supervisor import FleetLink, SupervisorSettings
 from services.cli.options import apply_options
 from services.names import check_group_name
 from services.protocol import Backend
+from services.protocol.history import KeepsHistory
 
 FLEET_TTL_FLOOR_S = 3.0
 """A supervisor is listed lost after max(its lease, this) without a beat (it beats each second)."""
@@ -85,4 +86,5 @@ def fleet_link(backend: Backend, *, lease_s: float | None = None) -> FleetLink:
     timing = ReconcileTiming()
     if lease_s is not None:
         timing = dataclasses.replace(timing, ttl_s=max(lease_s, FLEET_TTL_FLOOR_S))
-    return FleetLink(backend.fleet(), backlog=backend, timing=timing)
+    history = backend.history_store() if isinstance(backend, KeepsHistory) else None
+    return FleetLink(backend.fleet(), backlog=backend, timing=timing, history=history)

@@ -5,6 +5,9 @@ axis (a bucket nobody sampled is a gap: ``None``, which the chart draws as a bre
 the cumulative totals into rates: jobs done (and dead) per second in a bucket are the growth of
 the total from this bucket's first look to the next bucket's, and for the bucket in progress,
 to the totals read now. A total that shrank (Redis restarted empty) counts as 0, not negative.
+``percentiles`` turns the fleet's latency buckets into enqueue-to-start p50/p95/p99 per bucket
+(upper bounds of the workers' histogram buckets, ~12% wide); a bucket where no job started is
+a gap.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from services.protocol.history import Bucket, Resolution, Snapshot
+from services.protocol.history import Bucket, LatencyBucket, Resolution, Snapshot
+from services.stats import BUCKETS, percentile_s
 
 Point = float | None
 RATE_MIN_AGE_S = 60.0
 RATE_MAX_AGE_S = 180.0
+PERCENTILES = {"start_p50_s": 0.5, "start_p95_s": 0.95, "start_p99_s": 0.99}
 
 
 def axis(resolution: Resolution, now: float, points: int) -> list[int]:
@@ -93,3 +98,20 @@ def recent_rate(buckets: Sequence[Bucket], now: float, done: int) -> float | Non
         if age > RATE_MAX_AGE_S:
             break
     return None
+
+
+def percentiles(
+    buckets: Sequence[LatencyBucket], resolution: Resolution, *, now: float, points: int
+) -> dict[str, list[Point]]:
+    """Enqueue-to-start ``start_p50_s``, ``start_p95_s``, ``start_p99_s`` (the fleet's) on the
+    axis of ``series``; None where no job started in a bucket."""
+    index = {start: i for i, start in enumerate(axis(resolution, now, points))}
+    out: dict[str, list[Point]] = {name: [None] * points for name in PERCENTILES}
+    for start, histogram in buckets:
+        i = index.get(start)
+        if i is None:
+            continue
+        dense = [float(histogram.get(b, 0)) for b in range(BUCKETS)]
+        for name, fraction in PERCENTILES.items():
+            out[name][i] = percentile_s(dense, fraction)
+    return out

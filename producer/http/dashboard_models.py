@@ -19,6 +19,12 @@ class ChartOut(BaseModel):
     backlog: list[float | None] = Field(description="Waiting + delayed, the bucket's largest.")
     in_flight: list[float | None]
     latency_s: list[float | None] = Field(description="Age of the oldest waiting job, largest.")
+    start_p50_s: list[float | None] = Field(
+        description="Enqueue-to-start median of the jobs started in the bucket, every queue "
+        "(the workers' histogram is fleet-wide); null: none started."
+    )
+    start_p95_s: list[float | None]
+    start_p99_s: list[float | None]
 
 
 class DashboardOut(BaseModel):

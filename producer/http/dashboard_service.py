@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict
 from typing import Any, Protocol
 
-from producer.http.charts import recent_rate, series
+from producer.http.charts import percentiles, recent_rate, series
 from producer.http.problems import NotFound
 from services.codec import decode_job
 from services.errors import ConveyorError
@@ -116,6 +116,12 @@ class DashboardService:
                 current=current,
             ),
         }
+        for name, resolution, points in (
+            ("hour", MINUTE, HOUR_POINTS),
+            ("day", QUARTER, DAY_POINTS),
+        ):
+            latency = store.latency_history(resolution)  # fleet-wide: not per queue
+            charts[name].update(percentiles(latency, resolution, now=now, points=points))
         return {"now": now, "read_only": self.read_only, "fleet": view, "charts": charts}
 
     async def periodics(self) -> dict[str, Any]:

@@ -21,6 +21,16 @@ Contract of this role (every backend; ``tests/test_history_*``):
 * **Capped.** Each resolution keeps its newest ``keep`` buckets per queue and drops older ones
   in the same step as a write; nothing grows without bound.
 * **Gaps are gaps.** A bucket nobody sampled is missing, never made up; readers draw a gap.
+
+Enqueue-to-start latency, fleet-wide (the workers' histogram is not per queue), comes from the
+other side: each supervisor pushes what its workers' enqueue-to-start histogram
+(``services.stats``) grew by since its last push (``consumer.latency_push``)::
+
+    supervisor --add_latency(at, {bucket index: jobs})--> [minute (120), quarter (100) buckets]
+    dashboard --latency_history(resolution)--> buckets --> p50/p95/p99 (``producer.http.charts``)
+
+These buckets are **additive** (counts add up; each supervisor pushes each job once) and capped
+like the snapshots.
 """
 
 from __future__ import annotations
@@ -111,6 +121,28 @@ def unpack(raw: bytes | str) -> Snapshot:
 Bucket = tuple[int, Snapshot]
 """(bucket start in epoch seconds, the bucket's merged snapshot)."""
 
+Histogram = dict[int, int]
+"""A latency histogram: bucket index (``services.stats``' buckets) -> jobs; zeros left out."""
+LatencyBucket = tuple[int, Histogram]
+"""(bucket start in epoch seconds, the jobs that started in it, by latency bucket)."""
+
+
+def pack_histogram(histogram: Mapping[int, int]) -> bytes:
+    """The stored form: ``index:count`` pairs joined by commas, zeros left out."""
+    return ",".join(f"{i}:{c}" for i, c in sorted(histogram.items()) if c).encode()
+
+
+def unpack_histogram(raw: bytes | str) -> Histogram:
+    """A stored histogram (empty text: no jobs)."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    pairs = (pair.split(":") for pair in text.split(",") if pair)
+    return {int(i): int(c) for i, c in pairs}
+
+
+def add_histograms(a: Mapping[int, int], b: Mapping[int, int]) -> Histogram:
+    """The sum of two histograms."""
+    return {i: a.get(i, 0) + b.get(i, 0) for i in sorted(set(a) | set(b))}
+
 
 @runtime_checkable
 class HistoryStore(Protocol):
@@ -125,6 +157,13 @@ class HistoryStore(Protocol):
     def look(self, queues: Sequence[str]) -> dict[str, Snapshot]:
         """Each queue's snapshot now: its counts and its oldest waiting job's age, read for all
         the queues at once (one round trip on Redis), for the sampler and the dashboard."""
+
+    def add_latency(self, at: float, histogram: Mapping[int, int]) -> None:
+        """Add ``histogram`` (jobs that started, by enqueue-to-start latency bucket, across
+        the fleet) to the buckets holding epoch second ``at``. Additive: add each job once."""
+
+    def latency_history(self, resolution: Resolution) -> list[LatencyBucket]:
+        """The kept latency buckets at ``resolution``, oldest first."""
 
 
 @runtime_checkable

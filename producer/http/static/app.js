@@ -67,7 +67,8 @@ async function act(work) {
 const CHARTS = [
   ["throughput", "Throughput (jobs/s)"],
   ["backlog", "Backlog (jobs)"],
-  ["latency", "Enqueue-to-start: oldest waiting job (s)"],
+  ["latency", "Enqueue-to-start of jobs started, every queue (s)"],
+  ["waiting", "Oldest waiting job's age (s)"],
 ];
 
 function overviewLayout() {

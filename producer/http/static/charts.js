@@ -12,7 +12,12 @@ const SERIES = {
     { label: "waiting + delayed", key: "backlog", stroke: "#d97706", fill: "rgba(217,119,6,.08)" },
     { label: "in flight", key: "in_flight", stroke: "#059669" },
   ],
-  latency: [{ label: "oldest waiting (s)", key: "latency_s", stroke: "#7c3aed" }],
+  latency: [
+    { label: "p50 (s)", key: "start_p50_s", stroke: "#0891b2" },
+    { label: "p95 (s)", key: "start_p95_s", stroke: "#7c3aed" },
+    { label: "p99 (s)", key: "start_p99_s", stroke: "#be185d" },
+  ],
+  waiting: [{ label: "oldest waiting (s)", key: "latency_s", stroke: "#7c3aed" }],
 };
 
 function columns(kind, chart) {

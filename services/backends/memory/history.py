@@ -14,12 +14,16 @@ from services.protocol import QueueCounts
 from services.protocol.history import (
     RESOLUTIONS,
     Bucket,
+    LatencyBucket,
     Resolution,
     Snapshot,
+    add_histograms,
     merge,
     pack,
+    pack_histogram,
     snapshot_of,
     unpack,
+    unpack_histogram,
 )
 
 
@@ -42,6 +46,7 @@ class MemoryHistory:
         self._resolutions = tuple(resolutions)
         self._lock = threading.Lock()
         self._buckets: dict[tuple[str, str], dict[int, bytes]] = {}
+        self._latency: dict[str, dict[int, bytes]] = {}
 
     def record(self, at: float, snapshots: Mapping[str, Snapshot]) -> None:
         with self._lock:
@@ -53,8 +58,21 @@ class MemoryHistory:
         kept = self._buckets.setdefault((queue, resolution.name), {})
         old = kept.get(start)
         kept[start] = pack(snapshot if old is None else merge(unpack(old), snapshot))
-        for stale in sorted(kept)[: max(0, len(kept) - resolution.keep)]:
-            del kept[stale]
+        _cap(kept, resolution.keep)
+
+    def add_latency(self, at: float, histogram: Mapping[int, int]) -> None:
+        with self._lock:
+            for resolution in self._resolutions:
+                kept = self._latency.setdefault(resolution.name, {})
+                start = resolution.bucket(at)
+                old = unpack_histogram(kept.get(start, b""))
+                kept[start] = pack_histogram(add_histograms(old, histogram))
+                _cap(kept, resolution.keep)
+
+    def latency_history(self, resolution: Resolution) -> list[LatencyBucket]:
+        with self._lock:
+            kept = self._latency.get(resolution.name, {})
+            return [(s, unpack_histogram(raw)) for s, raw in sorted(kept.items())]
 
     def history(self, queues: Sequence[str], resolution: Resolution) -> dict[str, list[Bucket]]:
         with self._lock:
@@ -66,3 +84,9 @@ class MemoryHistory:
         if source is None:
             return {}
         return {q: snapshot_of(source.counts(q), source.oldest_waiting_age(q)) for q in queues}
+
+
+def _cap(kept: dict[int, bytes], keep: int) -> None:
+    """Drop the oldest buckets past ``keep``."""
+    for stale in sorted(kept)[: max(0, len(kept) - keep)]:
+        del kept[stale]
