@@ -8,8 +8,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytest
-
 from consumer.latency_push import LatencyPusher
 from producer.http.charts import percentiles
 from services.backends.memory.history import MemoryHistory
@@ -19,26 +17,18 @@ from services.protocol.history import (
     MINUTE,
     QUARTER,
     HistoryStore,
-    KeepsHistory,
     LatencyBucket,
     Resolution,
     pack_histogram,
     unpack_histogram,
 )
 from services.stats import Stats, _bucket, bucket_upper_s, new_block
-from tests.redis_fixtures import MakeQueue
+from tests.test_history_store import store
 
 T0 = 1_800_000_000.0  # a whole quarter hour
 
 
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> HistoryStore:
-    if request.param == "memory":
-        return MemoryHistory()
-    make_queue: MakeQueue = request.getfixturevalue("make_queue")
-    backend = make_queue()
-    assert isinstance(backend, KeepsHistory)
-    return backend.history_store()
+__all__ = ["store"]  # the fixture (memory and redis), imported for pytest
 
 
 def started(stats: Stats, waited_s: float, count: int = 1) -> None:
