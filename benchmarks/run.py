@@ -133,6 +133,7 @@ def plan(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    started = context(args)  # the commit and versions measured, before anything changes them
     cases, problems = plan(args), []
     found: dict[tuple[str, str], list[Figures]] = {case: [] for case in cases}
     rounds = ([0] if args.warmup else []) + list(range(1, args.repeats + 1))
@@ -148,7 +149,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, dict[str, Any]] = {}
     for (peer, workload), runs in found.items():
         results.setdefault(peer, {})[workload] = summarise(runs)
-    return {**context(args), "results": results, "problems": problems}
+    return {**started, "results": results, "problems": problems}
 
 
 def context(args: argparse.Namespace) -> dict[str, Any]:
