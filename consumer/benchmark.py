@@ -11,6 +11,9 @@ One run, in this order (``PHASES``), on one queue of its own (``bench-<hex>``)::
     latency   jobs enqueued one by one at a steady rate, each returning when it started:
               enqueue -> start p50/p95/p99
     cpu       the same CPU-bound jobs on 1 and on 2 processes: jobs/s each, and the ratio
+    pools     10 ms sleeps at -c at once in one process: a bare asyncio gather and a bare
+              thread pool (``bench_baseline``), then Conveyor's asyncio and threads pools
+              of one process x -c slots: jobs/s each, and each pool as % of its baseline
 
 Every figure is measured, none derived from a target. Nothing is asserted.
 """
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from consumer.bench_baseline import bare_asyncio_rate, bare_threads_rate
 from consumer.bench_pool import BenchError, BenchPool, rate
 from consumer.pool_shape import PoolKind, shape_pool
 from producer import Producer
@@ -245,12 +249,53 @@ def cpu_phase(bench: Bench) -> list[Figure]:
     ]
 
 
+POOLS_JOBS_CAP = 5_000
+"""The pools phase's job count is at most this (or 10 x -c), so the default run stays short."""
+
+
+def pools_phase(bench: Bench) -> list[Figure]:
+    """The same 10 ms sleeps, -c at once in one process: bare, then through each pool."""
+    concurrency = bench.settings.concurrency
+    count = max(10 * concurrency, min(bench.settings.jobs, POOLS_JOBS_CAP))
+    detail = f"{count:,} x 10 ms, {concurrency} at once"
+    bare = {
+        PoolKind.ASYNCIO: bare_asyncio_rate(count, concurrency, IO_SLEEP_S),
+        PoolKind.THREADS: bare_threads_rate(count, concurrency, IO_SLEEP_S),
+    }
+    figures = []
+    for kind, job in ((PoolKind.ASYNCIO, "async_nap"), (PoolKind.THREADS, "nap")):
+        pooled = _pool_rate(bench, kind, job, count)
+        figures += [
+            Figure(f"bare_{kind}", bare[kind], "jobs/s", f"{detail}, no queue"),
+            Figure(f"pool_{kind}", pooled, "jobs/s", f"{detail}, 1 process"),
+            Figure(f"pool_{kind}_ratio", 100 * pooled / bare[kind], "%", f"of bare_{kind}"),
+        ]
+    return figures
+
+
+def _pool_rate(bench: Bench, kind: PoolKind, job: str, count: int) -> float:
+    """Jobs/s of ``count`` ``job(IO_SLEEP_S)`` on a fresh pool of one process x -c slots."""
+    if bench.pool is not None:
+        bench.pool.stop()
+    bench.next_queue()
+    bench.pool = pool = bench.new_pool(kind, bench.settings.concurrency, 1)
+    try:
+        pool.start()
+        pool.wait_booted()
+        bench.producer.enqueue_many([(job, (IO_SLEEP_S,), {})] * count)
+        return rate(pool.wait_for(count, base=0, timeout_s=bench.settings.timeout_s), count)
+    finally:
+        pool.stop()
+        bench.pool = None
+
+
 PHASES: dict[str, Phase] = {
     "enqueue": enqueue_phase,
     "drain": drain_phase,
     "io": io_phase,
     "latency": latency_phase,
     "cpu": cpu_phase,
+    "pools": pools_phase,
 }
 
 

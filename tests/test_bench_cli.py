@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--jobs", "40", "--latency-jobs", "20", "--rate", "400", "-c", "4", "--processes", "1"]
 EVERY_RUN = {"enqueue_single", "enqueue_batch", "startup", "drain", "io", "cpu_x1", "cpu_x2"}
 LATENCY = {"latency_p50", "latency_p95", "latency_p99", "cpu_scaling"}
+POOLS = {"bare_asyncio", "bare_threads", "pool_asyncio", "pool_threads"}
+RATIOS = {"pool_asyncio_ratio", "pool_threads_ratio"}
 SERVER_ONLY = {"memory_per_job", "commands_per_enqueue", "commands_per_job"}
 
 
@@ -48,14 +50,28 @@ def test_bench_on_memory_measures_every_figure_but_the_servers() -> None:
     # When conveyor bench runs with tiny counts on the memory backend
     figures = figures_of(bench(*TINY, "--json"))
     # Then every phase's figures are there, and none of a Redis server's
-    assert figures.keys() == EVERY_RUN | LATENCY
+    assert figures.keys() == EVERY_RUN | LATENCY | POOLS | RATIOS
+
+
+def test_bench_pools_runs_the_bare_baselines_and_each_pool_against_its_own() -> None:
+    # When conveyor bench runs only its pools phase
+    result = bench(*TINY, "--only", "pools", "--json")
+    # Then it measured the bare asyncio and thread-pool baselines, both Conveyor pools, and
+    # each pool's ratio to its own baseline, in percent of it
+    figures = figures_of(result)
+    assert figures.keys() == POOLS | RATIOS
+    units = {name: f["unit"] for name, f in json.loads(result.stdout)["figures"].items()}
+    assert {units[name] for name in POOLS} == {"jobs/s"} and {units[n] for n in RATIOS} == {"%"}
+    for kind in ("asyncio", "threads"):
+        ratio = 100 * figures[f"pool_{kind}"] / figures[f"bare_{kind}"]
+        assert math.isclose(figures[f"pool_{kind}_ratio"], ratio)
 
 
 def test_bench_on_redis_counts_every_incr_job(redis_url: str) -> None:
     # When conveyor bench drains incr jobs on a real redis-server
     figures = figures_of(bench(*TINY, "--url", redis_url, "--job", "incr", "--json"))
     # Then the server's figures are measured too (the counter check passed, or it exits 1)
-    assert figures.keys() == EVERY_RUN | LATENCY | SERVER_ONLY
+    assert figures.keys() == EVERY_RUN | LATENCY | POOLS | RATIOS | SERVER_ONLY
 
 
 def test_bench_starts_its_own_redis_server_and_prints_a_table() -> None:

@@ -72,7 +72,7 @@ from services.errors import ConfigError
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 def bench_command(redis_server: str | None, as_json: bool, **options: Any) -> None:
-    """Measure enqueue, drain, IO, latency and CPU scaling of Conveyor on this machine.
+    """Measure enqueue, drain, IO, latency, CPU scaling and pools of Conveyor on this machine.
 
     \b
     Phases, in order (each reports measured figures):
@@ -83,6 +83,9 @@ def bench_command(redis_server: str | None, as_json: bool, **options: Any) -> No
       io       10 ms sleeps on every slot: jobs/s against slots / 10 ms
       latency  noop jobs at --rate jobs/s: enqueue -> start p50, p95, p99
       cpu      the same CPU-bound jobs on 1 and 2 processes, and the ratio
+      pools    10 ms sleeps, -c at once in one process: a bare asyncio gather and a bare
+               thread pool (no queue), then Conveyor's asyncio and threads pools of one
+               process x -c slots: jobs/s each, and each pool as % of its bare baseline
     Exit codes: 0 measured, 2 bad options, 1 a phase failed (the pool died, jobs were lost).
     """
     settings = _settings(options)
