@@ -249,14 +249,16 @@ def cpu_phase(bench: Bench) -> list[Figure]:
     ]
 
 
-POOLS_JOBS_CAP = 5_000
-"""The pools phase's job count is at most this (or 10 x -c), so the default run stays short."""
+POOLS_WAVES = (10, 50)
+"""The pools phase runs --jobs sleeps, but at least 10 and at most 50 waves of -c: enough
+waves to time, few enough that the default run stays a few seconds."""
 
 
 def pools_phase(bench: Bench) -> list[Figure]:
     """The same 10 ms sleeps, -c at once in one process: bare, then through each pool."""
     concurrency = bench.settings.concurrency
-    count = max(10 * concurrency, min(bench.settings.jobs, POOLS_JOBS_CAP))
+    fewest, most = (waves * concurrency for waves in POOLS_WAVES)
+    count = max(fewest, min(bench.settings.jobs, most))
     detail = f"{count:,} x 10 ms, {concurrency} at once"
     bare = {
         PoolKind.ASYNCIO: bare_asyncio_rate(count, concurrency, IO_SLEEP_S),
