@@ -33,13 +33,13 @@ def test_a_permit_outlives_the_lease_while_its_holder_beats_and_lapses_after(
     # When the holder stops beating without settling (it died)
     holder._heartbeat.stop()
     stopped = time.monotonic()
-    # Then the permit lapses within the lease, and the parked job comes back and starts
+    # Then the permit lapses within the lease, and both jobs come back and run, one at a time:
+    # the parked second job, and the first one (its holder's lease lapsed too), in either order
+    ran: list[str] = []
     deadline = stopped + 15.0  # lease + the longest park, with room for a busy machine
-    while time.monotonic() < deadline:
+    while len(ran) < 2 and time.monotonic() < deadline:
         found = other.get(["default"], timeout_s=0.5)
         if found and other.admit(found[0], MUTEX):
-            break
-    else:
-        pytest.fail("the permit never lapsed")
-    assert found[0].job_id == "second"
-    assert other.ack([Completion(found[0])]) == 0
+            ran.append(found[0].job_id)
+            assert other.ack([Completion(found[0])]) == 0
+    assert sorted(ran) == ["first", "second"], f"the permit never lapsed: ran {ran}"
