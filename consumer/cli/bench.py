@@ -19,10 +19,11 @@ from typing import Any
 
 import click
 
-from consumer.bench_report import PhaseBar, format_table
+from consumer.bench_report import format_table
 from consumer.benchmark import PHASES, BenchSettings, Figure, JobKind, run_bench
 from consumer.cli.bench_server import throwaway_server
 from consumer.pool_shape import PoolKind
+from consumer.report import PhaseBar
 from services.backends import redact_url, scheme_of
 from services.errors import ConfigError
 
