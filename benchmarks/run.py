@@ -18,66 +18,37 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from benchmarks.measure import WORKLOADS
 from benchmarks.peers import PEERS
+from consumer.cli.bench_server import throwaway_server
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("conveyor", "rq", "celery", "dramatiq", "huey", "arq", "saq", "redis")
 Figures = dict[str, float]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class FreshServer:
-    """A redis-server of its own on a free loopback port, in a temporary folder, no saves."""
-
-    def __init__(self, binary: str) -> None:
-        self.binary, self.folder = binary, tempfile.TemporaryDirectory(prefix="bench-redis-")
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
-        self.process = subprocess.Popen(
-            [binary, *args, "no", "--dir", self.folder.name], stdout=subprocess.DEVNULL
-        )
-        client, deadline = redis.Redis(port=self.port), time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-        client.close()
-
-    def close(self) -> None:
-        self.process.kill()
-        self.process.wait()
-        self.folder.cleanup()
-
-
 def measure_once(args: argparse.Namespace, peer: str, workload: str) -> Figures | str:
-    """One ``benchmarks.measure`` run on a fresh server: its figures, or why it has none."""
-    server = FreshServer(args.redis_server)
-    env = {**os.environ, "BENCH_REDIS_URL": server.url, "PYTHONPATH": str(ROOT)}
+    """One ``benchmarks.measure`` run on a fresh server (``conveyor bench``'s throwaway
+    redis-server): its figures, or why it has none."""
+    with throwaway_server(args.redis_server) as url:
+        out, err, code = _measure(args, peer, workload, url)
+    if code != 0 or not out.strip():
+        return (err.strip().splitlines() or ["failed"])[-1]
+    figures: Figures = json.loads(out.strip().splitlines()[-1])
+    return figures
+
+
+def _measure(args: argparse.Namespace, peer: str, workload: str, url: str) -> tuple[str, str, int]:
+    """Run the measure process against ``url`` within the bound: its output and exit code."""
+    env = {**os.environ, "BENCH_REDIS_URL": url, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "benchmarks.measure", peer, workload]
     command += ["--jobs", str(args.latency_jobs if workload == "latency" else args.jobs)]
     child = subprocess.Popen(
@@ -98,11 +69,7 @@ def measure_once(args: argparse.Namespace, peer: str, workload: str) -> Figures 
     finally:
         _kill_session(child.pid)
         child.wait()
-        server.close()
-    if child.returncode != 0 or not out.strip():
-        return (err.strip().splitlines() or ["failed"])[-1]
-    figures: Figures = json.loads(out.strip().splitlines()[-1])
-    return figures
+    return out, err, child.returncode
 
 
 def _kill_session(pid: int) -> None:

@@ -4,8 +4,7 @@ Each child writes its own block (one writer, so no lock and nothing a dying chil
 the supervisor reads every block to show progress, decide on hangs and print the summary.
 Latencies go into log-spaced histograms (enqueue to settled, and enqueue to start, which the
 supervisor pushes to the backend's history for the dashboard), so percentiles cost no memory
-per job. When the
-supervisor serves metrics, a ``Stats`` also carries the seat's per-job counters
+per job. When the supervisor serves metrics, a ``Stats`` also carries the seat's per-job counters
 (``services.metrics.job_counters``): the ``job_*`` methods count in both at once.
 """
 
@@ -124,13 +123,9 @@ def _bucket(seconds: float) -> int:
     return min(_BUCKETS - 1, 1 + int(math.log(seconds / _FIRST_S, _RATIO)))
 
 
-def _bucket_upper_s(index: int) -> float:
-    return float(_FIRST_S * _RATIO**index)
-
-
 def bucket_upper_s(index: int) -> float:
     """The upper bound (seconds) of latency bucket ``index``."""
-    return _bucket_upper_s(index)
+    return float(_FIRST_S * _RATIO**index)
 
 
 def percentile_s(histogram: Sequence[float], fraction: float) -> float | None:
@@ -144,8 +139,8 @@ def percentile_s(histogram: Sequence[float], fraction: float) -> float | None:
     for index, count in enumerate(histogram):
         seen += count
         if seen >= rank:
-            return _bucket_upper_s(index)
-    return _bucket_upper_s(_BUCKETS - 1)
+            return bucket_upper_s(index)
+    return bucket_upper_s(_BUCKETS - 1)
 
 
 def started_histogram(blocks: Iterable[Any]) -> list[float]:
