@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -99,7 +98,8 @@ class RqQueue:
         self._cv = RedisQueue(target.redis_url, settings, consumer_id=self.consumer_id)
         """Conveyor's own keys on the same server: fleet, limits, periodic leases."""
         self._held: dict[str, Held] = {}
-        self._settled: deque[str] = deque(maxlen=SETTLED_MEMORY)
+        self._settled: dict[str, None] = {}
+        """Receipts settled lately, oldest first (a dict: an ordered set with O(1) lookups)."""
         self._served: tuple[str, ...] = ()
         self._renewed_at = -math.inf
         self._beat = leases.Beat(self._step, interval_s=max(0.05, settings.lease_s / 3))
@@ -172,11 +172,26 @@ class RqQueue:
 
     def _claimed(self, delivery: Delivery) -> Held | None:
         """The delivery's execution, claimed by this call; None when fenced or settled."""
-        held = self._held.pop(delivery.receipt, None) or self._rebuild(delivery.receipt)
-        if held is None or not self._settler.claim([held])[0]:
-            return None
-        self._settled.append(delivery.receipt)
-        return held
+        return self._claim([delivery])[0]
+
+    def _claim(self, deliveries: Sequence[Delivery]) -> list[Held | None]:
+        """Each delivery's execution, claimed by this call (one round trip for all of them);
+        None where it was fenced or settled already."""
+        found = [self._held.pop(d.receipt, None) or self._rebuild(d.receipt) for d in deliveries]
+        won = iter(self._settler.claim([held for held in found if held is not None]))
+        claimed: list[Held | None] = []
+        for delivery, held in zip(deliveries, found, strict=True):
+            if held is not None and next(won):
+                self._remember(delivery.receipt)
+                claimed.append(held)
+            else:
+                claimed.append(None)
+        return claimed
+
+    def _remember(self, receipt: str) -> None:
+        self._settled[receipt] = None
+        if len(self._settled) > SETTLED_MEMORY:
+            del self._settled[next(iter(self._settled))]
 
     def _rebuild(self, receipt: str) -> Held | None:
         """A delivery another connection of this consumer took (e.g. before a restart)."""
@@ -190,12 +205,11 @@ class RqQueue:
         """Record finished jobs in RQ (``Result``, ``FinishedJobRegistry``); fenced count."""
         fenced = 0
         done: list[tuple[Held, Any]] = []
-        for completion in completions:
-            receipt = completion.delivery.receipt
-            repeat = receipt in self._settled
-            held = self._claimed(completion.delivery)
+        claimed = self._claim([completion.delivery for completion in completions])
+        for completion, held in zip(completions, claimed, strict=True):
             if held is None:
-                fenced += not repeat
+                # a repeated settlement (a retried ack) is a no-op, not fenced
+                fenced += completion.delivery.receipt not in self._settled
                 continue
             raw = completion.result
             done.append((held, None if raw is None else decode_value(raw, what="result")))
@@ -205,10 +219,9 @@ class RqQueue:
 
     def retry(self, delivery: Delivery, body: bytes, *, delay_s: float, error: str) -> bool:
         """Requeue for the next attempt; an RQ ``Retry`` on the job decides count and interval."""
-        repeat = delivery.receipt in self._settled
         held = self._claimed(delivery)
         if held is None:
-            return repeat
+            return delivery.receipt in self._settled  # settled already: a repeat, not fenced
         job = held.job
         if job.retries_left is not None:  # the producer asked RQ for Retry(max, interval)
             if job.retries_left <= 0:
@@ -226,17 +239,15 @@ class RqQueue:
 
     def dead_letter(self, delivery: Delivery, reason: str) -> bool:
         """Fail the job into RQ's ``FailedJobRegistry`` with ``reason`` as its exc_info."""
-        repeat = delivery.receipt in self._settled
         held = self._claimed(delivery)
         if held is None:
-            return repeat
+            return delivery.receipt in self._settled  # settled already: a repeat, not fenced
         self._settler.fail(held, failure_text(reason))
         return True
 
     def hand_back(self, deliveries: Sequence[Delivery]) -> None:
         """Put unfinished jobs back at the front of their queue, uncounted."""
-        for delivery in deliveries:
-            held = self._claimed(delivery)
+        for held in self._claim(deliveries):
             if held is not None:
                 self._settler.hand_back(held)
 
