@@ -6,13 +6,16 @@ from __future__ import annotations
 from consumer.benchmark import Figure
 
 
-def format_table(figures: list[Figure]) -> str:
-    """Figures as an aligned plain-text table: figure, value and unit, what it measured."""
+def format_table(figures: list[Figure], skipped: dict[str, str] | None = None) -> str:
+    """Figures as an aligned plain-text table: figure, value and unit, what it measured; then
+    one line per phase ``skipped`` (phase -> why)."""
     lines = [f"{'figure':22} {'value':>14}  {'unit':8}  detail"]
     for figure in figures:
         lines.append(
             f"{figure.name:22} {_number(figure.value):>14}  {figure.unit:8}  {figure.detail}"
         )
+    for phase, reason in (skipped or {}).items():
+        lines.append(f"{phase:22} {'-':>14}  {'':8}  {reason}")
     return "\n".join(lines)
 
 

@@ -4,6 +4,9 @@ One run, in this order (``PHASES``), on one queue of its own (``bench-<hex>``)::
 
     enqueue   Producer.enqueue one at a time, then enqueue_many in batches of 1,000: jobs/s;
               Redis memory per queued job and commands per enqueued job from INFO around it
+    http      a ``conveyor serve`` subprocess on the same URL (``bench_http``): POSTs of one
+              job, then of 100, over 4 keep-alive connections at once: jobs/s; the queue's
+              depth must then count every job (Redis only: serve refuses memory://)
     drain     start the pool on that backlog: start-up (spawn -> first job done), drain jobs/s
               (first completion -> last, so start-up is outside), Redis commands per job;
               ``incr`` jobs: the counter must equal the job count
@@ -20,6 +23,7 @@ Every figure is measured, none derived from a target. Nothing is asserted.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -28,10 +32,11 @@ from enum import StrEnum
 from typing import Any
 
 from consumer.bench_baseline import bare_asyncio_rate, bare_threads_rate
+from consumer.bench_http import post_all, serving
 from consumer.bench_pool import BenchError, BenchPool, rate
 from consumer.pool_shape import PoolKind, shape_pool
 from producer import Producer
-from services.backends import ServerProbe, open_probe, open_queue
+from services.backends import ServerProbe, open_probe, open_queue, scheme_of
 from services.codec import decode_value
 from services.protocol import Backend
 from services.settings import QueueSettings
@@ -40,6 +45,13 @@ IO_SLEEP_S = 0.01
 CPU_ROUNDS = 1_000_000
 """About 50-100 ms of pure Python on a 2-core machine of 2026."""
 BATCH = 1000
+HTTP_BATCH = 100
+HTTP_CLIENTS = 4
+"""Keep-alive connections POSTing at once: one client alone would measure its own round trips."""
+HTTP_ON_MEMORY = (
+    "skipped: conveyor serve refuses memory:// (its queue would live in the server process, "
+    "out of the workers' reach); give --redis-server auto or --url redis://..."
+)
 
 
 class JobKind(StrEnum):
@@ -67,6 +79,8 @@ class BenchSettings:
     prefetch: int = 1
     timeout_s: float = 300.0
     """The longest any phase may take."""
+    serve_args: tuple[str, ...] = ()
+    """Extra arguments for the http phase's ``conveyor serve``."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +170,53 @@ def enqueue_phase(bench: Bench) -> list[Figure]:
             Figure("commands_per_enqueue", (commands_mid - commands_before) / singles, "commands"),
         ]
     return figures
+
+
+def http_phase(bench: Bench) -> list[Figure]:
+    """Enqueue through ``conveyor serve``: one job a POST, then ``HTTP_BATCH`` a POST."""
+    settings = bench.settings
+    if scheme_of(settings.url) == "memory":
+        raise BenchError(f"the http phase was {HTTP_ON_MEMORY}")
+    singles = max(1, settings.jobs // 5)
+    batched = max(1, (settings.jobs - singles) // HTTP_BATCH) * HTTP_BATCH
+    clients = min(HTTP_CLIENTS, singles)
+    queue = f"{bench.queue_name}-http"  # no pool serves it: its depth counts what was POSTed
+    one, many = _http_bodies(bench)
+    path = f"/v1/queues/{queue}"
+    with serving(settings.url, extra_args=settings.serve_args) as port:
+        # One request per client first, outside the clock: the server's first requests connect
+        # it to Redis and warm its code paths.
+        post_all(port, f"{path}/jobs", one, requests=clients, clients=clients)
+        single_s = post_all(port, f"{path}/jobs", one, requests=singles, clients=clients)
+        posts = batched // HTTP_BATCH
+        batch_s = post_all(port, f"{path}/batches", many, requests=posts, clients=clients)
+    _check_depth(bench, queue, clients + singles + batched)
+    detail = "{:,} jobs, {} a POST, {} keep-alive clients"
+    return [
+        Figure(
+            "http_enqueue_single", singles / single_s, "jobs/s", detail.format(singles, 1, clients)
+        ),
+        Figure(
+            "http_enqueue_batch",
+            batched / batch_s,
+            "jobs/s",
+            detail.format(batched, HTTP_BATCH, min(clients, posts)),
+        ),
+    ]
+
+
+def _http_bodies(bench: Bench) -> tuple[bytes, bytes]:
+    """The JSON bodies of a single POST and of a batch POST of ``HTTP_BATCH`` jobs."""
+    name, args, kwargs = bench.call()
+    job = {"job": name, "args": list(args), "kwargs": kwargs}
+    return json.dumps(job).encode(), json.dumps({"jobs": [job] * HTTP_BATCH}).encode()
+
+
+def _check_depth(bench: Bench, queue: str, expected: int) -> None:
+    """Every accepted POST put its jobs on the queue: a route that answers 202 and stores
+    nothing cannot report a rate."""
+    if (found := bench.backend.depth(queue)) != expected:
+        raise BenchError(f"queue {queue} holds {found} jobs after {expected} were POSTed")
 
 
 def drain_phase(bench: Bench) -> list[Figure]:
@@ -293,6 +354,7 @@ def _pool_rate(bench: Bench, kind: PoolKind, job: str, count: int) -> float:
 
 PHASES: dict[str, Phase] = {
     "enqueue": enqueue_phase,
+    "http": http_phase,
     "drain": drain_phase,
     "io": io_phase,
     "latency": latency_phase,

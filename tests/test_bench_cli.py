@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from consumer.bench_report import format_table
+from consumer.benchmark import HTTP_ON_MEMORY, Figure
 from tests.redis_fixtures import find_redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +25,7 @@ LATENCY = {"latency_p50", "latency_p95", "latency_p99", "cpu_scaling"}
 POOLS = {"bare_asyncio", "bare_threads", "pool_asyncio", "pool_threads"}
 RATIOS = {"pool_asyncio_ratio", "pool_threads_ratio"}
 SERVER_ONLY = {"memory_per_job", "commands_per_enqueue", "commands_per_job"}
+HTTP = {"http_enqueue_single", "http_enqueue_batch"}
 
 
 def bench(*args: str) -> subprocess.CompletedProcess[str]:
@@ -48,9 +51,23 @@ def figures_of(result: subprocess.CompletedProcess[str]) -> dict[str, float]:
 
 def test_bench_on_memory_measures_every_figure_but_the_servers() -> None:
     # When conveyor bench runs with tiny counts on the memory backend
-    figures = figures_of(bench(*TINY, "--json"))
-    # Then every phase's figures are there, and none of a Redis server's
+    result = bench(*TINY, "--json")
+    figures = figures_of(result)
+    # Then every phase's figures are there, and none of a Redis server's; the http phase
+    # (conveyor serve refuses memory://) is listed as skipped, with the reason
     assert figures.keys() == EVERY_RUN | LATENCY | POOLS | RATIOS
+    skipped = json.loads(result.stdout)["skipped"]
+    assert skipped.keys() == {"http"} and "refuses memory://" in skipped["http"]
+
+
+def test_the_table_ends_with_a_line_per_skipped_phase_and_why() -> None:
+    # Given one figure and a phase skipped for a reason
+    figures = [Figure("enqueue_single", 1234.5, "jobs/s", "8 jobs, one by one")]
+    # When the table is formatted
+    lines = format_table(figures, {"http": HTTP_ON_MEMORY}).splitlines()
+    # Then the skipped phase is the last line, with its reason
+    assert lines[1].split()[:3] == ["enqueue_single", "1,234", "jobs/s"]
+    assert lines[2].split()[:3] == ["http", "-", "skipped:"] and lines[2].endswith(HTTP_ON_MEMORY)
 
 
 def test_bench_pools_runs_the_bare_baselines_and_each_pool_against_its_own() -> None:
@@ -70,8 +87,9 @@ def test_bench_pools_runs_the_bare_baselines_and_each_pool_against_its_own() -> 
 def test_bench_on_redis_counts_every_incr_job(redis_url: str) -> None:
     # When conveyor bench drains incr jobs on a real redis-server
     figures = figures_of(bench(*TINY, "--url", redis_url, "--job", "incr", "--json"))
-    # Then the server's figures are measured too (the counter check passed, or it exits 1)
-    assert figures.keys() == EVERY_RUN | LATENCY | POOLS | RATIOS | SERVER_ONLY
+    # Then the server's figures and the HTTP ones are measured too (the counter check and the
+    # HTTP queue's depth check passed, or it exits 1)
+    assert figures.keys() == EVERY_RUN | LATENCY | POOLS | RATIOS | SERVER_ONLY | HTTP
 
 
 def test_bench_starts_its_own_redis_server_and_prints_a_table() -> None:
@@ -95,6 +113,7 @@ def test_bench_starts_its_own_redis_server_and_prints_a_table() -> None:
         (["--pool", "processes", "--processes", "2"], "--processes is for threads/asyncio"),
         (["--redis-server", "/nonexistent/redis-server"], "no redis-server found"),
         (["--jobs", "1"], "Invalid value for '--jobs'"),
+        (["--only", "http"], "--only http: conveyor serve refuses memory://"),
     ],
 )
 def test_bad_options_exit_2_with_a_clear_message(args: list[str], message: str) -> None:

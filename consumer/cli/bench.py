@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from consumer.bench_report import format_table
-from consumer.benchmark import PHASES, BenchSettings, Figure, JobKind, run_bench
+from consumer.benchmark import HTTP_ON_MEMORY, PHASES, BenchSettings, Figure, JobKind, run_bench
 from consumer.cli.bench_server import throwaway_server
 from consumer.pool_shape import PoolKind
 from consumer.report import PhaseBar
@@ -71,14 +71,29 @@ from services.errors import ConfigError
     multiple=True,
     help="Run only these phases (repeatable); io and latency need drain, which starts the pool.",
 )
+@click.option(
+    "--serve-arg",
+    "serve_args",
+    metavar="ARG",
+    multiple=True,
+    help="One more argument for the http phase's `conveyor serve` (repeatable; write "
+    "--serve-arg=--durable, with the =).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 def bench_command(redis_server: str | None, as_json: bool, **options: Any) -> None:
-    """Measure enqueue, drain, IO, latency and CPU scaling of Conveyor on this machine.
+    """Measure enqueue (Python and HTTP), drain, IO, latency and CPU of Conveyor on this machine.
 
     \b
     Phases, in order (each reports measured figures):
       enqueue  Producer.enqueue one by one and enqueue_many x1000: jobs/s; on Redis the
                memory per queued job and the Redis commands per enqueue
+      http     `conveyor serve` started on the same URL (free loopback port, no access log,
+               jobs checked against the bench registry): 1 job a POST, then 100 a POST,
+               over 4 keep-alive connections at once (one client thread each): jobs/s;
+               then the queue must hold every job. Redis only (serve refuses memory://):
+               on memory:// the default run prints it as skipped and --only http exits 2.
+               The jobs stay on the queue bench-<hex>-http (a throwaway --redis-server
+               is gone at the end)
       drain    a pool started on that backlog: start-up (spawn -> first job), jobs/s,
                Redis commands per job; incr jobs: checks the counter
       io       10 ms sleeps on every slot: jobs/s against slots / 10 ms
@@ -87,16 +102,30 @@ def bench_command(redis_server: str | None, as_json: bool, **options: Any) -> No
       pools    10 ms sleeps, -c at once in one process: a bare asyncio gather and a bare
                thread pool (no queue), then Conveyor's asyncio and threads pools of one
                process x -c slots: jobs/s each, and each pool as % of its bare baseline
-    Exit codes: 0 measured, 2 bad options, 1 a phase failed (the pool died, jobs were lost).
+    Exit codes: 0 measured, 2 bad options, 1 a phase failed (the pool died, jobs were lost,
+    conveyor serve did not start or refused a job).
     """
     settings = _settings(options)
+    phases, skipped = _phases(list(options["only"]), settings.url, redis_server)
     with _server(redis_server, settings) as settings:
-        phases = list(options["only"]) or list(PHASES)
         figures = _measure(settings, phases)
     if as_json:
-        click.echo(json.dumps(_document(settings, figures), indent=2))
+        click.echo(json.dumps(_document(settings, figures, skipped), indent=2))
     else:
-        click.echo(format_table(figures))
+        click.echo(format_table(figures, skipped))
+
+
+def _phases(
+    only: list[str], url: str, redis_server: str | None
+) -> tuple[list[str], dict[str, str]]:
+    """The phases to run, and those skipped with the reason: http needs a server that
+    ``conveyor serve`` can reach too; asked for by name on memory://, it is a usage error."""
+    phases = only or list(PHASES)
+    if "http" not in phases or redis_server is not None or scheme_of(url) != "memory":
+        return phases, {}
+    if only:
+        raise ConfigError(f"--only http: {HTTP_ON_MEMORY.removeprefix('skipped: ')}")
+    return [phase for phase in phases if phase != "http"], {"http": HTTP_ON_MEMORY}
 
 
 def _settings(options: dict[str, Any]) -> BenchSettings:
@@ -116,6 +145,7 @@ def _settings(options: dict[str, Any]) -> BenchSettings:
         jobs=options["jobs"],
         rate=options["rate"],
         latency_jobs=options["latency_jobs"],
+        serve_args=tuple(options["serve_args"]),
     )
 
 
@@ -144,7 +174,9 @@ def _measure(settings: BenchSettings, phases: list[str]) -> list[Figure]:
     return figures
 
 
-def _document(settings: BenchSettings, figures: list[Figure]) -> dict[str, Any]:
+def _document(
+    settings: BenchSettings, figures: list[Figure], skipped: dict[str, str]
+) -> dict[str, Any]:
     """The ``--json`` output: where and how it was measured, then every figure."""
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -160,4 +192,5 @@ def _document(settings: BenchSettings, figures: list[Figure]) -> dict[str, Any]:
             figure.name: {"value": figure.value, "unit": figure.unit, "detail": figure.detail}
             for figure in figures
         },
+        "skipped": skipped,
     }

@@ -8,22 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 
+from consumer.bench_http import free_port
 from services.backends import open_probe
 from services.errors import BackendUnavailableError, ConfigError
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on now (the kernel's pick)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager
