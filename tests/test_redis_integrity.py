@@ -261,17 +261,19 @@ def test_a_put_whose_reply_is_lost_is_retried_and_stored_once(
 ) -> None:
     # Given a connection that loses the reply of the first PUT it sends
     queue = make_queue()
-    real = queue._client.evalsha
+    kept = queue._scripts._kept  # a lone PUT goes out on a kept connection (``calls``)
+    assert kept is not None
+    real = kept.call
     lost: list[Any] = []
 
-    def evalsha(*args: Any) -> Any:
+    def call(*args: Any) -> Any:
         reply = real(*args)
         if not lost:
             lost.append(reply)
             raise redis.ConnectionError("reply lost")
         return reply
 
-    monkeypatch.setattr(queue._client, "evalsha", evalsha)
+    monkeypatch.setattr(kept, "call", call)
     # When a job is put
     flag = queue.put("q", "once", b"x")
     # Then the put was retried with the same id and the job is stored exactly once
@@ -332,10 +334,12 @@ def test_a_retried_put_of_new_ids_checks_everything_again(
     # whose reply is lost
     queue, worker = make_queue(), make_queue("worker")
     job_id = secrets.token_hex(16)
-    real = queue._client.evalsha
+    kept = queue._scripts._kept  # a lone PUT goes out on a kept connection (``calls``)
+    assert kept is not None
+    real = kept.call
     lost: list[Any] = []
 
-    def evalsha(*args: Any) -> Any:
+    def call(*args: Any) -> Any:
         reply = real(*args)
         if not lost:
             lost.append(reply)
@@ -344,7 +348,7 @@ def test_a_retried_put_of_new_ids_checks_everything_again(
             raise redis.ConnectionError("reply lost")
         return reply
 
-    monkeypatch.setattr(queue._client, "evalsha", evalsha)
+    monkeypatch.setattr(kept, "call", call)
     # When the job is put as a new id
     flag = queue.put("q", job_id, b"x", new_ids=True)
     # Then the retry found it finished (full checks), and it was not stored a second time

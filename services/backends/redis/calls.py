@@ -7,7 +7,9 @@ fetch. Several calls, of one script or several, on one queue or several, go in o
 (``run_all``: one round trip per node); a call that found the script missing (Redis restarted,
 ``SCRIPT FLUSH``) is sent again on its own, and only that one: the others ran, and must not run
 twice. ``run_confirmed`` is ``run_all`` for durable writes (``durability``): per queue, the
-calls and a replicas' ``WAIT`` in one pipeline on the queue's master.
+calls and a replicas' ``WAIT`` in one pipeline on the queue's master. ``run_kept`` is ``run``
+for the put path: the head is packed into RESP bytes once per (script, queue), and the call
+goes out on a kept connection (``KeptConnections``) where the client is one server's.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import redis
 
 from services.backends.redis import keys
 from services.backends.redis import scripts as lua
-from services.backends.redis.connection import guarded
+from services.backends.redis.connection import KeptConnections, guarded
 from services.backends.redis.durability import Confirmer
 from services.backends.redis.routing import by_queue
 from services.errors import BackendUnavailableError
@@ -93,6 +95,13 @@ class ScriptHeads:
 class Scripts(ScriptHeads):
     """``ScriptHeads`` on a blocking client: calls one at a time or pipelined."""
 
+    def __init__(self, client: Any, names: Sequence[str], where: str) -> None:
+        super().__init__(client, names, where)
+        self._kept = KeptConnections.of(client)
+        """None where the client is not one server's (nothing connects before a call)."""
+        self._packed: dict[tuple[str, str], tuple[int, bytes]] = {}
+        """Per (script, queue): how many items ``head`` has, and they as RESP bulk strings."""
+
     def run(self, name: str, what: str, queue: str, *args: Any) -> Any:
         """One call of ``name`` on ``queue``; ``what`` names the operation for errors."""
         head = self.head(name, queue)
@@ -103,6 +112,46 @@ class Scripts(ScriptHeads):
                 return self._client.evalsha(*head, *args)
             except redis.exceptions.NoScriptError:  # Redis restarted, or SCRIPT FLUSH
                 return self.loader(name, queue, args)
+
+    def run_kept(self, name: str, what: str, queue: str, *args: Any) -> Any:
+        """``run``, sent pre-packed on a kept connection when the client is one server's.
+
+        For a caller that repeats a call whose reply was lost (the put path): a connection
+        closed under a busy caller fails its call, where the pool would reconnect first.
+        """
+        if self._kept is None:
+            return self.run(name, what, queue, *args)
+        packed = self._pack(name, queue, args)
+        with guarded(what, self.where):
+            try:
+                return self._kept.call(packed)
+            except redis.exceptions.NoScriptError:  # Redis restarted, or SCRIPT FLUSH
+                return self.loader(name, queue, args)
+
+    def _pack(self, name: str, queue: str, args: Sequence[Any]) -> bytes:
+        """``EVALSHA`` of ``name`` on ``queue`` with ``args`` as RESP, as redis-py packs it."""
+        found = self._packed.get((name, queue))
+        if found is None:
+            head = self.head(name, queue)
+            found = len(head) + 1, b"".join(map(self._bulk, ("EVALSHA", *head)))
+            if len(self._packed) >= _HEADS_KEPT:
+                self._packed.clear()
+            self._packed[(name, queue)] = found
+        count, head_bytes = found
+        parts = [b"*%d\r\n" % (count + len(args)), head_bytes]
+        for arg in args:
+            data = self._encode(arg)  # redis-py's own rules: DataError for a bool, a None...
+            parts += (b"$%d\r\n" % len(data), data, b"\r\n")
+        # One buffer, one send: the body is copied once, as redis-py copies any under 6 kB.
+        return b"".join(parts)
+
+    def _bulk(self, value: Any) -> bytes:
+        data = self._encode(value)
+        return b"$%d\r\n%b\r\n" % (len(data), data)
+
+    @functools.cached_property
+    def _encode(self) -> Any:
+        return self._client.get_encoder().encode
 
     def run_many(
         self, name: str, what: str, queue: str, calls: Sequence[Sequence[Any]]

@@ -378,7 +378,8 @@ class RedisQueue:
         new_ids: bool = False,
     ) -> bool:
         """Store one job unless its id is present, in one round trip (see ``JobPutter.put``)."""
-        return self.put_many(queue, [(job_id, body)], delay_s=delay_s, new_ids=new_ids)[0]
+        element = keys.pack_element(job_id, body)
+        return self._put(queue, [(element,)], delay_s=delay_s, new_ids=new_ids)[0]
 
     def put_many(
         self,
@@ -404,16 +405,22 @@ class RedisQueue:
         if max_depth and len(elements) > max_depth and delay_s <= 0:
             raise QueueFullError(f"{len(elements)} jobs can never fit {queue!r} ({max_depth})")
         size = len(elements) if max_depth else CAPS["PUT"]
-        chunks = chunked(elements, size)
+        return self._put(queue, chunked(elements, size), delay_s=delay_s, new_ids=new_ids)
+
+    def _put(
+        self, queue: str, chunks: Sequence[Sequence[bytes]], *, delay_s: float, new_ids: bool
+    ) -> list[bool]:
+        """PUT each chunk of elements (``put_many``'s rules), retrying until ``put_timeout_s``."""
+        max_depth = self.settings.max_depth or 0
         head = (max_depth, ms(delay_s))
-        calls = [(*head, "1" if new_ids else "0", *chunk) for chunk in chunks]
+        fresh = "1" if new_ids else "0"
         deadline = time.monotonic() + self.settings.put_timeout_s
         pause = 0.005
         while True:
             try:
                 if queue not in self._known:
                     self._first_use((queue,))
-                replies = self._write("put", [("PUT", queue, args) for args in calls])
+                replies = self._put_calls(queue, [(*head, fresh, *chunk) for chunk in chunks])
             except BackendUnavailableError as exc:
                 if time.monotonic() >= deadline:
                     raise BackendUnavailableError(
@@ -422,7 +429,7 @@ class RedisQueue:
                         "again is safe, nothing is stored twice"
                     ) from exc
                 # The lost attempt may have stored the jobs, and a worker finished them since.
-                calls = [(*head, "0", *chunk) for chunk in chunks]
+                fresh = "0"
             else:
                 if all(not isinstance(reply, int) for reply in replies):
                     return [flag == ord("1") for reply in replies for flag in reply]
@@ -433,6 +440,13 @@ class RedisQueue:
                     )
             time.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
             pause = min(pause * 2, 0.2)
+
+    def _put_calls(self, queue: str, calls: Sequence[Sequence[Any]]) -> list[Any]:
+        """PUT calls on ``queue``: one alone on a kept connection (``Scripts.run_kept``: this
+        loop repeats a call whose reply was lost), else as every durable write (``_write``)."""
+        if len(calls) == 1 and self._confirmer is None:
+            return [self._scripts.run_kept("PUT", "put", queue, *calls[0])]
+        return self._write("put", [("PUT", queue, args) for args in calls])
 
     def put_unique(
         self,
