@@ -1,6 +1,8 @@
 """A worker process: the top-level entry point the supervisor starts, spawn-safe.
 
-Build in the parent, act in the child: ``ChildSpec`` is plain picklable data; the child loads the
+Build in the parent, act in the child: ``ChildSpec`` (``consumer.child_spec``) is plain
+picklable data; the supervisor imports this module only in the child (``consumer.process_handle``
+starts ``run_child``), so the worker stack is the child's import, not its. The child loads the
 registry, opens its own queue connection through the connector, builds its worker and runs it
 until told to stop, until its supervisor is gone, or until it must be recycled (when and how it
 stops, and with which exit code, is ``consumer.child_stop``'s call). It marks itself booted
@@ -14,46 +16,25 @@ import logging
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 from consumer.board import RunningBoard
+from consumer.child_spec import ChildSpec
 from consumer.child_stop import ChildStop
 from consumer.gate import StartGate
 from consumer.mailbox import Mailbox
-from consumer.pool_shape import PoolShape
 from consumer.signals import ignore_interrupts, recorded_signals
 from consumer.worker import Worker
 from services import exitcodes
 from services.errors import ConfigError
 from services.lifecycle import die_with_parent, exit_now, parent_alive
 from services.loading import load_registry
-from services.logs import LogSettings, setup_logging
-from services.metrics.job_counters import JobCounters
-from services.protocol import Connector
+from services.logs import setup_logging
 from services.registry import Registry
-from services.settings import WorkerSettings
 from services.stats import Field, Stats
 
+__all__ = ["ChildSpec", "child_main", "run_worker", "start_worker"]
+
 log = logging.getLogger("conveyor.child")
-
-
-@dataclass(frozen=True)
-class ChildSpec:
-    """Everything a worker process needs, built by the supervisor."""
-
-    name: str
-    connector: Connector
-    jobs: str
-    shape: PoolShape
-    settings: WorkerSettings
-    stats_block: Any
-    board_block: Any
-    parent_pid: int
-    logs: LogSettings = field(default_factory=LogSettings)
-    consumer_id: str = ""
-    job_counters: JobCounters | None = None
-    """The seat's per-job counters, kept when the supervisor serves metrics."""
 
 
 def child_main(spec: ChildSpec) -> None:

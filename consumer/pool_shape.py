@@ -16,10 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from consumer.executors import AsyncioExecutor, Executor, ThreadExecutor
-from consumer.mailbox import Mailbox
 from services.errors import ConfigError
+
+if TYPE_CHECKING:
+    from consumer.executors import Executor
+    from consumer.mailbox import Mailbox
 
 
 class PoolKind(StrEnum):
@@ -44,6 +47,9 @@ class PoolShape:
 
     def make_executor(self, mailbox: Mailbox) -> Executor:
         """The executor for one child process of this pool, running the tasks of ``mailbox``."""
+        # Imported here: the supervisor holds shapes but runs no job (its start-up stays short).
+        from consumer.executors import AsyncioExecutor, ThreadExecutor  # noqa: PLC0415
+
         if self.kind is PoolKind.ASYNCIO:
             return AsyncioExecutor(self.slots, mailbox)
         return ThreadExecutor(self.slots, mailbox)

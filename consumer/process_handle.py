@@ -3,7 +3,9 @@
 The supervisor's loop touches its children only through ``ProcessHandle`` and a ``Launcher``,
 so a test can drive reap -> decide -> respawn with fake handles and a fixed clock, no process
 started (gunicorn tests its reaping with a mocked ``waitpid`` the same way). ``spawner`` is the
-real launcher: a ``multiprocessing`` process running ``child_main``.
+real launcher: a ``multiprocessing`` process running ``run_child``, which imports
+``consumer.child`` (the worker stack) in the child only: the supervisor never needs it, and not
+importing it shortens its start-up (command -> first job).
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import contextlib
 import multiprocessing
 import os
 from collections.abc import Callable
+from multiprocessing import resource_tracker
 from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
 
-from consumer.child import ChildSpec, child_main
+from consumer.child_spec import ChildSpec
 from consumer.signals import interrupts_ignored
 
 
@@ -72,15 +75,35 @@ class ChildProcess:
                 os.kill(self._process.pid, signum)
 
 
+def run_child(spec: ChildSpec) -> None:
+    """The children's entry point: ``consumer.child.child_main``, imported here, in the child."""
+    # Not at the top: a module-level reference would make the supervisor import the worker
+    # stack (executors, asyncio, the worker loop) before it starts its first child.
+    from consumer.child import child_main  # noqa: PLC0415
+
+    child_main(spec)
+
+
 def spawner(start_method: str) -> Launcher:
-    """The real launcher: ``child_main`` in a new process of ``start_method``."""
+    """The real launcher: ``run_child`` in a new process of ``start_method``."""
     ctx: Any = multiprocessing.get_context(start_method)
 
     def launch(spec: ChildSpec) -> ProcessHandle:
-        process = ctx.Process(target=child_main, args=(spec,), name=spec.name)
+        process = ctx.Process(target=run_child, args=(spec,), name=spec.name)
         # SIGINT stays blocked until the child ignores it: Ctrl+C reaches it once, through us.
         with interrupts_ignored():
             process.start()
         return ChildProcess(process)
 
     return launch
+
+
+def start_tracker_early(start_method: str) -> None:
+    """Start ``multiprocessing``'s resource tracker now, if ``start_method`` uses one.
+
+    Spawn and forkserver start it anyway with the first child: a whole interpreter that would
+    otherwise boot beside the children, on the same cores, and delay their first job. Started
+    while the supervisor still imports and checks its backend, it boots on a core left idle.
+    """
+    if start_method != "fork":
+        resource_tracker.ensure_running()

@@ -11,7 +11,7 @@ import logging
 import os
 from dataclasses import dataclass
 
-from consumer.child import ChildSpec
+from consumer.child_spec import ChildSpec
 from consumer.pool_shape import PoolShape
 from consumer.restart_policy import RestartPolicy
 from consumer.seats import Seat

@@ -10,7 +10,8 @@ polling interval in the figure. The worker is then stopped (SIGTERM, as the harn
 the server flushed for the next round.
 
 ``--tree PATH`` measures a second checkout (e.g. a git worktree of the code before a change)
-in the same run, rounds alternating between the two, and prints the ratio of the medians.
+in the same run, rounds alternating between the two, and prints the ratios of the medians and of
+the minimums (on a busy machine the minimum is the figure least disturbed by other processes).
 
 Usage (from the repo root)::
 
@@ -111,17 +112,19 @@ def main() -> None:
     )
     args = parser.parse_args()
     trees = [HERE] + ([args.tree.resolve()] if args.tree else [])
-    results: dict[Path, list[float]] = {tree: [] for tree in trees}
+    results: list[list[float]] = [[] for _ in trees]  # by position: --tree may be this tree
     with throwaway_server(args.redis_server) as url:
         for _ in range(args.rounds):
-            for tree in trees:  # alternating: the machine's noise falls on both alike
-                results[tree].append(one_round(url, tree, args.worker_arg))
+            for tree, figures in zip(trees, results, strict=True):
+                # alternating: the machine's noise falls on both trees alike
+                figures.append(one_round(url, tree, args.worker_arg))
     print(f"command to first job: {' '.join(worker_command('URL', args.worker_arg)[1:])}")
-    for tree in trees:
-        print(summary(f"{tree}", results[tree]))
+    for tree, figures in zip(trees, results, strict=True):
+        print(summary(str(tree), figures))
     if args.tree:
-        new, old = (statistics.median(results[tree]) for tree in trees)
-        print(f"ratio this/other (medians): {new / old:.2f}")
+        new, old = (statistics.median(figures) for figures in results)
+        low_new, low_old = (min(figures) for figures in results)
+        print(f"ratio this/other: medians {new / old:.2f}, minimums {low_new / low_old:.2f}")
 
 
 if __name__ == "__main__":

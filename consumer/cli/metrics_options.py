@@ -21,7 +21,6 @@ from consumer.pool_metrics import PoolMetrics
 from services.backends import open_queue
 from services.cli.options import apply_options
 from services.metrics.depth import SCRAPE_TIMEOUT_S, QueueDepth
-from services.metrics.exposition import MetricsRegistry
 from services.metrics.job_counters import JobLabels
 from services.protocol import QueueInspector
 from services.registry import Registry
@@ -75,6 +74,9 @@ def serving_metrics(
     if port is None:
         yield None
         return
+    # Imported only when served: prometheus-client is not on ``conveyor worker``'s start path.
+    from services.metrics.exposition import MetricsRegistry  # noqa: PLC0415
+
     pool = PoolMetrics(JobLabels(queues=queues, jobs=tuple(registry.names())))
     reader = inspector or open_queue(url, QueueSettings(op_timeout_s=SCRAPE_TIMEOUT_S))
     exported = MetricsRegistry(pool.families, QueueDepth(reader, queues).families)

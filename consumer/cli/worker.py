@@ -19,6 +19,7 @@ from consumer.cli.pool_options import (
     result_cap_option,
     scheduler_option,
 )
+from consumer.process_handle import start_tracker_early
 from consumer.scheduler import scheduling
 from consumer.startup import wait_for_backend
 from consumer.supervisor import Supervisor
@@ -103,6 +104,7 @@ def worker_command(
             "see an empty queue of its own; run producers and workers together with "
             "`conveyor run`, or point both at a redis:// URL"
         )
+    start_tracker_early(options["start_method"])
     registry = load_registry(jobs)  # fail fast in the parent with a clear message
     periodic = registry.periodics()
     run_scheduler = options.pop("scheduler")
