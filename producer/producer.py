@@ -86,6 +86,8 @@ class Producer:
                 not be stored. Enqueueing again with the same ``job_id`` is safe and stores it
                 at most once; without a ``job_id`` of your own, the id is in the error's notes.
         """
+        if job_id is None and unique_key is None and timeout_s is None:
+            return self._enqueue(name, args, kwargs, ids=_NO_IDS, delay_s=0.0)
         ids = _Ids(job_id, unique_key, timeout_s)
         return self._enqueue(name, args, kwargs, ids=ids, delay_s=0.0)
 
@@ -187,9 +189,7 @@ class Producer:
         ids: _Ids,
         delay_s: float,
     ) -> Job:
-        job = self._build(name, args, kwargs, ids.job_id)
-        if ids.timeout_s is not None:
-            job = dataclasses.replace(job, timeout_s=ids.timeout_s)
+        job = self._build(name, args, kwargs, ids.job_id, timeout_s=ids.timeout_s)
         unique = uniqueness(self._registry, name, (args, kwargs), ids.unique_key)
         try:
             body = encode_job(job)
@@ -210,13 +210,23 @@ class Producer:
         return job if holder == job.id else dataclasses.replace(job, id=holder)
 
     def _build(
-        self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any], job_id: str | None
+        self,
+        name: str,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        job_id: str | None,
+        *,
+        timeout_s: float | None = None,
     ) -> Job:
         checked = None if job_id is None else check_job_id(job_id)
+        args, kwargs = tuple(args), dict(kwargs)  # the job's own (a tuple is not copied)
         if self._registry is not None:
-            self._registry.get(name).check_arguments(tuple(args), dict(kwargs))
-        job = Job(name=name, args=tuple(args), kwargs=dict(kwargs), queue=self.queue_name)
-        return job if checked is None else dataclasses.replace(job, id=checked)
+            self._registry.get(name).check_arguments(args, kwargs)
+        queue = self.queue_name
+        if checked is None:
+            return Job(name=name, args=args, kwargs=kwargs, queue=queue, timeout_s=timeout_s)
+        return Job(name=name, args=args, kwargs=kwargs, queue=queue, id=checked,
+                   timeout_s=timeout_s)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,6 +237,10 @@ class _Ids:
     job_id: str | None
     unique_key: str | None
     timeout_s: float | None = None
+
+
+_NO_IDS = _Ids(None, None)
+"""A call that chose nothing (most do): shared, as an ``_Ids`` costs a microsecond."""
 
 
 def _unpack(

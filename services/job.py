@@ -7,8 +7,8 @@ Ids and timestamps come from factories, so nothing global is shared between jobs
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,8 +18,11 @@ DEFAULT_QUEUE = "default"
 
 
 def new_job_id() -> str:
-    """A fresh random job id: 32 hex characters, unique without coordination."""
-    return uuid.uuid4().hex
+    """A fresh random job id: 32 hex characters (128 random bits), unique without
+    coordination."""
+    # Not uuid4().hex: the same system randomness at a fifth of the cost (~2 us, which showed
+    # on a one-round-trip enqueue), and the HTTP API's ids are made the same way.
+    return os.urandom(16).hex()
 
 
 @dataclass(frozen=True)

@@ -122,11 +122,14 @@ class Scripts(ScriptHeads):
         if self._kept is None:
             return self.run(name, what, queue, *args)
         packed = self._pack(name, queue, args)
-        with guarded(what, self.where):
-            try:
-                return self._kept.call(packed)
-            except redis.exceptions.NoScriptError:  # Redis restarted, or SCRIPT FLUSH
+        try:
+            return self._kept.call(packed)
+        except redis.exceptions.NoScriptError:  # Redis restarted, or SCRIPT FLUSH
+            with guarded(what, self.where):
                 return self.loader(name, queue, args)
+        except Exception:  # mapped as in ``run``, but ``guarded`` entered only now (~1 us)
+            with guarded(what, self.where):
+                raise
 
     def _pack(self, name: str, queue: str, args: Sequence[Any]) -> bytes:
         """``EVALSHA`` of ``name`` on ``queue`` with ``args`` as RESP, as redis-py packs it."""
@@ -140,7 +143,8 @@ class Scripts(ScriptHeads):
         count, head_bytes = found
         parts = [b"*%d\r\n" % (count + len(args)), head_bytes]
         for arg in args:
-            data = self._encode(arg)  # redis-py's own rules: DataError for a bool, a None...
+            # redis-py's own rules (DataError for a bool, a None...); bytes, the bodies, as is.
+            data = arg if type(arg) is bytes else self._encode(arg)
             parts += (b"$%d\r\n" % len(data), data, b"\r\n")
         # One buffer, one send: the body is copied once, as redis-py copies any under 6 kB.
         return b"".join(parts)
