@@ -298,8 +298,10 @@ local now, next_due, out = now_ms(), -1, {}
 local qk, dk, xk = K.waiting, K.delayed, K.cancelled
 -- Cancelled jobs still here are dropped as they are met (see keys.py, "Cancelling").
 local tombs = redis.call('EXISTS', xk) == 1
-local due = redis.call('ZRANGEBYSCORE', dk, '-inf', now, 'LIMIT', 0, 100)
-if #due > 0 then
+-- The earliest delayed job first: most calls find none due, and stop at this one command.
+local first = redis.call('ZRANGE', dk, 0, 0, 'WITHSCORES')
+if first[2] and tonumber(first[2]) <= now then
+  local due = redis.call('ZRANGEBYSCORE', dk, '-inf', now, 'LIMIT', 0, 100)
   local els = {}
   for _, m in ipairs(due) do
     local at = string.find(m, ':', 1, true)
@@ -314,8 +316,8 @@ if #due > 0 then
   end
   if #els > 0 then redis.call('RPUSH', qk, unpack(els)) end
   redis.call('ZREM', dk, unpack(due))
+  first = redis.call('ZRANGE', dk, 0, 0, 'WITHSCORES')
 end
-local first = redis.call('ZRANGE', dk, 0, 0, 'WITHSCORES')
 if first[2] then next_due = tonumber(first[2]) end
 local items = redis.call('LPOP', qk, want)
 if items then
@@ -353,24 +355,77 @@ return {now, next_due, renewed, redis.call('SCARD', T .. 'h:' .. c), out}
 
 # ARGV: tag, ttl_ms, dl_max, dl_age_ms, then (consumer, token, job id, result flag+bytes)...
 # -> fenced count
+# The effect of one ``take`` and one ``finish`` per job, in fewer commands: each consumer's
+# records are read with one HMGET and deleted with one HDEL, ``T running`` loses its fields in
+# one HDEL, and the status records are read and cleared with one MGET and one DEL of all the
+# call's keys (one queue's keys share a slot, so multi-key commands are allowed on a cluster);
+# only the new record (RPUSH, PEXPIRE) is per job.
 ACK = _script(
     "ACK",
     r"""
 limits(2)
 local rejected = 0
+local order, groups = {}, {}
 for i = 5, #ARGV, 4 do
-  local st = take(ARGV[i], ARGV[i + 1], ARGV[i + 2])
-  if st == 'gone' then
-    if fenced(ARGV[i], ARGV[i + 1]) then rejected = rejected + 1 end
-  elseif st == 'ok' then
-    count('done', 1)
-    if LIM.ttl > 0 then
-      local id = ARGV[i + 2]
-      local fk = T .. 'f:' .. id
-      local att = attempts_of(redis.call('GET', fk)) + 1
-      redis.call('DEL', fk)
-      finish(id, 'done', att, '', ARGV[i + 3])
+  local c = ARGV[i]
+  if not groups[c] then
+    groups[c] = {}
+    order[#order + 1] = c
+  end
+  table.insert(groups[c], i)
+end
+local running, done, result, slot = {}, {}, {}, {}
+for _, c in ipairs(order) do
+  local k, at, toks = T .. 'i:' .. c, groups[c], {}
+  for j, i in ipairs(at) do toks[j] = ARGV[i + 1] end
+  local els = redis.call('HMGET', k, unpack(toks))
+  local seen, del = {}, {}
+  for j, i in ipairs(at) do
+    local tok, id, e = toks[j], ARGV[i + 2], els[j]
+    -- As ``take``: gone when not held, taken already in this call, or naming another job.
+    local gone = not e or seen[tok]
+    local why = not gone and bad(e)
+    if not gone and not why and id_text(e) ~= id then gone = true end
+    if gone then
+      if fenced(c, tok) then rejected = rejected + 1 end
+    else
+      seen[tok] = true
+      del[#del + 1] = tok
+      if why then
+        bury(e, why, now_ms())
+      else
+        count('inflight', -1)
+        count('done', 1)
+        running[#running + 1] = id_key(e)
+        if LIM.ttl > 0 then
+          -- A job settled twice in one call keeps one record, with the last result.
+          if not slot[id] then
+            done[#done + 1] = id
+            slot[id] = #done
+          end
+          result[slot[id]] = ARGV[i + 3]
+        end
+      end
     end
+  end
+  if #del > 0 then redis.call('HDEL', k, unpack(del)) end
+end
+if #running > 0 then redis.call('HDEL', K.running, unpack(running)) end
+if #done > 0 then
+  local fks, jks = {}, {}
+  for j, id in ipairs(done) do
+    fks[j], jks[j] = T .. 'f:' .. id, T .. 'j:' .. id
+  end
+  local retried, stale = redis.call('MGET', unpack(fks)), {}
+  for j, rec in ipairs(retried) do
+    if rec then stale[#stale + 1] = fks[j] end
+  end
+  if #stale > 0 then redis.call('DEL', unpack(stale)) end
+  redis.call('DEL', unpack(jks))
+  for j in ipairs(done) do
+    local att = attempts_of(retried[j]) + 1
+    redis.call('RPUSH', jks[j], 'done\n' .. att .. '\n0\n' .. result[j])
+    redis.call('PEXPIRE', jks[j], LIM.ttl)
   end
 end
 counts_save()
