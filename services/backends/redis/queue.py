@@ -412,8 +412,9 @@ class RedisQueue:
     ) -> list[bool]:
         """PUT each chunk of elements (``put_many``'s rules), retrying until ``put_timeout_s``."""
         max_depth = self.settings.max_depth or 0
-        head = (max_depth, ms(delay_s))
-        fresh = "1" if new_ids else "0"
+        # As the bytes redis-py would send for these ints and flags: packed as they are.
+        head = (b"%d" % max_depth, b"%d" % ms(delay_s))
+        fresh = b"1" if new_ids else b"0"
         deadline = time.monotonic() + self.settings.put_timeout_s
         pause = 0.005
         while True:
@@ -429,7 +430,7 @@ class RedisQueue:
                         "again is safe, nothing is stored twice"
                     ) from exc
                 # The lost attempt may have stored the jobs, and a worker finished them since.
-                fresh = "0"
+                fresh = b"0"
             else:
                 if all(not isinstance(reply, int) for reply in replies):
                     return [flag == ord("1") for reply in replies for flag in reply]
