@@ -23,7 +23,7 @@ from typing import Protocol
 
 from consumer.execution import execute, execute_async
 from consumer.loop_watchdog import LoopWatchdog, Stall
-from consumer.mailbox import Mailbox, Task
+from consumer.mailbox import Finished, Mailbox, Task
 
 
 class Executor(Protocol):
@@ -88,6 +88,10 @@ class AsyncioExecutor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._jobs: dict[asyncio.Task[None], Task] = {}
+        self._free = capacity
+        """Slots without a job (read and written on the loop's thread only)."""
+        self._done: list[Finished] = []
+        """Jobs finished in this pass of the loop, not yet in the mailbox (loop's thread)."""
         self._stopped = False
         self._watchdog = LoopWatchdog(self.mailbox, self._running_now)
 
@@ -147,20 +151,27 @@ class AsyncioExecutor:
             loop.close()
 
     async def _pump(self, wake: asyncio.Event) -> None:
-        free_slots = asyncio.Semaphore(self.capacity)
+        # Each wake-up starts every task that may start in the free slots, in one batch: one
+        # lock and one note to the backend per batch, not one per job.
+        loop = asyncio.get_running_loop()
         while not self._stopped:
-            await free_slots.acquire()
-            task = self.mailbox.try_next_task(time.monotonic())
-            while task is None and not self._stopped:
+            tasks = self._next_tasks()
+            if not tasks:
                 wake.clear()
-                task = self.mailbox.try_next_task(time.monotonic())
-                if task is None:
+                tasks = self._next_tasks()  # a push may have come between the two
+                if not tasks:
                     await wake.wait()
-            if task is None:
-                return
-            job = asyncio.get_running_loop().create_task(self._run(task, free_slots))
-            self._jobs[job] = task
-            job.add_done_callback(self._forget)
+                    continue
+            self._free -= len(tasks)
+            for task in tasks:
+                job = loop.create_task(self._run(task, wake))
+                self._jobs[job] = task
+                job.add_done_callback(self._forget)
+
+    def _next_tasks(self) -> list[Task]:
+        if self._free <= 0 or self._stopped:
+            return []
+        return self.mailbox.try_next_tasks(time.monotonic(), self._free)
 
     def cancel(self, task: Task) -> bool:
         """Cancel ``task`` on the loop if it is an ``async def`` job running there; a sync job
@@ -185,10 +196,20 @@ class AsyncioExecutor:
         for job in self._jobs:
             job.cancel()
         await asyncio.gather(*self._jobs, return_exceptions=True)
+        self._hand_over_done()
 
-    async def _run(self, task: Task, free_slots: asyncio.Semaphore) -> None:
+    async def _run(self, task: Task, wake: asyncio.Event) -> None:
         try:
             outcome = await execute_async(task.spec, task.job, asyncio.get_running_loop())
-            self.mailbox.finish(task, outcome)
+            if not self._done:  # the first of this pass: hand them all over once it is over
+                asyncio.get_running_loop().call_soon(self._hand_over_done)
+            self._done.append(Finished(task, outcome))
         finally:
-            free_slots.release()
+            self._free += 1
+            wake.set()
+
+    def _hand_over_done(self) -> None:
+        """Give the jobs finished in one pass of the loop to the mailbox at once."""
+        done, self._done = self._done, []
+        if done:
+            self.mailbox.finish_many(done)

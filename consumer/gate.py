@@ -94,8 +94,14 @@ class StartGate:
     def started(self, task: Task) -> None:
         self._queue.started([task.delivery])
 
+    def started_many(self, tasks: list[Task]) -> None:
+        self._queue.started([task.delivery for task in tasks])
+
     def ended(self, task: Task) -> None:
         self._queue.started([task.delivery], running=False)
+
+    def ended_many(self, tasks: list[Task]) -> None:
+        self._queue.started([task.delivery for task in tasks], running=False)
 
 
 def split_confirmed(tasks: list[Task], kept: Sequence[Delivery]) -> tuple[list[Task], list[Task]]:

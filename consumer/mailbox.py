@@ -91,10 +91,21 @@ class Mailbox:
 
     def try_next_task(self, clock_now: float) -> Task | None:
         """A pending task marked running, or None at once if none waits or may start."""
+        started = self.try_next_tasks(clock_now, 1)
+        return started[0] if started else None
+
+    def try_next_tasks(self, clock_now: float, limit: int) -> list[Task]:
+        """Up to ``limit`` pending tasks marked running, at once (empty: none waits or may
+        start). One lock and one note to the backend for the batch, not one per task."""
+        started: list[Task] = []
         with self._lock:
-            if not self._pending or self._closed or not self._may_start_locked():
-                return None
-            return self._start_locked(clock_now)
+            while len(started) < limit and self._pending and not self._closed:
+                if not self._may_start_locked():
+                    break
+                started.append(self._start_locked(clock_now, tell_gate=False))
+            if started and self._gate is not None:
+                self._gate.started_many(started)
+        return started
 
     def take_refusal(self) -> Verdict | None:
         """Why the gate last refused a start since the previous call (None: it did not)."""
@@ -120,7 +131,7 @@ class Mailbox:
             self._held_back = False
             self._has_pending.notify_all()
 
-    def _start_locked(self, clock_now: float) -> Task:
+    def _start_locked(self, clock_now: float, *, tell_gate: bool = True) -> Task:
         task = self._pending.popleft()
         task.started_at = clock_now
         if self._board is not None:  # before the job runs: it may kill the process
@@ -129,17 +140,22 @@ class Mailbox:
         self._tasks[id(task)] = task
         if is_suspect(task.delivery):
             self._suspects_running += 1
-        if self._gate is not None:
+        if tell_gate and self._gate is not None:
             self._gate.started(task)
         if self._stats is not None:
             self._stats.job_started(task.delivery.queue, task.job)
         return task
 
     def finish(self, task: Task, outcome: Outcome) -> None:
+        self.finish_many([Finished(task, outcome)])
+
+    def finish_many(self, finished: list[Finished]) -> None:
+        """Tasks that ended, under one lock, with one note to the backend and one wake-up."""
         with self._lock:
-            self._unboard(task)
-            if not task.abandoned:
-                self._finished.append(Finished(task, outcome))
+            ended = [each.task for each in finished if self._unboard(each.task, tell_gate=False)]
+            if ended and self._gate is not None:
+                self._gate.ended_many(ended)
+            self._finished.extend(each for each in finished if not each.task.abandoned)
             self._has_finished.notify_all()
             self._wake_held_back_locked()
 
@@ -176,17 +192,19 @@ class Mailbox:
             self._unboard(task)
             self._wake_held_back_locked()  # its slot counts as free now
 
-    def _unboard(self, task: Task) -> None:
+    def _unboard(self, task: Task, *, tell_gate: bool = True) -> bool:
+        """Take ``task`` off the running set; False if it was not on it (already abandoned)."""
         if id(task) not in self._running:
-            return
+            return False
         if self._board is not None:
             self._board.clear(task.board_slot)
         if is_suspect(task.delivery):
             self._suspects_running -= 1
-        if self._gate is not None:
+        if tell_gate and self._gate is not None:
             self._gate.ended(task)
         self._running.discard(id(task))
         self._tasks.pop(id(task), None)
+        return True
 
     def close(self) -> None:
         with self._lock:

@@ -81,6 +81,8 @@ class Worker:
         """Jobs fetched beyond the slots: ``settings.prefetch``, more while the queue is deep."""
         self._seen_quick = self._seen_slow = False
         """Whether jobs settled since the last fetch ran shorter / longer than ``QUICK_JOB_S``."""
+        self._deep = False
+        """Whether the last fetch came back full (more jobs are likely waiting)."""
         self.state = State.RUNNING
         self.recycle_reason: str | None = None
         self.jobs_settled = 0
@@ -111,11 +113,12 @@ class Worker:
         self._confirm_if_lapsed()
         if self._executor.mailbox.take_refusal() is Verdict.WAIT:
             self._executor.submit_many([])  # wake the executor: a slot may be free for it now
-        self._ledger.flush()
         if self.state is State.RUNNING and self.recycle_reason is None and not self.stopping():
             self._start_limited()
-            self._fetch()
-        elif self.state is State.DRAINING and not self.held:
+            self._fetch()  # flushes the ledger itself (see ``_fetch``)
+            return
+        self._ledger.flush()
+        if self.state is State.DRAINING and not self.held:
             self.state = State.STOPPED
         else:
             self._executor.mailbox.wait_finished(min(0.05, self._settings.poll_s))
@@ -155,30 +158,53 @@ class Worker:
 
     # -- fetching ---------------------------------------------------------------------------
     def _fetch(self) -> None:
-        mailbox, poll_s = self._executor.mailbox, self._settings.poll_s
+        """Fetch what the slots need, and send the ledger's settlements.
+
+        While the queue is deep (the last fetch came back full), or every slot is busy, the
+        fetch goes first and does not wait: the jobs it brings reach the executor before the
+        settlements' round trip, so slots that free up meanwhile do not sit idle (the acks leave
+        one round trip later). Before any wait, the ledger is flushed: a settlement never waits
+        for a quiet queue.
+        """
         if self._clock() < self._fetch_not_before:
-            mailbox.wait_finished(0.05)
+            self._flush_and_wait(0.05)
             return
         queues = self._open_queues()
         if not queues:
             # Every queue is paused: nothing to ask for. Wait as an idle fetch would (a job
             # finishing wakes it), then look at the pauses again.
+            self._ledger.flush()
             self.idle = not self.held
-            mailbox.wait_finished(poll_s)
+            self._executor.mailbox.wait_finished(self._settings.poll_s)
             return
+        poll_s = self._settings.poll_s
         capacity, held = self._executor.capacity, len(self._held)
         room = capacity + self._extra - held
         if room <= 0 or held > capacity + self._extra // 2:  # refill in batches, not one by one
-            mailbox.wait_finished(min(0.05, poll_s))
+            self._flush_and_wait(min(0.05, poll_s))
             return
         # A free slot: wait in the backend for work (briefly while jobs run: their acks wait).
         # Every slot taken: only top up the prefetch, then wait for a job to finish.
         busy = held >= capacity
         wait_s = 0.0 if busy else poll_s if not held else 0.02
+        if self._deep and self._ledger:
+            wait_s = 0.0  # the queue is deep: jobs first, the settlements right after
+        elif wait_s:
+            self._ledger.flush()
         deliveries = self._get(queues, room, wait_s)
         if deliveries is None:
+            self._ledger.flush()
             return
-        full = len(deliveries) == room
+        self._deep = len(deliveries) == room
+        self._took(deliveries, full=self._deep)
+        self._ledger.flush()
+        if len(deliveries) < room and len(self._held) >= capacity:
+            # The queue is empty and every slot is taken: sleep until a job finishes, so it is
+            # acked at once (and the job just handed over gets the GIL straight away).
+            self._executor.mailbox.wait_finished(min(0.05, poll_s))
+
+    def _took(self, deliveries: list[Delivery], *, full: bool) -> None:
+        """Hand fetched deliveries to the executor, in one batch; adjust the prefetch."""
         self._extra = next_extra(
             self._extra,
             self._settings.prefetch,
@@ -192,10 +218,10 @@ class Worker:
         if accepted:
             self._executor.submit_many(accepted)  # one wake-up per batch, not per job
         self._start_limited()
-        if not full and len(self._held) >= capacity:
-            # The queue is empty and every slot is taken: sleep until a job finishes, so it is
-            # acked at once (and the job just handed over gets the GIL straight away).
-            mailbox.wait_finished(min(0.05, poll_s))
+
+    def _flush_and_wait(self, timeout_s: float) -> None:
+        self._ledger.flush()
+        self._executor.mailbox.wait_finished(timeout_s)
 
     def _open_queues(self) -> tuple[str, ...]:
         """The queues to fetch from: this worker's, less those its supervisor says are paused."""
