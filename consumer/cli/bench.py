@@ -81,7 +81,7 @@ from services.errors import ConfigError
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
 def bench_command(redis_server: str | None, as_json: bool, **options: Any) -> None:
-    """Measure enqueue (Python and HTTP), drain, IO, latency and CPU of Conveyor on this machine.
+    """Measure enqueue, drain, IO, latency and CPU scaling of Conveyor on this machine.
 
     \b
     Phases, in order (each reports measured figures):
