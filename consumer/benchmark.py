@@ -7,7 +7,8 @@ One run, in this order (``PHASES``), on one queue of its own (``bench-<hex>``)::
     http      a ``conveyor serve`` subprocess on the same URL (``bench_http``): POSTs of one
               job, then of 100, over 4 keep-alive connections at once: jobs/s; the queue's
               depth must then count every job (Redis only: serve refuses memory://)
-    drain     start the pool on that backlog: start-up (spawn -> first job done), drain jobs/s
+    drain     start the pool on that backlog (queued here first if the enqueue phase did not
+              run): start-up (spawn -> first job done), drain jobs/s
               (first completion -> last, so start-up is outside), Redis commands per job;
               ``incr`` jobs: the counter must equal the job count
     io        10 ms sleeps, as many at once as the pool has slots: jobs/s and % of the ideal
@@ -222,6 +223,12 @@ def _check_depth(bench: Bench, queue: str, expected: int) -> None:
 def drain_phase(bench: Bench) -> list[Figure]:
     """Start the pool on the backlog: start-up to the first job done, then the drain rate."""
     settings = bench.settings
+    waiting = bench.backend.depth(bench.queue_name)
+    if waiting < settings.jobs:  # run without the enqueue phase (--only drain): fill it now
+        name, args, kwargs = bench.call()
+        for start in range(waiting, settings.jobs, BATCH):
+            count = min(BATCH, settings.jobs - start)
+            bench.producer.enqueue_many([(name, args, kwargs)] * count)
     _, commands_before = _server_figures(bench.probe)
     bench.pool = pool = bench.new_pool(settings.pool, settings.concurrency, settings.processes)
     began = pool.start()

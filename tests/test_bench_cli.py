@@ -84,6 +84,14 @@ def test_bench_pools_runs_the_bare_baselines_and_each_pool_against_its_own() -> 
         assert math.isclose(figures[f"pool_{kind}_ratio"], ratio)
 
 
+def test_drain_alone_queues_its_own_backlog(redis_url: str) -> None:
+    # When conveyor bench runs only its drain phase (no enqueue phase to fill the queue)
+    result = bench(*TINY, "--url", redis_url, "--job", "incr", "--only", "drain", "--json")
+    # Then it queued the backlog itself and drained it: every incr job ran (the counter check
+    # passed, or it exits 1), where it used to wait for jobs that never came
+    assert figures_of(result).keys() == {"startup", "drain", "commands_per_job"}
+
+
 def test_bench_on_redis_counts_every_incr_job(redis_url: str) -> None:
     # When conveyor bench drains incr jobs on a real redis-server
     figures = figures_of(bench(*TINY, "--url", redis_url, "--job", "incr", "--json"))

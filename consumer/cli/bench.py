@@ -94,8 +94,9 @@ def bench_command(redis_server: str | None, as_json: bool, **options: Any) -> No
                on memory:// the default run prints it as skipped and --only http exits 2.
                The jobs stay on the queue bench-<hex>-http (a throwaway --redis-server
                is gone at the end)
-      drain    a pool started on that backlog: start-up (spawn -> first job), jobs/s,
-               Redis commands per job; incr jobs: checks the counter
+      drain    a pool started on that backlog (queued first, untimed, when enqueue is
+               left out): start-up (spawn -> first job), jobs/s, Redis commands per job;
+               incr jobs: checks the counter
       io       10 ms sleeps on every slot: jobs/s against slots / 10 ms
       latency  noop jobs at --rate jobs/s: enqueue -> start p50, p95, p99
       cpu      the same CPU-bound jobs on 1 and 2 processes, and the ratio
