@@ -3,7 +3,8 @@
 * ``ThreadExecutor``: M threads, one job each; sync jobs run directly, ``async def`` jobs in a
   fresh event loop per call. With M=1 this is the body of a ``processes`` pool child.
 * ``AsyncioExecutor``: one event loop in one thread running up to N jobs at once; ``async def``
-  jobs run natively, sync jobs in the loop's thread executor.
+  jobs run natively, sync jobs on threads beside it (its sync lane), whose outcomes reach the
+  loop in batches.
 
 Both take tasks from a ``Mailbox`` (given to the constructor, with its running board and start
 gate; a bare one by default) and put outcomes back in it; the worker loop never waits on a
@@ -19,6 +20,8 @@ import asyncio
 import concurrent.futures
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import Protocol
 
 from consumer.execution import execute, execute_async
@@ -75,6 +78,74 @@ class ThreadExecutor:
         self.mailbox.close()
 
 
+class _SyncLane:
+    """The sync jobs of an ``AsyncioExecutor``: run on threads of their own, their outcomes
+    handed back to the loop in batches.
+
+    ``loop.run_in_executor`` costs a future pair and one wake-up of the loop per job; here a
+    thread that finishes a job wakes the loop only if no outcome is already waiting for it,
+    so a loop busy with many quick sync jobs collects them all on one wake-up.
+    """
+
+    def __init__(self, capacity: int, collect: Callable[[], None]) -> None:
+        self._capacity = capacity
+        self._collect = collect
+        """Called on the loop (``call_soon_threadsafe``) when outcomes wait in ``take_done``."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+        self._has_work = threading.Condition(self._lock)
+        self._work: deque[Task] = deque()
+        self._done: list[Finished] = []
+        self._threads = 0
+        self._idle = 0
+        self._closed = False
+
+    def submit(self, loop: asyncio.AbstractEventLoop, tasks: list[Task]) -> None:
+        """Run ``tasks`` (sync jobs) on the lane's threads, started as needed up to capacity."""
+        self._loop = loop
+        with self._lock:
+            self._work.extend(tasks)
+            wanted = min(len(tasks) - self._idle, self._capacity - self._threads)
+            self._has_work.notify(len(tasks))
+            for _ in range(max(0, wanted)):
+                self._threads += 1
+                index = self._threads
+                threading.Thread(
+                    target=self._serve, name=f"conveyor-sync-{index}", daemon=True
+                ).start()
+
+    def take_done(self) -> list[Finished]:
+        with self._lock:
+            done, self._done = self._done, []
+            return done
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._has_work.notify_all()
+
+    def _serve(self) -> None:
+        while (task := self._next()) is not None:
+            finished = Finished(task, execute(task.spec, task.job))
+            with self._lock:
+                self._done.append(finished)
+                first = len(self._done) == 1
+            loop = self._loop
+            if first and loop is not None:
+                try:
+                    loop.call_soon_threadsafe(self._collect)
+                except RuntimeError:  # the loop is closed: the executor stopped, nothing waits
+                    return
+
+    def _next(self) -> Task | None:
+        with self._lock:
+            while not self._work and not self._closed:
+                self._idle += 1
+                self._has_work.wait()
+                self._idle -= 1
+            return None if self._closed else self._work.popleft()
+
+
 class AsyncioExecutor:
     """One event loop in its own thread, up to ``capacity`` jobs at once.
 
@@ -93,6 +164,7 @@ class AsyncioExecutor:
         self._done: list[Finished] = []
         """Jobs finished in this pass of the loop, not yet in the mailbox (loop's thread)."""
         self._stopped = False
+        self._lane = _SyncLane(capacity, self._collect_sync)
         self._watchdog = LoopWatchdog(self.mailbox, self._running_now)
 
     @property
@@ -117,6 +189,7 @@ class AsyncioExecutor:
         self._stopped = True
         self._watchdog.stop()
         self.mailbox.close()
+        self._lane.close()
         self._notify()
 
     def _running_now(self) -> Task | None:
@@ -134,7 +207,8 @@ class AsyncioExecutor:
 
     def _run_loop(self, ready: threading.Event) -> None:
         loop = asyncio.new_event_loop()
-        # Sync jobs share this pool; sized to the concurrency so none waits for a thread.
+        # Sync jobs run on the executor's own lane (``_SyncLane``); this pool serves what jobs
+        # send to ``run_in_executor(None, ...)``, sized to the concurrency as the lane is.
         loop.set_default_executor(
             concurrent.futures.ThreadPoolExecutor(self.capacity, "conveyor-sync")
         )
@@ -163,10 +237,14 @@ class AsyncioExecutor:
                     await wake.wait()
                     continue
             self._free -= len(tasks)
+            sync = [task for task in tasks if not task.spec.is_async]
+            if sync:
+                self._lane.submit(loop, sync)
             for task in tasks:
-                job = loop.create_task(self._run(task, wake))
-                self._jobs[job] = task
-                job.add_done_callback(self._forget)
+                if task.spec.is_async:
+                    job = loop.create_task(self._run(task, wake))
+                    self._jobs[job] = task
+                    job.add_done_callback(self._forget)
 
     def _next_tasks(self) -> list[Task]:
         if self._free <= 0 or self._stopped:
@@ -207,6 +285,14 @@ class AsyncioExecutor:
         finally:
             self._free += 1
             wake.set()
+
+    def _collect_sync(self) -> None:
+        """On the loop: the sync jobs finished since the last call free their slots."""
+        done = self._lane.take_done()
+        self._free += len(done)
+        if self._wake is not None:
+            self._wake.set()
+        self.mailbox.finish_many(done)
 
     def _hand_over_done(self) -> None:
         """Give the jobs finished in one pass of the loop to the mailbox at once."""
