@@ -7,6 +7,7 @@ stays pending, the executor waits, and the worker loop sees the refusal (``take_
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -98,11 +99,12 @@ class Mailbox:
         """Up to ``limit`` pending tasks marked running, at once (empty: none waits or may
         start). One lock and one note to the backend for the batch, not one per task."""
         started: list[Task] = []
+        wall = time.time()
         with self._lock:
             while len(started) < limit and self._pending and not self._closed:
                 if not self._may_start_locked():
                     break
-                started.append(self._start_locked(clock_now, tell_gate=False))
+                started.append(self._start_locked(clock_now, tell_gate=False, wall=wall))
             if started and self._gate is not None:
                 self._gate.started_many(started)
         return started
@@ -131,7 +133,9 @@ class Mailbox:
             self._held_back = False
             self._has_pending.notify_all()
 
-    def _start_locked(self, clock_now: float, *, tell_gate: bool = True) -> Task:
+    def _start_locked(
+        self, clock_now: float, *, tell_gate: bool = True, wall: float | None = None
+    ) -> Task:
         task = self._pending.popleft()
         task.started_at = clock_now
         if self._board is not None:  # before the job runs: it may kill the process
@@ -143,7 +147,7 @@ class Mailbox:
         if tell_gate and self._gate is not None:
             self._gate.started(task)
         if self._stats is not None:
-            self._stats.job_started(task.delivery.queue, task.job)
+            self._stats.job_started(task.delivery.queue, task.job, wall)
         return task
 
     def finish(self, task: Task, outcome: Outcome) -> None:

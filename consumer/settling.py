@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -114,9 +114,9 @@ class Ledger:
             rejected = self._queue.ack([each.completion for each in acks])
             self.fenced += rejected
             # The backend says how many were fenced, not which: the last ones of the batch.
-            for number, each in enumerate(acks):
-                field = Field.FENCED if number >= len(acks) - rejected else Field.DONE
-                self._count(field, each.completion.delivery, each.job)
+            accepted = len(acks) - rejected
+            self._count_many(Field.DONE, acks[:accepted])
+            self._count_many(Field.FENCED, acks[accepted:])
         elif isinstance(op, Delivery):
             batch = self._leading(Delivery)
             self._queue.hand_back(batch)  # type: ignore[arg-type]
@@ -143,6 +143,14 @@ class Ledger:
         if not accepted:
             self.fenced += 1
         self._count(field if accepted else Field.FENCED, delivery, job)
+
+    def _count_many(self, field: Field, acks: list[_Ack]) -> None:
+        """Count ``acks`` in ``field``, one call per queue and job (not one per ack)."""
+        if self._stats is None or not acks:
+            return
+        groups = Counter((each.completion.delivery.queue, each.job) for each in acks)
+        for (queue, job), count in groups.items():
+            self._stats.job_settled(field, queue, job, count)
 
     def _count(self, field: Field, delivery: Delivery, job: str) -> None:
         if self._stats is not None:

@@ -105,8 +105,11 @@ class Worker:
     def run_once(self) -> None:
         """One turn of the loop; blocks at most ``settings.poll_s``."""
         self._beat()
-        for finished in self._executor.mailbox.take_finished():
-            self._settle(finished.task, finished.outcome)
+        finished = self._executor.mailbox.take_finished()
+        if finished:
+            wall = time.time()  # once per batch: the latency histogram's buckets are 12% wide
+            for each in finished:
+                self._settle(each.task, each.outcome, wall)
         self._enforce_timeouts()
         for task in self._aborts.requested(self._executor.mailbox.running()):
             self._abort(task)
@@ -311,7 +314,8 @@ class Worker:
         self._executor.submit_many(ours)
 
     # -- settling ---------------------------------------------------------------------------
-    def _settle(self, task: Task, outcome: Outcome) -> None:
+    def _settle(self, task: Task, outcome: Outcome, wall: float | None = None) -> None:
+        """Queue the settlement of a finished task (``wall``: ``time.time()`` now, if read)."""
         self._held.pop(task.delivery.receipt, None)
         self.jobs_settled += 1
         if outcome.duration_s < QUICK_JOB_S:
@@ -324,7 +328,8 @@ class Worker:
         if outcome.ok:
             self._ledger.ack(Completion(task.delivery, outcome.result), name)  # counted once sent
             if self._stats is not None:
-                self._stats.record_latency(max(0.0, time.time() - task.job.enqueued_at))
+                now = time.time() if wall is None else wall
+                self._stats.record_latency(max(0.0, now - task.job.enqueued_at))
             return
         self._count(Field.FAILED)
         error = outcome.error or "failed"

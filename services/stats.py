@@ -93,9 +93,11 @@ class Stats:
     def record_latency(self, seconds: float) -> None:
         self.block[_FIELDS + _bucket(seconds)] += 1
 
-    def job_started(self, queue: str, job: Job) -> None:
-        """``job`` starts now (its executor thread calls this under the mailbox lock)."""
-        self.block[_STARTED + _bucket(max(0.0, time.time() - job.enqueued_at))] += 1
+    def job_started(self, queue: str, job: Job, wall: float | None = None) -> None:
+        """``job`` starts now (its executor thread calls this under the mailbox lock);
+        ``wall``: ``time.time()`` if the caller read it already (once for a batch)."""
+        now = time.time() if wall is None else wall
+        self.block[_STARTED + _bucket(max(0.0, now - job.enqueued_at))] += 1
         if self._jobs is not None:
             self._jobs.started(queue, job)
 
