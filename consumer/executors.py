@@ -97,7 +97,8 @@ class _SyncLane:
         self._work: deque[Task] = deque()
         self._done: list[Finished] = []
         self._threads = 0
-        self._idle = 0
+        self._busy = 0
+        """Threads running a job now (the others take the next task or sleep)."""
         self._closed = False
 
     def submit(self, loop: asyncio.AbstractEventLoop, tasks: list[Task]) -> None:
@@ -105,8 +106,11 @@ class _SyncLane:
         self._loop = loop
         with self._lock:
             self._work.extend(tasks)
-            wanted = min(len(tasks) - self._idle, self._capacity - self._threads)
-            self._has_work.notify(len(tasks))
+            # Wake one sleeping thread; each thread that takes a task wakes the next while work
+            # is left, so quick jobs are run by the few threads already awake, not by a herd.
+            self._has_work.notify()
+            unbusy = self._threads - self._busy  # each will take a task before it sleeps
+            wanted = min(len(self._work) - unbusy, self._capacity - self._threads)
             for _ in range(max(0, wanted)):
                 self._threads += 1
                 index = self._threads
@@ -128,6 +132,7 @@ class _SyncLane:
         while (task := self._next()) is not None:
             finished = Finished(task, execute(task.spec, task.job))
             with self._lock:
+                self._busy -= 1
                 self._done.append(finished)
                 first = len(self._done) == 1
             loop = self._loop
@@ -140,10 +145,13 @@ class _SyncLane:
     def _next(self) -> Task | None:
         with self._lock:
             while not self._work and not self._closed:
-                self._idle += 1
                 self._has_work.wait()
-                self._idle -= 1
-            return None if self._closed else self._work.popleft()
+            if self._closed:
+                return None
+            self._busy += 1
+            if len(self._work) > 1:
+                self._has_work.notify()  # pass the wake-up on: more work waits
+            return self._work.popleft()
 
 
 class AsyncioExecutor:
