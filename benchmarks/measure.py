@@ -166,7 +166,7 @@ def bare(jobs: int, server: Server, **_: Any) -> dict[str, float]:
     """redis-py ``RPUSH`` one at a time: the floor of any single enqueue."""
     body = b'{"name": "incr", "args": [], "kwargs": {}}' + b" " * 60
     client = server.client
-    for _ in range(WARM_JOBS):
+    for _warm in range(WARM_JOBS):
         client.rpush("bare", body)
     return {
         "enqueue_single": jobs / timed(lambda: [client.rpush("bare", body) for _ in range(jobs)])
