@@ -81,8 +81,6 @@ class Worker:
         """Jobs fetched beyond the slots: ``settings.prefetch``, more while the queue is deep."""
         self._seen_quick = self._seen_slow = False
         """Whether jobs settled since the last fetch ran shorter / longer than ``QUICK_JOB_S``."""
-        self._deep = False
-        """Whether the last fetch came back full (more jobs are likely waiting)."""
         self.state = State.RUNNING
         self.recycle_reason: str | None = None
         self.jobs_settled = 0
@@ -161,14 +159,8 @@ class Worker:
 
     # -- fetching ---------------------------------------------------------------------------
     def _fetch(self) -> None:
-        """Fetch what the slots need, and send the ledger's settlements.
-
-        While the queue is deep (the last fetch came back full), or every slot is busy, the
-        fetch goes first and does not wait: the jobs it brings reach the executor before the
-        settlements' round trip, so slots that free up meanwhile do not sit idle (the acks leave
-        one round trip later). Before any wait, the ledger is flushed: a settlement never waits
-        for a quiet queue.
-        """
+        """Fetch what the slots need; the ledger's settlements are sent first (and before any
+        wait), so a settlement never waits for a fetch or a quiet queue."""
         if self._clock() < self._fetch_not_before:
             self._flush_and_wait(0.05)
             return
@@ -190,17 +182,13 @@ class Worker:
         # Every slot taken: only top up the prefetch, then wait for a job to finish.
         busy = held >= capacity
         wait_s = 0.0 if busy else poll_s if not held else 0.02
-        if self._deep and self._ledger:
-            wait_s = 0.0  # the queue is deep: jobs first, the settlements right after
-        elif wait_s:
-            self._ledger.flush()
+        # Settlements first: a job fetched now may start at once and kill this process, and
+        # the jobs that finished before it must not be run again for that.
+        self._ledger.flush()
         deliveries = self._get(queues, room, wait_s)
         if deliveries is None:
-            self._ledger.flush()
             return
-        self._deep = len(deliveries) == room
-        self._took(deliveries, full=self._deep)
-        self._ledger.flush()
+        self._took(deliveries, full=len(deliveries) == room)
         if len(deliveries) < room and len(self._held) >= capacity:
             # The queue is empty and every slot is taken: sleep until a job finishes, so it is
             # acked at once (and the job just handed over gets the GIL straight away).
