@@ -1,9 +1,9 @@
 """The memory backend (``memory://``): jobs live in the memory of one process tree.
 
 The parent process owns one ``MemoryState``. Its own code uses it directly (``MemoryQueue``);
-each child process (a producer or a consumer) gets a channel of its own: a duplex
-``multiprocessing.Pipe``, requests child -> parent and replies parent -> child, served by one
-parent thread per channel::
+each child process (a producer or a consumer) gets a channel of its own: two
+``multiprocessing.Queue`` objects, requests child -> parent and replies parent -> child, served by
+one parent thread per channel::
 
     producer 1 ==requests==> [serve thread] --+
                <==replies===                  |
@@ -11,12 +11,11 @@ parent thread per channel::
                <==replies===                  |
     worker 2   ...                            +
 
-Why a channel per child: a process SIGKILLed while it reads or writes a shared pipe can leave
-it wedged (a ``multiprocessing.Queue`` even dies holding its shared lock), and every other user
-of it then hangs. Here each end of a pipe has one user, so a dying child can only wedge its own
-channel, which the supervisor discards with ``reclaim``. A pipe rather than a pair of
-``multiprocessing.Queue``: each side writes in the calling thread, with no feeder thread and no
-shared semaphores, which made a round trip cost four thread switches.
+Why a channel per child: a process SIGKILLed while blocked in ``Queue.get()`` (or while its
+feeder thread writes) dies holding that queue's shared lock, and every other reader or writer of
+the queue then hangs forever. Here no queue has two readers or two writers that can die
+separately, so a dying child can only wedge its own channel, which the supervisor discards with
+``reclaim``. Bodies are encoded before they are sent, so nothing can fail later in a feeder thread.
 A channel carries protocol calls only: a ``Call`` names a protocol method (``channel.SERVED``)
 that the serving thread makes on the parent's ``MemoryQueue``, and ``ack`` travels as an ``Ack``
 of receipts and results (the parent holds the bodies; records cost more to pickle than pairs).
@@ -34,9 +33,10 @@ import logging
 import math
 import multiprocessing
 import os
+import queue as stdlib_queue
 import threading
 from collections.abc import Collection, Sequence
-from multiprocessing.connection import Connection
+from multiprocessing.queues import Queue as MPQueue
 from typing import Any
 
 from services.backends.memory.channel import POLL_S, SERVED, Ack, Call, MemoryConnector, Request
@@ -74,28 +74,30 @@ class _Channels:
     def __init__(self, state: MemoryState) -> None:
         self._state = state
         self._lock = threading.Lock()
-        self._open: dict[str, tuple[Connection, threading.Event]] = {}
+        self._open: dict[str, tuple[MPQueue[Any], MPQueue[Any], threading.Event]] = {}
         self._retired: set[str] = set()
 
     def open(self, consumer_id: str) -> MemoryConnector:
-        # Spawn-context pipes can be handed to children of any start method.
-        ours, theirs = multiprocessing.get_context("spawn").Pipe(duplex=True)
+        # Spawn-context queues can be handed to children of any start method.
+        ctx = multiprocessing.get_context("spawn")
+        requests: MPQueue[Any] = ctx.Queue()
+        replies: MPQueue[Any] = ctx.Queue()
         closed = threading.Event()
         with self._lock:
             for retired in self._retired:
                 self._close_locked(retired)
             self._retired.clear()
             self._close_locked(consumer_id)
-            self._open[consumer_id] = (ours, closed)
+            self._open[consumer_id] = (requests, replies, closed)
         local = MemoryQueue(self._state, consumer_id=consumer_id)
         thread = threading.Thread(
             target=_serve,
-            args=(local, self._state, ours, closed),
+            args=(local, self._state, requests, replies, closed),
             name=f"conveyor-memory-{consumer_id}",
             daemon=True,
         )
         thread.start()
-        return MemoryConnector(consumer_id, theirs, owner_pid=os.getpid())
+        return MemoryConnector(consumer_id, requests, replies, owner_pid=os.getpid())
 
     def retire(self, consumer_id: str) -> None:
         """Close ``consumer_id``'s channel at the next ``open``: until then a consumer that
@@ -113,22 +115,28 @@ class _Channels:
         found = self._open.pop(consumer_id, None)
         if found is None:
             return
-        connection, closed = found
+        requests, replies, closed = found
         closed.set()
-        connection.close()  # the child's next read sees the end of the channel
+        for channel in (requests, replies):
+            channel.cancel_join_thread()  # never block exit on a dead child's full pipe
+            channel.close()
 
 
 def _serve(
-    local: MemoryQueue, state: MemoryState, connection: Connection, closed: threading.Event
+    local: MemoryQueue,
+    state: MemoryState,
+    requests: MPQueue[Any],
+    replies: MPQueue[Any],
+    closed: threading.Event,
 ) -> None:
     """Answer one child's calls until its channel is closed (the parent's serving thread)."""
     while not closed.is_set():
         try:
-            if not connection.poll(POLL_S):
-                continue
-            request: Request = connection.recv()
+            request: Request = requests.get(timeout=POLL_S)
+        except stdlib_queue.Empty:
+            continue
         except (OSError, EOFError, ValueError):
-            return  # the channel was closed under us, or the child is gone
+            return  # the channel was closed under us
         try:
             reply: tuple[bool, Any] = (True, _answer(local, state, request))
             if isinstance(request, Call) and request.method == "get" and closed.is_set():
@@ -136,20 +144,10 @@ def _serve(
                 return
         except Exception as exc:  # the child re-raises it; the parent keeps serving
             reply = (False, exc)
-        if not _reply(connection, reply):
+        try:
+            replies.put(reply)
+        except (OSError, ValueError):
             return
-
-
-def _reply(connection: Connection, reply: tuple[bool, Any]) -> bool:
-    """Send ``reply``; False once the channel is closed."""
-    try:
-        connection.send(reply)
-    except (OSError, ValueError):
-        return False
-    except Exception as exc:  # an answer that cannot be pickled: say so instead of hanging
-        error = ConfigError(f"the memory backend cannot send its answer: {exc!r}")
-        connection.send((False, error))
-    return True
 
 
 def _answer(local: MemoryQueue, state: MemoryState, request: Request) -> Any:

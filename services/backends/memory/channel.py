@@ -1,4 +1,4 @@
-"""The child's side of a memory channel: the queue protocol as request/reply over a pipe.
+"""The child's side of a memory channel: the queue protocol as request/reply over two queues.
 
 A ``MemoryConnector`` is made by the parent (``MemoryQueue.connector``) and handed to a child
 process as a ``Process`` argument; ``ChannelQueue`` sends each call to the parent's serving
@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 import os
+import queue as stdlib_queue
 import threading
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
-from multiprocessing.connection import Connection
+from multiprocessing.queues import Queue as MPQueue
 from typing import Any, NamedTuple
 
 from services.errors import BackendUnavailableError, ConfigError
@@ -89,8 +90,8 @@ class MemoryConnector:
     """A child's end of its channel; picklable only as a ``Process`` argument (inheritance)."""
 
     consumer_id: str
-    connection: Connection
-    """The child's end of a duplex pipe: requests out, replies in."""
+    requests: MPQueue[Any]
+    replies: MPQueue[Any]
     owner_pid: int
     """The process that holds the state; when it is gone, so is every queued job."""
 
@@ -116,10 +117,7 @@ class ChannelQueue:
 
     def _send(self, request: Request, method: str, *, wait_s: float = 0.0) -> Any:
         with self._lock:
-            try:
-                self._connector.connection.send(request)
-            except OSError as exc:
-                raise BackendUnavailableError(f"the memory channel is closed ({exc})") from None
+            self._connector.requests.put(request)
             ok, value = self._reply(method, time.monotonic() + wait_s + _REPLY_MARGIN_S)
         if not ok:
             raise value
@@ -127,20 +125,17 @@ class ChannelQueue:
 
     def _reply(self, method: str, deadline: float) -> tuple[bool, Any]:
         # Wait in short slices so a dead parent is noticed at once, not after the deadline.
-        connection = self._connector.connection
         while True:
             if not self._owner_alive():
                 raise BackendUnavailableError("the memory backend's parent process is gone")
             try:
-                if connection.poll(POLL_S):
-                    reply: tuple[bool, Any] = connection.recv()
-                    return reply
-            except (OSError, EOFError) as exc:
-                raise BackendUnavailableError(f"the memory channel is closed ({exc!r})") from None
-            if time.monotonic() > deadline:
-                raise BackendUnavailableError(
-                    f"the memory backend's parent did not answer {method!r}"
-                ) from None
+                reply: tuple[bool, Any] = self._connector.replies.get(timeout=POLL_S)
+                return reply
+            except stdlib_queue.Empty:
+                if time.monotonic() > deadline:
+                    raise BackendUnavailableError(
+                        f"the memory backend's parent did not answer {method!r}"
+                    ) from None
 
     def _owner_alive(self) -> bool:
         if self._owner_pid == os.getpid():
