@@ -81,7 +81,7 @@ LEFT LEFT``, which returns the item without removing it (every waiter sees it) a
       +evalsha +script|load +blpop +blmove +llen +lindex +lrange +lpush +rpush +lpop +ltrim
       +zadd +zrem +zrange +zrevrange +zrangebyscore +zcard +zscore +zremrangebyscore +zrank
       +zpopmin +zremrangebyrank +hset +hsetnx +hget +hmget +hdel +hgetall +hkeys +hincrby
-      +hexists +hlen +sadd +scard +sismember +smembers +incr +incrby +get +mget +set +del +exists
+      +hexists +hlen +sadd +scard +sismember +smembers +incr +incrby +get +set +del +exists
       +expire +pexpire +wait
 
 (``config|get`` is optional: without it the RDB-snapshot check is skipped; ``wait`` is needed

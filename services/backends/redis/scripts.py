@@ -357,9 +357,10 @@ return {now, next_due, renewed, redis.call('SCARD', T .. 'h:' .. c), out}
 # -> fenced count
 # The effect of one ``take`` and one ``finish`` per job, in fewer commands: each consumer's
 # records are read with one HMGET and deleted with one HDEL, ``T running`` loses its fields in
-# one HDEL, and the status records are read and cleared with one MGET and one DEL of all the
-# call's keys (one queue's keys share a slot, so multi-key commands are allowed on a cluster);
-# only the new record (RPUSH, PEXPIRE) is per job.
+# one HDEL, the retry records (T f) are looked for with one EXISTS and the old status records
+# (T j) cleared with one DEL of all the call's keys (one queue's keys share a slot, so
+# multi-key commands are allowed on a cluster); only the new record (RPUSH, PEXPIRE) is per job.
+# No command beyond those the ACL line in ``queue`` grants.
 ACK = _script(
     "ACK",
     r"""
@@ -416,11 +417,15 @@ if #done > 0 then
   for j, id in ipairs(done) do
     fks[j], jks[j] = T .. 'f:' .. id, T .. 'j:' .. id
   end
-  local retried, stale = redis.call('MGET', unpack(fks)), {}
-  for j, rec in ipairs(retried) do
-    if rec then stale[#stale + 1] = fks[j] end
+  -- Retry records (T f) are rare: one EXISTS for the batch, a GET each only when there are.
+  local retried, stale = {}, {}
+  if redis.call('EXISTS', unpack(fks)) > 0 then
+    for j, fk in ipairs(fks) do
+      retried[j] = redis.call('GET', fk)
+      if retried[j] then stale[#stale + 1] = fk end
+    end
+    if #stale > 0 then redis.call('DEL', unpack(stale)) end
   end
-  if #stale > 0 then redis.call('DEL', unpack(stale)) end
   redis.call('DEL', unpack(jks))
   for j in ipairs(done) do
     local att = attempts_of(retried[j]) + 1

@@ -221,3 +221,24 @@ def test_done_rate_needs_an_earlier_sample_then_counts_jobs_done(
     # Then, once the sample is old enough, the rate is 3 jobs over its age (> 0, < 3 per s)
     rate = poll(lambda: gauges.done_rate("default"), timeout_s=5.0, interval_s=0.1)
     assert rate is not None and 0 < rate <= 3.0
+
+
+def test_a_batch_of_acks_records_each_jobs_own_attempts_and_result(
+    backend: BackendUnderTest,
+) -> None:
+    # Given two jobs, one of which failed once and came back for its second attempt
+    (first, first_body), (second, second_body) = job(1), job(2)
+    backend.root.put("default", first, first_body)
+    backend.root.put("default", second, second_body)
+    consumer = backend.consumer("c1")
+    deliveries = consumer.get(["default"], max_count=2, timeout_s=1)
+    retried = next(d for d in deliveries if d.job_id == second)
+    assert consumer.retry(retried, second_body, delay_s=0, error="boom")
+    [again] = poll(lambda: consumer.get(["default"], timeout_s=1))
+    # When both are acked in one call
+    fresh = next(d for d in deliveries if d.job_id == first)
+    assert consumer.ack([completion(fresh, b"1"), completion(again, b"2")]) == 0
+    # Then each is done with its own attempts (the retried one's record replaced) and result
+    assert backend.root.status(first) == JobStatus(first, "done", 1, None, b"1")
+    assert backend.root.status(second) == JobStatus(second, "done", 2, None, b"2")
+    assert backend.root.counts("default") == QueueCounts(done=2)
