@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-CONTRACT_TESTS = 87
+CONTRACT_TESTS = 88
 """Tests in ``services.testing.contract`` (``tests/contract`` runs each on two backends)."""
 
 
