@@ -21,8 +21,15 @@ def new_job_id() -> str:
     """A fresh random job id: 32 hex characters (128 random bits), unique without
     coordination."""
     # Not uuid4().hex: the same system randomness at a fifth of the cost (~2 us, which showed
-    # on a one-round-trip enqueue), and the HTTP API's ids are made the same way.
+    # on a one-round-trip enqueue).
     return os.urandom(16).hex()
+
+
+def new_job_ids(count: int) -> list[str]:
+    """``count`` ids like ``new_job_id``'s from one read of the system's randomness (a request
+    of a thousand jobs would otherwise read it a thousand times)."""
+    digits = os.urandom(16 * count).hex()
+    return [digits[i : i + 32] for i in range(0, 32 * count, 32)]
 
 
 @dataclass(frozen=True)

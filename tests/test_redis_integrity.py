@@ -360,9 +360,14 @@ def test_a_retried_put_of_new_ids_checks_everything_again(
     assert status is not None and status.status == "done"
 
 
-def test_an_unconfirmed_put_says_so(redis_server: RedisServer, redis_url: str) -> None:
-    # Given a Redis that is down
+@pytest.mark.parametrize("put_before", [False, True], ids=["first put", "kept connection"])
+def test_an_unconfirmed_put_says_so(
+    redis_server: RedisServer, redis_url: str, put_before: bool
+) -> None:
+    # Given a Redis that is down (after a put, when the lone put's kept connection is open)
     queue = RedisQueue(redis_url, QueueSettings(op_timeout_s=0.2, put_timeout_s=0.4))
+    if put_before:
+        assert queue.put("q", "first", b"x")
     redis_server.kill()
     try:
         # When a put is attempted, Then it gives up after its timeout saying what it means

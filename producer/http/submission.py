@@ -16,7 +16,6 @@ always means the same job. The ``i``-th job of a batch sent with a key gets
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from typing import Any, NamedTuple, Protocol
 from producer.http.problems import InvalidBatch, InvalidRequest, PayloadTooLarge, problem_of
 from services.codec import MAX_BODY_BYTES, encode_job
 from services.errors import ConveyorError
-from services.job import Job
+from services.job import Job, new_job_ids
 from services.names import check_job_id, check_queue_name
 from services.registry import Registry
 from services.unique_keys import Uniqueness, uniqueness
@@ -66,14 +65,6 @@ class Encoded(NamedTuple):
     body: bytes
     generated: bool
     """The id was generated here (never put before), not chosen by the client."""
-
-
-def new_ids(count: int) -> list[str]:
-    """``count`` fresh job ids like ``services.job.new_job_id``'s (32 random hex digits, stored
-    compact by the Redis backend), from one read of the system's randomness: a uuid4 each
-    costs ~2 us, which shows when a request carries a thousand jobs."""
-    digits = os.urandom(16 * count).hex()
-    return [digits[i : i + 32] for i in range(0, 32 * count, 32)]
 
 
 def key_job_id(key: str, index: int | None = None) -> str:
@@ -180,7 +171,7 @@ class Submission:
         check_queue_name(queue)
         chosen = chosen_id(request, key)
         self._check(request)
-        return self.encode(queue, request, chosen, iter(new_ids(1)), time.time())
+        return self.encode(queue, request, chosen, iter(new_job_ids(1)), time.time())
 
     def encode_batch(
         self, queue: str, requests: Sequence[JobAsked], key: str | None
@@ -190,7 +181,7 @@ class Submission:
         A batch that fails as a whole for a single reason (its queue name) raises that.
         """
         check_queue_name(queue)
-        fresh = iter(new_ids(len(requests)))
+        fresh = iter(new_job_ids(len(requests)))
         now = time.time()  # the jobs of one request are enqueued together
         encoded: list[Encoded] = []
         failures: list[dict[str, Any]] = []
